@@ -1,0 +1,213 @@
+//! The command line (SPEC §7): `run`, `generate`, `inspect`; logging setup,
+//! the run summary, and exit codes (0 ok, 1 run failed, 2 usage or config,
+//! 3 quality gate failed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{ConfigFile, Overrides};
+use crate::error::Error;
+use crate::generate::{GenerateOptions, generate};
+use crate::inspect::{LAYER_NAMES, inspect};
+use crate::runs::{Manifest, Outcome, RunOptions, RunStatus, run};
+use crate::storage::Storage;
+
+/// minutely: raw service events → bronze → silver → gold per-minute metrics.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr (level via RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MINUTELY_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest new input files into bronze, silver and gold.
+    Run(RunArgs),
+    /// Write deterministic, realistic, dirty sample input.
+    Generate(GenerateArgs),
+    /// Show layers, partitions, rows, time ranges, schemas, rejects and runs.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Config file [default: config/minutely.toml when present].
+    #[arg(long, env = "MINUTELY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output location (path, file://, memory://).
+    #[arg(long, env = "MINUTELY_OUTPUT")]
+    output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: ConfigArgs,
+    /// Input location (path, file://, memory://), read recursively.
+    #[arg(long, env = "MINUTELY_INPUT")]
+    input: Option<String>,
+    /// Rebuild every layer from all input, ignoring earlier runs.
+    #[arg(long)]
+    full_refresh: bool,
+    /// Extra chrono strftime pattern for timestamps (repeatable; adds to the config's).
+    #[arg(long = "timestamp-format", value_name = "FMT")]
+    timestamp_formats: Vec<String>,
+    /// Quality gate: maximum rejected/bronze row ratio before exit code 3.
+    #[arg(long, env = "MINUTELY_MAX_REJECT_RATIO")]
+    max_reject_ratio: Option<f64>,
+    /// Rows per processing batch (bounds memory).
+    #[arg(long, env = "MINUTELY_BATCH_ROWS")]
+    batch_rows: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Number of events to generate.
+    #[arg(long)]
+    events: u64,
+    /// Seed; the same seed and count give the same files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Folder to write into.
+    #[arg(long, default_value = "input")]
+    out: PathBuf,
+    /// UTC date of the first event.
+    #[arg(long, default_value = "2026-01-12")]
+    start: chrono::NaiveDate,
+    /// Minutes the events are spread over.
+    #[arg(long, default_value_t = 3 * 24 * 60)]
+    span_minutes: i64,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// One of bronze, silver, rejects, gold, runs [default: all].
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(LAYER_NAMES))]
+    layer: Option<String>,
+    #[command(flatten)]
+    common: ConfigArgs,
+}
+
+/// Parses arguments, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", error.chain());
+            ExitCode::from(if error.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Run(args) => {
+            let file = ConfigFile::load(args.common.config.as_deref())?;
+            let config = file.resolve(Overrides {
+                input: args.input,
+                output: args.common.output,
+                max_reject_ratio: args.max_reject_ratio,
+                timestamp_formats: args.timestamp_formats,
+                batch_rows: args.batch_rows,
+            })?;
+            let started = Instant::now();
+            match run(&config, RunOptions { full_refresh: args.full_refresh })? {
+                Outcome::NothingNew { files_skipped } => {
+                    println!("Nothing new to ingest ({files_skipped} files already ingested); nothing written.");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Outcome::Committed(manifest) => {
+                    print_summary(&manifest, started.elapsed().as_secs_f64());
+                    if manifest.status == RunStatus::QualityGateFailed {
+                        eprintln!(
+                            "error: quality gate failed: reject ratio {:.4} is above the maximum {}",
+                            manifest.reject_ratio, manifest.max_reject_ratio
+                        );
+                        return Ok(ExitCode::from(3));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Generate(args) => {
+            let started = Instant::now();
+            let options = GenerateOptions {
+                events: args.events,
+                seed: args.seed,
+                out: args.out.clone(),
+                start_seconds: args.start.and_time(chrono::NaiveTime::MIN).and_utc().timestamp(),
+                span_seconds: args.span_minutes.max(1) * 60,
+            };
+            let done = generate(&options)?;
+            println!(
+                "Generated {} events in {} files ({:.1} MB) under {} in {:.2}s.",
+                done.events,
+                done.files,
+                done.bytes as f64 / 1e6,
+                args.out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => {
+            let file = ConfigFile::load(args.common.config.as_deref())?;
+            let config = file.resolve(Overrides { output: args.common.output, ..Overrides::default() })?;
+            let output = Storage::open(&config.output, false)?;
+            print!("{}", inspect(&output, args.layer.as_deref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_summary(m: &Manifest, seconds: f64) {
+    let status = serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    println!("Run {} {status} in {seconds:.2}s.", m.run_id);
+    println!("  input files: {} ingested, {} already ingested", m.files.len(), m.files_skipped);
+    println!(
+        "  bronze {} rows -> silver {} events + {} rejects ({:.2}%) -> gold {} rows in {} partitions",
+        m.rows.bronze,
+        m.rows.silver_events,
+        m.rows.silver_rejects,
+        m.reject_ratio * 100.0,
+        m.rows.gold,
+        m.gold_partitions.len()
+    );
+    if !m.rejects_by_reason.is_empty() {
+        let reasons: Vec<String> = m.rejects_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("  rejects by reason: {}", reasons.join(", "));
+    }
+    let c = &m.counters;
+    println!(
+        "  nulled optional fields: latency {} invalid / {} missing, status {} invalid / {} missing",
+        c.latency_invalid, c.latency_missing, c.status_invalid, c.status_missing
+    );
+    if m.rows.bronze > 0 && seconds > 0.0 {
+        println!("  throughput: {:.0} events/s", m.rows.bronze as f64 / seconds);
+    }
+    println!("  manifest: {}/{}", m.output.trim_end_matches('/'), Manifest::path(&m.run_id));
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,208 @@
+//! Configuration: built-in defaults < `config/*.toml` < environment < flags.
+//!
+//! The TOML file is parsed once into [`ConfigFile`] (unknown keys are an
+//! error naming the key); [`Overrides`] carries what the environment and the
+//! command line set (clap reads both, flag first); [`ConfigFile::resolve`]
+//! merges them into the validated [`PipelineConfig`] a run uses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Config file read when `--config` is not given, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/minutely.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings of `pipeline run`, `generate` and `inspect`.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// Settings of the `api` server.
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[pipeline]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Input location: a folder path or URL (`file://`, `memory://`, ...), read recursively.
+    pub input: String,
+    /// Output location holding `bronze/`, `silver/`, `gold/` and `_runs/`.
+    pub output: String,
+    /// Quality gate: a run whose rejected/bronze row ratio exceeds this exits with code 3.
+    pub max_reject_ratio: f64,
+    /// Extra chrono `strftime` patterns tried after the built-in timestamp forms, in order.
+    pub timestamp_formats: Vec<String>,
+    /// Rows parsed per processing batch; bounds memory (≈ 200 bytes per row in flight).
+    pub batch_rows: usize,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            input: "input".into(),
+            output: "output".into(),
+            max_reject_ratio: 0.25,
+            timestamp_formats: Vec::new(),
+            batch_rows: 1_000_000,
+        }
+    }
+}
+
+/// `[api]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address the HTTP server binds to.
+    pub bind: String,
+    /// Seconds between polls of `_runs/` for a newer successful run.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), reload_interval_secs: 5 }
+    }
+}
+
+/// Values set by environment variables or flags; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub max_reject_ratio: Option<f64>,
+    /// Added to the file's formats (not replacing them).
+    pub timestamp_formats: Vec<String>,
+    pub batch_rows: Option<usize>,
+}
+
+/// The validated settings of a pipeline run.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub input: String,
+    pub output: String,
+    pub max_reject_ratio: f64,
+    pub timestamp_formats: Vec<String>,
+    pub batch_rows: usize,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or the default path when `None`. A missing default file
+    /// means built-in defaults; a missing explicit file is an error.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(Error::ConfigFile { path, source }),
+        }
+    }
+
+    /// Parses TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text)
+            .map_err(|e| Error::ConfigParse { path: path.to_path_buf(), message: e.message().to_string() })
+    }
+
+    /// Merges overrides and validates the result.
+    pub fn resolve(&self, overrides: Overrides) -> Result<PipelineConfig> {
+        let file = &self.pipeline;
+        let mut timestamp_formats = file.timestamp_formats.clone();
+        timestamp_formats.extend(overrides.timestamp_formats);
+        let config = PipelineConfig {
+            input: overrides.input.unwrap_or_else(|| file.input.clone()),
+            output: overrides.output.unwrap_or_else(|| file.output.clone()),
+            max_reject_ratio: overrides.max_reject_ratio.unwrap_or(file.max_reject_ratio),
+            timestamp_formats,
+            batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl PipelineConfig {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.max_reject_ratio) {
+            return Err(Error::Config(format!("max_reject_ratio must be within 0..=1, got {}", self.max_reject_ratio)));
+        }
+        if self.batch_rows == 0 {
+            return Err(Error::Config("batch_rows must be at least 1".into()));
+        }
+        for format in &self.timestamp_formats {
+            validate_strftime(format)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rejects a chrono pattern with an unknown or incomplete `%` directive.
+pub fn validate_strftime(format: &str) -> Result<()> {
+    use chrono::format::{Item, StrftimeItems};
+    if format.trim().is_empty() || StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        return Err(Error::Config(format!("timestamp format {format:?} is not a valid strftime pattern")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_file_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config/ exists in the repository") {
+            let path = entry.expect("readable dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let file = ConfigFile::load(Some(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                file.resolve(Overrides::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no config files found in {}", dir.display());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = ConfigFile::parse("[pipeline]\nimput = \"x\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("imput"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file_and_formats_accumulate() {
+        let file = ConfigFile::parse(
+            "[pipeline]\ninput = \"a\"\ntimestamp_formats = [\"%d/%m/%Y %H:%M:%S\"]\n",
+            Path::new("x.toml"),
+        )
+        .expect("valid");
+        let config = file
+            .resolve(Overrides {
+                input: Some("b".into()),
+                timestamp_formats: vec!["%Y%m%d%H%M%S".into()],
+                ..Overrides::default()
+            })
+            .expect("valid");
+        assert_eq!(config.input, "b");
+        assert_eq!(config.output, "output");
+        assert_eq!(config.timestamp_formats, ["%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M%S"]);
+    }
+
+    #[test]
+    fn bad_strftime_and_ratio_are_config_errors() {
+        let file = ConfigFile::default();
+        let bad_format = Overrides { timestamp_formats: vec!["%Q".into()], ..Overrides::default() };
+        assert!(file.resolve(bad_format).unwrap_err().is_usage());
+        let bad_ratio = Overrides { max_reject_ratio: Some(1.5), ..Overrides::default() };
+        assert!(file.resolve(bad_ratio).unwrap_err().is_usage());
+    }
+}

@@ -1,0 +1,191 @@
+//! CSV reader (RFC 4180 with the dialect points of SPEC §2), on the `csv`
+//! crate in flexible mode so a field-count mismatch is a malformed record,
+//! not a failed file, and every record knows its physical start line.
+
+use super::{FIELDS, ReadStats, RecordSink, check_text, field_index, push_json_key};
+use crate::error::{Error, Result};
+
+/// Where a header column goes.
+enum Target {
+    Known(usize),
+    Extra(String),
+}
+
+/// Reads a decoded CSV file (BOM already stripped) into `sink`.
+pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<ReadStats> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
+    let mut record = csv::ByteRecord::new();
+    let mut stats = ReadStats::default();
+
+    let header = loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(stats),
+            Ok(true) if is_blank(&record) => continue,
+            Ok(true) => break record.clone(),
+            Err(e) => return Err(unreadable(path, &e)),
+        }
+    };
+    let targets = header_targets(&header, path)?;
+
+    let mut invalid_utf8 = 0;
+    let mut fields: [Option<&str>; 7];
+    let mut extra = String::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(unreadable(path, &e)),
+        }
+        if is_blank(&record) && targets.len() > 1 {
+            continue;
+        }
+        stats.records += 1;
+        let (line, start) = record.position().map_or((0, 0), |p| (p.line() as i64, p.byte() as usize));
+        let raw = || {
+            let end = (reader.position().byte() as usize).min(data.len());
+            let text = String::from_utf8_lossy(&data[start..end]);
+            text.trim_end_matches(['\r', '\n']).to_string()
+        };
+        if record.len() != targets.len() {
+            stats.malformed += 1;
+            sink.malformed(line, &raw());
+            continue;
+        }
+        let Ok(values) = record.iter().map(std::str::from_utf8).collect::<Result<Vec<&str>, _>>() else {
+            invalid_utf8 += 1;
+            stats.malformed += 1;
+            sink.malformed(line, &raw());
+            continue;
+        };
+        fields = [None; 7];
+        extra.clear();
+        for (target, value) in targets.iter().zip(values) {
+            match target {
+                Target::Known(i) => fields[*i] = Some(value),
+                Target::Extra(name) => {
+                    push_json_key(&mut extra, name);
+                    extra.push_str(&serde_json::to_string(value).unwrap_or_default());
+                }
+            }
+        }
+        if !extra.is_empty() {
+            extra.push('}');
+        }
+        sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
+    }
+    check_text(stats, invalid_utf8, path)
+}
+
+/// A blank line: csv yields it as one empty (or whitespace-only) field.
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace)
+}
+
+/// Maps each header column to a known field (first occurrence wins) or to
+/// `_extra` under its trimmed name (`_col<N>` when the name is empty).
+fn header_targets(header: &csv::ByteRecord, path: &str) -> Result<Vec<Target>> {
+    let mut seen = [false; FIELDS.len()];
+    header
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let name = std::str::from_utf8(name).map_err(|_| Error::UnreadableInput {
+                path: path.to_string(),
+                message: "the CSV header is not valid UTF-8".into(),
+            })?;
+            Ok(match field_index(name) {
+                Some(k) if !seen[k] => {
+                    seen[k] = true;
+                    Target::Known(k)
+                }
+                _ if name.trim().is_empty() => Target::Extra(format!("_col{}", i + 1)),
+                _ => Target::Extra(name.trim().to_string()),
+            })
+        })
+        .collect()
+}
+
+fn unreadable(path: &str, e: &csv::Error) -> Error {
+    Error::UnreadableInput { path: path.to_string(), message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::test_support::Collect;
+
+    fn read(text: &str) -> Collect {
+        let mut sink = Collect::default();
+        read_csv(text.as_bytes(), "t.csv", &mut sink).expect("readable");
+        sink
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn columns_in_any_order_with_messy_header_names() {
+        let c = read(" Service ,EVENT_ID,timestamp\napi,e1,2026-01-01T00:00:00Z\n");
+        let (line, f, extra) = &c.rows[0];
+        assert_eq!(*line, 2);
+        assert_eq!(f[0], s("e1"));
+        assert_eq!(f[1], s("api"));
+        assert_eq!(f[3], s("2026-01-01T00:00:00Z"));
+        assert_eq!(f[4], None, "missing column reads as absent");
+        assert_eq!(*extra, None);
+    }
+
+    #[test]
+    fn values_are_kept_untrimmed_and_empty_is_not_null() {
+        let c = read("event_id,service\n  e1 ,\n");
+        assert_eq!(c.rows[0].1[0], s("  e1 "));
+        assert_eq!(c.rows[0].1[1], s(""));
+    }
+
+    #[test]
+    fn quoted_commas_quotes_and_line_breaks_keep_start_line() {
+        let c = read("event_id,user_id\r\ne1,\"a,b\"\r\ne2,\"say \"\"hi\"\"\nnext\"\r\ne3,u\r\n");
+        assert_eq!(c.rows.len(), 3);
+        assert_eq!(c.rows[0].1[6], s("a,b"));
+        assert_eq!(c.rows[1].1[6], s("say \"hi\"\nnext"));
+        assert_eq!((c.rows[1].0, c.rows[2].0), (3, 5));
+    }
+
+    #[test]
+    fn blank_lines_are_not_records_but_count_as_lines() {
+        let c = read("event_id,service\n\ne1,a\n   \n\ne2,b\n");
+        let lines: Vec<i64> = c.rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [3, 6]);
+    }
+
+    #[test]
+    fn unknown_columns_go_to_extra_as_json() {
+        let c = read("event_id,region, ,service\ne1,eu \"w\",x,a\n");
+        assert_eq!(c.rows[0].2, s(r#"{"region":"eu \"w\"","_col3":"x"}"#));
+    }
+
+    #[test]
+    fn field_count_mismatch_is_malformed_with_raw_text() {
+        let c = read("event_id,service\ne1,a,extra\ne2\ne3,b\n");
+        assert_eq!(c.malformed, [(2, "e1,a,extra".to_string()), (3, "e2".to_string())]);
+        assert_eq!(c.rows.len(), 1);
+        assert_eq!(c.rows[0].0, 4);
+    }
+
+    #[test]
+    fn invalid_utf8_row_is_malformed_but_all_invalid_is_unreadable() {
+        let mut sink = Collect::default();
+        read_csv(b"event_id,service\ne1,\xff\ne2,a\n", "t.csv", &mut sink).expect("one good row");
+        assert_eq!(sink.malformed.len(), 1);
+        assert_eq!(sink.rows.len(), 1);
+        let err = read_csv(b"event_id,service\ne1,\xff\n", "in/t.csv", &mut Collect::default()).unwrap_err();
+        assert!(err.to_string().contains("in/t.csv"), "{err}");
+    }
+
+    #[test]
+    fn header_only_and_empty_files_have_no_records() {
+        assert!(read("event_id,service\n").rows.is_empty());
+        assert!(read("").rows.is_empty());
+    }
+}

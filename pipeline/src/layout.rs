@@ -1,0 +1,31 @@
+//! Where each layer lives under an output location (SPEC §3–§6). All
+//! layers are Hive-partitioned: the partition column is in the folder name
+//! only. Names starting with `_` are ignored by Parquet readers.
+
+pub const BRONZE: &str = "bronze/events";
+pub const SILVER_EVENTS: &str = "silver/events";
+pub const SILVER_REJECTS: &str = "silver/rejects";
+pub const GOLD: &str = "gold/service_minute_metrics";
+/// Files of a run in progress, moved into the layers when it commits.
+pub const STAGING: &str = "_staging";
+/// The single file of a gold partition, replaced whole by each run that touches it.
+pub const GOLD_FILE: &str = "data.parquet";
+
+/// Every layer folder with its partition key, for listing and inspection.
+pub const LAYERS: [(&str, &str); 4] =
+    [(BRONZE, "ingest_date"), (SILVER_EVENTS, "event_date"), (SILVER_REJECTS, "ingest_date"), (GOLD, "event_date")];
+
+/// `layer/key=date`.
+pub fn partition(layer: &str, key: &str, date: &str) -> String {
+    format!("{layer}/{key}={date}")
+}
+
+/// Path of a run's staged copy of `relative`.
+pub fn staged(run_id: &str, relative: &str) -> String {
+    format!("{STAGING}/{run_id}/{relative}")
+}
+
+/// The date of a `key=YYYY-MM-DD` folder in `relative`, if any.
+pub fn partition_value<'a>(relative: &'a str, key: &str) -> Option<&'a str> {
+    relative.split('/').find_map(|part| part.strip_prefix(key)?.strip_prefix('='))
+}

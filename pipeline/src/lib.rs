@@ -1,0 +1,23 @@
+//! minutely's pipeline: raw event files → bronze → silver → gold.
+//!
+//! - [`input`] reads CSV and NDJSON files (gzipped or not) into records.
+//! - [`bronze`] lands every record as read, with lineage.
+//! - [`silver`] applies the cleaning rules: clean events and explained rejects.
+//! - [`gold`] aggregates clean events per service and minute.
+//! - [`runs`] orchestrates a run: incremental input, lock, staging, manifest.
+//! - [`storage`] is the object_store edge; [`config`] the layered settings.
+
+pub mod bronze;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gold;
+pub mod input;
+pub mod inspect;
+pub mod layout;
+pub mod runs;
+pub mod silver;
+pub mod storage;
+
+pub use error::{Error, Result};

@@ -1,0 +1,525 @@
+//! One pipeline run: discover new input, land bronze, clean into silver,
+//! recompute gold for touched dates, publish, write the manifest last.
+//!
+//! Memory is bounded by the batch size: files are parsed in parallel in
+//! batches of about `batch_rows` rows and each batch is written out before
+//! the next is read. What grows with the output is the set of event id
+//! fingerprints of touched dates (16 bytes per id, for duplicate detection)
+//! and, for gold, the four silver columns of one event date at a time.
+//!
+//! Everything a run writes goes to `_staging/<run_id>/` first. Commit
+//! writes `_staging/<run_id>/_commit.json`, moves each file into place, then
+//! writes `_runs/<run_id>.json`. A run that dies before the commit marker
+//! leaves only staging, which the next run deletes; one that dies after it
+//! is finished by the next run.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use polars::prelude::*;
+use rayon::prelude::*;
+use tracing::{info, info_span, warn};
+
+use super::lock::Lock;
+use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, load_manifests, new_run_id};
+use crate::bronze::{BronzeBuilder, Lineage};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::input::{self, FileKind};
+use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
+use crate::silver::{self, Counters, Dedupe, Evaluated, Reason, Rules, timestamp::format_date};
+use crate::storage::{Entry, Storage};
+use crate::{gold, silver::columns::EVENT_ID};
+
+const COMMIT_MARKER: &str = "_commit.json";
+
+/// How a run was asked to behave.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Ignore earlier runs: re-ingest all input and replace every layer.
+    pub full_refresh: bool,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No new or changed input file; nothing was written.
+    NothingNew { files_skipped: u64 },
+    /// Layers were written and published; see the manifest's status.
+    Committed(Box<Manifest>),
+}
+
+/// Runs the pipeline once on `config`'s input and output.
+pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
+    let started_at = Utc::now();
+    let run_id = new_run_id(started_at);
+    let input = Storage::open(&config.input, false)?;
+    let output = Storage::open(&config.output, true)?;
+    let holder = format!("run {run_id} (pid {}, started {})", std::process::id(), started_at.to_rfc3339());
+    let _lock = Lock::acquire(&output, &holder)?;
+    info!(run_id, input = config.input, output = config.output, full_refresh = options.full_refresh, "Starting run.");
+
+    recover_staging(&output)?;
+    let mut run = Run::new(config, options, input, output, run_id, started_at);
+    match run.execute() {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            run.record_failure(&error);
+            Err(error)
+        }
+    }
+}
+
+/// A file chosen for ingestion.
+struct Candidate {
+    entry: Entry,
+    kind: FileKind,
+    /// Hash of the content an earlier run ingested at this path, if any.
+    known_hash: Option<String>,
+}
+
+/// One file after parsing and rules 1–4.
+struct Ingested {
+    record: FileRecord,
+    evaluated: Evaluated,
+}
+
+struct Run<'a> {
+    config: &'a PipelineConfig,
+    options: RunOptions,
+    input: Storage,
+    output: Storage,
+    run_id: String,
+    started_at: DateTime<Utc>,
+    rules: Rules,
+    dedupe: Dedupe,
+    files: Vec<FileRecord>,
+    files_skipped: u64,
+    rows: LayerRows,
+    reject_counts: [u64; Reason::ALL.len()],
+    counters: Counters,
+    /// Staged objects, relative to the output root (not the staging folder).
+    outputs: Vec<String>,
+    touched_dates: BTreeSet<i32>,
+    stage_seconds: BTreeMap<String, f64>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        config: &'a PipelineConfig,
+        options: RunOptions,
+        input: Storage,
+        output: Storage,
+        run_id: String,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            config,
+            options,
+            input,
+            output,
+            run_id,
+            started_at,
+            rules: Rules { timestamps: silver::TimestampParser::new(&config.timestamp_formats) },
+            dedupe: Dedupe::default(),
+            files: Vec::new(),
+            files_skipped: 0,
+            rows: LayerRows::default(),
+            reject_counts: [0; Reason::ALL.len()],
+            counters: Counters::default(),
+            outputs: Vec::new(),
+            touched_dates: BTreeSet::new(),
+            stage_seconds: BTreeMap::new(),
+        }
+    }
+
+    fn timed<T>(&mut self, stage: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let result = f(self);
+        *self.stage_seconds.entry(stage.to_string()).or_default() += start.elapsed().as_secs_f64();
+        result
+    }
+
+    fn execute(&mut self) -> Result<Outcome> {
+        let candidates = self.timed("discover", Self::discover)?;
+        let total_bytes = candidates.iter().map(|c| c.entry.size).sum();
+        let progress = progress_bar(total_bytes);
+        for batch in batches(candidates, self.config.batch_rows) {
+            self.process_batch(batch, &progress)?;
+        }
+        progress.finish_and_clear();
+        if self.files.is_empty() {
+            info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
+            return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
+        }
+        self.timed("gold", Self::write_gold)?;
+        let manifest = self.manifest(self.status(), None);
+        self.timed("publish", |run| run.commit(&manifest))?;
+        Ok(Outcome::Committed(Box::new(self.manifest(manifest.status, None))))
+    }
+
+    /// Event files under the input root not already ingested with this content.
+    fn discover(&mut self) -> Result<Vec<Candidate>> {
+        let mut ingested: HashMap<String, FileRecord> = HashMap::new();
+        if !self.options.full_refresh {
+            for manifest in load_manifests(&self.output)?.into_iter().filter(|m| m.status.committed()) {
+                for file in manifest.files {
+                    ingested.insert(file.path.clone(), file);
+                }
+            }
+        }
+        let mut candidates = Vec::new();
+        for entry in self.input.list("")? {
+            let Some(kind) = input::classify(&entry.relative) else { continue };
+            let known = ingested.get(&entry.relative);
+            // Same size and modification time as an ingested file: same content.
+            if known.is_some_and(|k| k.size == entry.size && k.last_modified == entry.last_modified) {
+                self.files_skipped += 1;
+                continue;
+            }
+            candidates.push(Candidate { known_hash: known.map(|k| k.content_hash.clone()), entry, kind });
+        }
+        info!(candidates = candidates.len(), skipped = self.files_skipped, "Discovered input files.");
+        Ok(candidates)
+    }
+
+    fn process_batch(&mut self, batch: Vec<Candidate>, progress: &ProgressBar) -> Result<()> {
+        let span = info_span!("batch", files = batch.len());
+        let _enter = span.enter();
+        let lineage_time = self.started_at.timestamp_micros();
+        let ingested: Vec<Option<Ingested>> = self.timed("bronze", |run| {
+            let (input, rules, run_id) = (&run.input, &run.rules, run.run_id.as_str());
+            batch
+                .par_iter()
+                .map(|c| {
+                    let result = ingest_file(
+                        input,
+                        c,
+                        rules,
+                        Lineage { source_file: &c.entry.relative, ingested_at_micros: lineage_time, run_id },
+                    );
+                    progress.inc(c.entry.size);
+                    result
+                })
+                .collect()
+        })?;
+        let mut ingested: Vec<Ingested> = ingested
+            .into_iter()
+            .filter_map(|i| {
+                if i.is_none() {
+                    self.files_skipped += 1;
+                }
+                i
+            })
+            .collect();
+        if ingested.is_empty() {
+            return Ok(());
+        }
+
+        self.timed("dedupe", |run| {
+            for file in &mut ingested {
+                for date in run.dedupe.unloaded_dates(&file.evaluated) {
+                    let ids = if run.options.full_refresh { Vec::new() } else { committed_ids(&run.output, date)? };
+                    run.dedupe.preload(date, ids);
+                }
+                run.dedupe.apply(&mut file.evaluated);
+            }
+            Ok(())
+        })?;
+
+        let cleaned = self.timed("silver", |_| {
+            ingested
+                .into_par_iter()
+                .map(|file| {
+                    let bronze = file.evaluated.bronze().clone();
+                    Ok((file.record, bronze, silver::split(file.evaluated)?))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+
+        // Gather the batch into one file per layer partition.
+        let batch_no = self.outputs.len();
+        let ingest_date = self.started_at.format("%Y-%m-%d").to_string();
+        let part = format!("part-{}-{batch_no:05}.parquet", self.run_id);
+        let mut bronze_frames = Vec::new();
+        let mut reject_frames = Vec::new();
+        let mut event_frames: BTreeMap<i32, Vec<DataFrame>> = BTreeMap::new();
+        for (record, bronze, cleaned) in cleaned {
+            self.rows.bronze += bronze.height() as u64;
+            self.rows.silver_rejects += cleaned.rejects.height() as u64;
+            for (count, total) in cleaned.reject_counts.iter().zip(self.reject_counts.iter_mut()) {
+                *total += count;
+            }
+            self.counters.add(&cleaned.counters);
+            for (date, events) in cleaned.events {
+                self.rows.silver_events += events.height() as u64;
+                event_frames.entry(date).or_default().push(events);
+            }
+            bronze_frames.push(bronze);
+            reject_frames.push(cleaned.rejects);
+            self.files.push(record);
+        }
+        let mut writes = vec![
+            (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", &ingest_date)), bronze_frames),
+            (format!("{}/{part}", layout::partition(SILVER_REJECTS, "ingest_date", &ingest_date)), reject_frames),
+        ];
+        for (date, frames) in event_frames {
+            self.touched_dates.insert(date);
+            writes.push((
+                format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", &format_date(date))),
+                frames,
+            ));
+        }
+        let written = self.timed("write", |run| {
+            writes
+                .into_par_iter()
+                .map(|(path, frames)| {
+                    let mut df = concat_frames(frames)?;
+                    if df.height() == 0 {
+                        return Ok(None);
+                    }
+                    run.output.put_parquet(&layout::staged(&run.run_id, &path), &mut df)?;
+                    Ok(Some(path))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        self.outputs.extend(written.into_iter().flatten());
+        info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Wrote batch.");
+        Ok(())
+    }
+
+    /// Recomputes the gold partition of every touched date from all of its
+    /// clean events: committed ones plus this run's staged ones.
+    fn write_gold(&mut self) -> Result<()> {
+        let dates: Vec<i32> = self.touched_dates.iter().copied().collect();
+        let results = dates
+            .par_iter()
+            .map(|&date| {
+                let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+                let mut sources: Vec<String> = Vec::new();
+                if !self.options.full_refresh {
+                    sources.extend(parquet_files(&self.output, &dir)?);
+                }
+                let staged_prefix = format!("{dir}/");
+                sources.extend(
+                    self.outputs
+                        .iter()
+                        .filter(|p| p.starts_with(&staged_prefix))
+                        .map(|p| layout::staged(&self.run_id, p)),
+                );
+                let frames = sources
+                    .iter()
+                    .map(|path| self.output.get_parquet(path, Some(&gold::INPUT_COLUMNS)))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut metrics = gold::aggregate(concat_frames(frames)?.lazy())?;
+                let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
+                self.output.put_parquet(&layout::staged(&self.run_id, &path), &mut metrics)?;
+                Ok((path, metrics.height() as u64))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (path, rows) in results {
+            self.rows.gold += rows;
+            self.outputs.push(path);
+        }
+        info!(partitions = dates.len(), rows = self.rows.gold, "Wrote gold.");
+        Ok(())
+    }
+
+    fn status(&self) -> RunStatus {
+        if self.reject_ratio() > self.config.max_reject_ratio {
+            RunStatus::QualityGateFailed
+        } else {
+            RunStatus::Succeeded
+        }
+    }
+
+    fn reject_ratio(&self) -> f64 {
+        if self.rows.bronze == 0 { 0.0 } else { self.rows.silver_rejects as f64 / self.rows.bronze as f64 }
+    }
+
+    fn manifest(&self, status: RunStatus, error: Option<String>) -> Manifest {
+        Manifest {
+            run_id: self.run_id.clone(),
+            status,
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            input: self.config.input.clone(),
+            output: self.config.output.clone(),
+            full_refresh: self.options.full_refresh,
+            files: self.files.clone(),
+            files_skipped: self.files_skipped,
+            rows: self.rows,
+            rejects_by_reason: Reason::ALL
+                .iter()
+                .zip(self.reject_counts)
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| (r.code().to_string(), n))
+                .collect(),
+            reject_ratio: self.reject_ratio(),
+            max_reject_ratio: self.config.max_reject_ratio,
+            counters: self.counters,
+            gold_partitions: self.touched_dates.iter().map(|d| format_date(*d)).collect(),
+            outputs: self.outputs.clone(),
+            stage_seconds: self.stage_seconds.clone(),
+            error,
+        }
+    }
+
+    fn commit(&mut self, manifest: &Manifest) -> Result<()> {
+        self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
+        publish(&self.output, manifest)
+    }
+
+    /// Best effort: drop what the run staged and leave a failed manifest.
+    fn record_failure(&mut self, error: &Error) {
+        let mut manifest = self.manifest(RunStatus::Failed, Some(error.chain()));
+        manifest.outputs.clear();
+        for path in &self.outputs {
+            let _ = self.output.delete(&layout::staged(&self.run_id, path));
+        }
+        if let Err(e) = self.output.put(&Manifest::path(&self.run_id), manifest.to_json()) {
+            warn!(error = %e, "Could not write the failed run's manifest.");
+        }
+    }
+}
+
+/// Reads, hashes, parses and evaluates one file; `None` when its content
+/// equals what an earlier run ingested at the same path.
+fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: Lineage) -> Result<Option<Ingested>> {
+    let path = &candidate.entry.relative;
+    let bytes = input.get(path)?;
+    let content_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+    if candidate.known_hash.as_deref() == Some(content_hash.as_str()) {
+        return Ok(None);
+    }
+    let data = input::decode(&bytes, candidate.kind, path)?;
+    let mut builder = BronzeBuilder::with_capacity(data.len() / 96 + 16);
+    let stats = input::read_file(&data, candidate.kind, path, &mut builder)?;
+    let bronze = builder.finish(lineage)?;
+    let evaluated = silver::evaluate(bronze, rules)?;
+    let record = FileRecord {
+        path: path.clone(),
+        size: candidate.entry.size,
+        content_hash,
+        last_modified: candidate.entry.last_modified,
+        rows: stats.records,
+        malformed: stats.malformed,
+    };
+    Ok(Some(Ingested { record, evaluated }))
+}
+
+/// Event id fingerprints committed on `date` by earlier runs.
+fn committed_ids(output: &Storage, date: i32) -> Result<Vec<u128>> {
+    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+    let mut ids = Vec::new();
+    for path in parquet_files(output, &dir)? {
+        let df = output.get_parquet(&path, Some(&[EVENT_ID]))?;
+        let column = df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
+        ids.extend(column.iter().flatten().map(silver::fingerprint));
+    }
+    Ok(ids)
+}
+
+/// Published `*.parquet` objects under `dir`.
+fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
+    Ok(output.list(dir)?.into_iter().map(|e| e.relative).filter(|p| p.ends_with(".parquet")).collect())
+}
+
+fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
+    let Some(mut first) = frames.first().cloned() else {
+        return Ok(DataFrame::empty());
+    };
+    for frame in frames.drain(1..) {
+        first.vstack_mut_owned(frame).map_err(Error::polars("concatenating frames"))?;
+    }
+    first.rechunk_mut();
+    Ok(first)
+}
+
+/// Groups files into batches of about `batch_rows` rows, estimated from
+/// size (≈ 100 bytes a row, gzip ≈ 8× smaller), keeping path order.
+fn batches(candidates: Vec<Candidate>, batch_rows: usize) -> Vec<Vec<Candidate>> {
+    let budget = batch_rows as u64 * 100;
+    let mut batches: Vec<Vec<Candidate>> = Vec::new();
+    let mut used = 0;
+    for candidate in candidates {
+        let estimate = candidate.entry.size * if candidate.kind.gzip { 8 } else { 1 };
+        if batches.is_empty() || (used + estimate > budget && used > 0) {
+            batches.push(Vec::new());
+            used = 0;
+        }
+        used += estimate;
+        if let Some(last) = batches.last_mut() {
+            last.push(candidate);
+        }
+    }
+    batches
+}
+
+/// Moves a committed run's staged files into place, then writes its manifest.
+/// Idempotent: files already moved are skipped, so a crash here is finished
+/// by the next run.
+fn publish(output: &Storage, manifest: &Manifest) -> Result<()> {
+    let run_id = &manifest.run_id;
+    let staged: BTreeSet<String> =
+        output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
+    for path in &manifest.outputs {
+        let from = layout::staged(run_id, path);
+        if staged.contains(&from) {
+            output.rename(&from, path)?;
+        }
+    }
+    if manifest.full_refresh {
+        let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
+        for (layer, _) in layout::LAYERS {
+            for entry in output.list(layer)? {
+                if !keep.contains(entry.relative.as_str()) {
+                    output.delete(&entry.relative)?;
+                }
+            }
+        }
+    }
+    output.put(&Manifest::path(run_id), manifest.to_json())?;
+    output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
+    info!(run_id, files = manifest.outputs.len(), "Published run.");
+    Ok(())
+}
+
+/// Finishes runs that crashed after committing and deletes the staging of
+/// runs that crashed before.
+fn recover_staging(output: &Storage) -> Result<()> {
+    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in output.list(STAGING)? {
+        let run_id =
+            entry.relative.trim_start_matches(STAGING).trim_start_matches('/').split('/').next().unwrap_or_default();
+        by_run.entry(run_id.to_string()).or_default().push(entry.relative.clone());
+    }
+    for (run_id, files) in by_run {
+        let marker = layout::staged(&run_id, COMMIT_MARKER);
+        match output.get_opt(&marker)? {
+            Some(bytes) => {
+                warn!(run_id, "Finishing the publish of a run that stopped after committing.");
+                publish(output, &Manifest::from_json(&bytes, &marker)?)?;
+            }
+            None => {
+                warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");
+                for file in files {
+                    output.delete(&file)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(total_bytes: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total_bytes);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

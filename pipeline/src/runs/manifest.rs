@@ -1,0 +1,134 @@
+//! The run manifest, `_runs/<run_id>.json`, written last by every run that
+//! did something: what it read, wrote, rejected and how long each stage took.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::silver::Counters;
+use crate::storage::Storage;
+
+pub const RUNS_DIR: &str = "_runs";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Layers written, quality gate passed.
+    Succeeded,
+    /// Layers written, but the reject ratio exceeded the configured maximum.
+    QualityGateFailed,
+    /// The run stopped with an error; nothing it wrote was published.
+    Failed,
+}
+
+impl RunStatus {
+    /// Whether the run's layers were published (its input counts as ingested).
+    pub fn committed(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::QualityGateFailed)
+    }
+}
+
+/// One ingested input file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Path relative to the input root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// xxh3-128 of the file's bytes as stored (compressed for `.gz`), hex.
+    pub content_hash: String,
+    pub last_modified: DateTime<Utc>,
+    /// Records read (bronze rows), malformed included.
+    pub rows: u64,
+    pub malformed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRows {
+    pub bronze: u64,
+    pub silver_events: u64,
+    pub silver_rejects: u64,
+    /// Rows of the gold partitions this run (re)wrote.
+    pub gold: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub input: String,
+    pub output: String,
+    pub full_refresh: bool,
+    /// Files ingested by this run, in processing order.
+    pub files: Vec<FileRecord>,
+    /// Event files skipped because an earlier run ingested the same content.
+    pub files_skipped: u64,
+    pub rows: LayerRows,
+    /// Rejected rows by their first reason.
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub reject_ratio: f64,
+    pub max_reject_ratio: f64,
+    /// Optional fields that became null, over this run's clean events.
+    pub counters: Counters,
+    /// Event dates whose gold partition this run (re)wrote, `YYYY-MM-DD`.
+    pub gold_partitions: Vec<String>,
+    /// Every object this run published, relative to the output root.
+    pub outputs: Vec<String>,
+    /// Seconds spent per stage.
+    pub stage_seconds: BTreeMap<String, f64>,
+    pub error: Option<String>,
+}
+
+impl Manifest {
+    pub fn path(run_id: &str) -> String {
+        format!("{RUNS_DIR}/{run_id}.json")
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // A manifest holds only strings, numbers and maps with string keys.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8], path: &str) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|source| Error::Manifest { path: path.to_string(), source })
+    }
+}
+
+/// All run manifests of an output, oldest first (run ids sort by time).
+pub fn load_manifests(output: &Storage) -> Result<Vec<Manifest>> {
+    output
+        .list(RUNS_DIR)?
+        .into_iter()
+        .filter(|e| e.relative.ends_with(".json"))
+        .map(|e| Manifest::from_json(&output.get(&e.relative)?, &e.relative))
+        .collect()
+}
+
+/// A sortable, unique run id: UTC start time plus 8 hex digits that differ
+/// between processes and calls.
+pub fn new_run_id(started_at: DateTime<Utc>) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = started_at.timestamp_nanos_opt().unwrap_or_default();
+    let seed = format!("{}-{}-{nanos}-{n}", std::process::id(), std::thread::current().name().unwrap_or(""));
+    let suffix = xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32;
+    format!("{}-{suffix:08x}", started_at.format("%Y%m%dT%H%M%SZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_and_are_unique() {
+        let t = DateTime::parse_from_rfc3339("2026-01-12T10:15:00Z").expect("valid").to_utc();
+        let a = new_run_id(t);
+        let b = new_run_id(t);
+        assert!(a.starts_with("20260112T101500Z-") && a.len() == 26, "{a}");
+        assert_ne!(a, b);
+        assert!(new_run_id(t + chrono::Duration::seconds(1)) > a);
+    }
+}

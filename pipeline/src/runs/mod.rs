@@ -1,0 +1,10 @@
+//! Runs: the manifest that records each run, the lock that keeps runs on
+//! one output from interleaving, and the run itself (SPEC §6).
+
+mod execute;
+mod lock;
+mod manifest;
+
+pub use execute::{Outcome, RunOptions, run};
+pub use lock::{LOCK_FILE, Lock};
+pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, load_manifests, new_run_id};

@@ -1,0 +1,392 @@
+//! Applying the rules to a bronze frame and building the silver frames.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::columns::*;
+use super::dedupe::fingerprint;
+use super::reason::{Reason, Reasons};
+use super::timestamp::{TimestampError, TimestampParser, event_date};
+use super::value::{self, Optional, normalize};
+use crate::bronze::{self, timestamp_type};
+use crate::error::{Error, Result};
+
+/// The configured part of the rules.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub timestamps: TimestampParser,
+}
+
+/// The outcome of rules 1–4 for one bronze row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowOutcome {
+    pub reasons: Reasons,
+    /// Event time in µs; meaningful only when `reasons` is empty.
+    pub event_time: i64,
+    /// Fingerprint of the normalized event id; meaningful only when `reasons` is empty.
+    pub id_hash: u128,
+}
+
+impl RowOutcome {
+    pub fn event_date(&self) -> i32 {
+        event_date(self.event_time)
+    }
+}
+
+/// A bronze frame with the outcome of rules 1–4 for each of its rows.
+pub struct Evaluated {
+    bronze: DataFrame,
+    rows: Vec<RowOutcome>,
+}
+
+impl Evaluated {
+    pub(super) fn rows_mut(&mut self) -> &mut [RowOutcome] {
+        &mut self.rows
+    }
+
+    /// Event dates of rows that passed rules 1–4.
+    pub(super) fn candidate_dates(&self) -> impl Iterator<Item = i32> + '_ {
+        self.rows.iter().filter(|r| r.reasons.is_empty()).map(RowOutcome::event_date)
+    }
+
+    pub fn bronze(&self) -> &DataFrame {
+        &self.bronze
+    }
+}
+
+/// Per-run counts of optional fields that became null (rule 7), over clean events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub latency_invalid: u64,
+    pub latency_missing: u64,
+    pub status_invalid: u64,
+    pub status_missing: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.latency_invalid += other.latency_invalid;
+        self.latency_missing += other.latency_missing;
+        self.status_invalid += other.status_invalid;
+        self.status_missing += other.status_missing;
+    }
+}
+
+/// Silver output of one bronze frame.
+pub struct Cleaned {
+    /// Clean events per event date (days since 1970-01-01), in processing order.
+    pub events: Vec<(i32, DataFrame)>,
+    /// Rejected bronze rows with `reject_reason` and `reject_reasons`.
+    pub rejects: DataFrame,
+    /// Rejected rows counted by their first reason, indexed like [`Reason::ALL`].
+    pub reject_counts: [u64; Reason::ALL.len()],
+    pub counters: Counters,
+}
+
+/// Rules 1–4 for every row of `bronze`.
+pub fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
+    let text = |name: &str| -> Result<&StringChunked> {
+        bronze.column(name).and_then(|c| c.str()).map_err(Error::polars("reading bronze columns"))
+    };
+    let (ids, services, types, times, raws) =
+        (text(EVENT_ID)?, text(SERVICE)?, text(EVENT_TYPE)?, text("timestamp")?, text(bronze::RAW)?);
+    let rows = ids
+        .iter()
+        .zip(services.iter())
+        .zip(types.iter())
+        .zip(times.iter())
+        .zip(raws.iter())
+        .map(|((((id, service), event_type), time), raw)| {
+            let mut outcome = RowOutcome { reasons: Reasons::default(), event_time: 0, id_hash: 0 };
+            if raw.is_some() {
+                outcome.reasons.insert(Reason::MalformedRow);
+                return outcome;
+            }
+            let id = normalize(id);
+            for (value, reason) in [
+                (id, Reason::MissingEventId),
+                (normalize(service), Reason::MissingService),
+                (normalize(event_type), Reason::MissingEventType),
+            ] {
+                if value.is_none() {
+                    outcome.reasons.insert(reason);
+                }
+            }
+            match normalize(time).map(|t| rules.timestamps.parse(t)) {
+                None => outcome.reasons.insert(Reason::MissingTimestamp),
+                Some(Err(TimestampError::Invalid)) => outcome.reasons.insert(Reason::InvalidTimestamp),
+                Some(Err(TimestampError::OutOfRange)) => outcome.reasons.insert(Reason::TimestampOutOfRange),
+                Some(Ok(micros)) => outcome.event_time = micros,
+            }
+            if let Some(id) = id.filter(|_| outcome.reasons.is_empty()) {
+                outcome.id_hash = fingerprint(id);
+            }
+            outcome
+        })
+        .collect();
+    Ok(Evaluated { bronze, rows })
+}
+
+/// The clean events schema (without the `event_date` partition column).
+pub fn events_schema() -> Schema {
+    [
+        (EVENT_ID, DataType::String),
+        (SERVICE, DataType::String),
+        (EVENT_TYPE, DataType::String),
+        (EVENT_TIME, timestamp_type()),
+        (LATENCY_MS, DataType::Float64),
+        (STATUS_CODE, DataType::Int32),
+        (USER_ID, DataType::String),
+        (bronze::SOURCE_FILE, DataType::String),
+        (bronze::SOURCE_LINE, DataType::Int64),
+        (bronze::RUN_ID, DataType::String),
+    ]
+    .into_iter()
+    .map(|(name, dtype)| Field::new(name.into(), dtype))
+    .collect()
+}
+
+/// Builds the clean events (rules 6–7) and rejects frames.
+pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
+    let Evaluated { bronze, rows } = evaluated;
+    let err = Error::polars;
+    let text = |name: &str| -> Result<&StringChunked> {
+        bronze.column(name).and_then(|c| c.str()).map_err(err("splitting silver"))
+    };
+
+    let kept: Vec<IdxSize> = (0..rows.len() as IdxSize).filter(|&i| rows[i as usize].reasons.is_empty()).collect();
+    let rejected: Vec<IdxSize> = (0..rows.len() as IdxSize).filter(|&i| !rows[i as usize].reasons.is_empty()).collect();
+
+    let mut reject_counts = [0u64; Reason::ALL.len()];
+    let mut reason_builder = StringChunkedBuilder::new(REJECT_REASON.into(), rejected.len());
+    let mut reasons_builder = ListStringChunkedBuilder::new(REJECT_REASONS.into(), rejected.len(), rejected.len());
+    for &i in &rejected {
+        let reasons = rows[i as usize].reasons;
+        let first = reasons.first().unwrap_or(Reason::MalformedRow);
+        reject_counts[first as usize] += 1;
+        reason_builder.append_value(first.code());
+        reasons_builder.append_values_iter(reasons.iter().map(Reason::code));
+    }
+    let mut rejects = bronze.take(&IdxCa::from_vec("".into(), rejected)).map_err(err("taking rejected rows"))?;
+    rejects
+        .hstack_mut(&mut [reason_builder.finish().into_column(), reasons_builder.finish().into_column()])
+        .map_err(err("adding reject reasons"))?;
+
+    // Clean events: normalized strings, lowercased service and event type.
+    let n = kept.len();
+    let mut counters = Counters::default();
+    let mut event_id = StringChunkedBuilder::new(EVENT_ID.into(), n);
+    let mut service = StringChunkedBuilder::new(SERVICE.into(), n);
+    let mut event_type = StringChunkedBuilder::new(EVENT_TYPE.into(), n);
+    let mut user_id = StringChunkedBuilder::new(USER_ID.into(), n);
+    let mut times = Vec::with_capacity(n);
+    let mut dates = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let columns = [EVENT_ID, SERVICE, EVENT_TYPE, LATENCY_MS, STATUS_CODE, USER_ID].map(text);
+    let [ids, services, types, latency_col, status_col, users] = columns;
+    let (ids, services, types, latency_col, status_col, users) =
+        (ids?, services?, types?, latency_col?, status_col?, users?);
+    for (i, ((((id, svc), ty), (lat, status)), user)) in ids
+        .iter()
+        .zip(services.iter())
+        .zip(types.iter())
+        .zip(latency_col.iter().zip(status_col.iter()))
+        .zip(users.iter())
+        .enumerate()
+    {
+        let row = rows[i];
+        if !row.reasons.is_empty() {
+            continue;
+        }
+        event_id.append_option(normalize(id));
+        service.append_option(normalize(svc).map(lowercase));
+        event_type.append_option(normalize(ty).map(lowercase));
+        user_id.append_option(normalize(user));
+        times.push(row.event_time);
+        dates.push(row.event_date());
+        latencies.push(match value::latency(normalize(lat)) {
+            Optional::Missing => (counters.latency_missing += 1, None).1,
+            Optional::Invalid => (counters.latency_invalid += 1, None).1,
+            Optional::Valid(v) => Some(v),
+        });
+        statuses.push(match value::status(normalize(status)) {
+            Optional::Missing => (counters.status_missing += 1, None).1,
+            Optional::Invalid => (counters.status_invalid += 1, None).1,
+            Optional::Valid(v) => Some(v),
+        });
+    }
+    let lineage = bronze
+        .select([bronze::SOURCE_FILE, bronze::SOURCE_LINE, bronze::RUN_ID])
+        .and_then(|df| df.take(&IdxCa::from_vec("".into(), kept)))
+        .map_err(err("taking clean rows"))?;
+    let mut columns = vec![
+        event_id.finish().into_column(),
+        service.finish().into_column(),
+        event_type.finish().into_column(),
+        Int64Chunked::from_vec(EVENT_TIME.into(), times)
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column(),
+        Float64Chunked::from_iter_options(LATENCY_MS.into(), latencies.into_iter()).into_column(),
+        Int32Chunked::from_iter_options(STATUS_CODE.into(), statuses.into_iter()).into_column(),
+        user_id.finish().into_column(),
+    ];
+    columns.extend(lineage.into_columns());
+    let events = DataFrame::new(n, columns).map_err(err("building clean events"))?;
+    Ok(Cleaned { events: partition_by_date(events, &dates)?, rejects, reject_counts, counters })
+}
+
+/// Splits `events` by the parallel `dates`, keeping row order within each date.
+fn partition_by_date(events: DataFrame, dates: &[i32]) -> Result<Vec<(i32, DataFrame)>> {
+    let mut by_date: std::collections::BTreeMap<i32, Vec<IdxSize>> = Default::default();
+    for (i, d) in dates.iter().enumerate() {
+        by_date.entry(*d).or_default().push(i as IdxSize);
+    }
+    if by_date.len() == 1 {
+        return Ok(by_date.into_keys().map(|d| (d, events.clone())).collect());
+    }
+    by_date
+        .into_iter()
+        .map(|(date, idx)| {
+            let part = events.take(&IdxCa::from_vec("".into(), idx)).map_err(Error::polars("partitioning events"))?;
+            Ok((date, part))
+        })
+        .collect()
+}
+
+/// Lowercases, without allocating when there is nothing to change.
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) { s.to_lowercase().into() } else { s.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bronze::{BronzeBuilder, Lineage};
+    use crate::input::RecordSink;
+    use crate::silver::Dedupe;
+
+    type Row<'a> = [Option<&'a str>; 7];
+
+    const VALID: Row =
+        [Some("e1"), Some("API"), Some("Request"), Some("2026-01-12T10:15:00Z"), Some("12.5"), Some("200"), Some("U1")];
+
+    fn bronze(rows: &[Row], malformed: &[&str]) -> DataFrame {
+        let mut b = BronzeBuilder::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            b.record(i as i64 + 2, *r, None);
+        }
+        for m in malformed {
+            b.malformed(99, m);
+        }
+        b.finish(Lineage { source_file: "f.csv", ingested_at_micros: 0, run_id: "r" }).expect("bronze")
+    }
+
+    fn clean(rows: &[Row]) -> Cleaned {
+        let mut ev = evaluate(bronze(rows, &[]), &Rules::default()).expect("evaluate");
+        Dedupe::default().apply(&mut ev);
+        split(ev).expect("split")
+    }
+
+    fn reasons(c: &Cleaned) -> Vec<Vec<String>> {
+        let col = c.rejects.column(REJECT_REASONS).unwrap().list().unwrap().clone();
+        (0..col.len())
+            .map(|i| {
+                let row = col.get_as_series(i).unwrap();
+                row.str().unwrap().iter().map(|v| v.unwrap().to_string()).collect()
+            })
+            .collect()
+    }
+
+    fn with(mut row: Row<'static>, i: usize, v: Option<&'static str>) -> Row<'static> {
+        row[i] = v;
+        row
+    }
+
+    #[test]
+    fn valid_row_becomes_a_normalized_clean_event() {
+        let c = clean(&[VALID]);
+        assert_eq!(c.rejects.height(), 0);
+        let (date, ev) = &c.events[0];
+        assert_eq!(crate::silver::timestamp::format_date(*date), "2026-01-12");
+        assert_eq!(ev.schema().as_ref(), &events_schema());
+        assert_eq!(ev.column(SERVICE).unwrap().str().unwrap().get(0), Some("api"));
+        assert_eq!(ev.column(EVENT_TYPE).unwrap().str().unwrap().get(0), Some("request"));
+        assert_eq!(ev.column(USER_ID).unwrap().str().unwrap().get(0), Some("U1"), "user_id keeps its case");
+        assert_eq!(ev.column(LATENCY_MS).unwrap().f64().unwrap().get(0), Some(12.5));
+        assert_eq!(ev.column(STATUS_CODE).unwrap().i32().unwrap().get(0), Some(200));
+    }
+
+    #[test]
+    fn malformed_row_has_only_its_reason() {
+        let mut ev = evaluate(bronze(&[], &["a,b"]), &Rules::default()).expect("evaluate");
+        Dedupe::default().apply(&mut ev);
+        let c = split(ev).expect("split");
+        assert_eq!(reasons(&c), [["malformed_row"]]);
+        assert_eq!(c.rejects.column(REJECT_REASON).unwrap().str().unwrap().get(0), Some("malformed_row"));
+    }
+
+    #[test]
+    fn each_missing_required_field_has_its_reason() {
+        for (i, code) in
+            [(0, "missing_event_id"), (1, "missing_service"), (2, "missing_event_type"), (3, "missing_timestamp")]
+        {
+            let c = clean(&[with(VALID, i, Some(" N/A "))]);
+            assert_eq!(reasons(&c), [[code]], "field {i}");
+        }
+    }
+
+    #[test]
+    fn invalid_and_out_of_range_timestamps_are_rejected() {
+        assert_eq!(reasons(&clean(&[with(VALID, 3, Some("yesterday"))])), [["invalid_timestamp"]]);
+        assert_eq!(reasons(&clean(&[with(VALID, 3, Some("1999-12-31T23:59:59Z"))])), [["timestamp_out_of_range"]]);
+    }
+
+    #[test]
+    fn all_reasons_are_recorded_in_rule_order() {
+        let row = [Some("e1"), None, Some(""), Some("2026-02-30T00:00:00Z"), None, None, None];
+        let c = clean(&[with(row, 0, Some("null"))]);
+        assert_eq!(reasons(&c), [["missing_event_id", "missing_service", "missing_event_type", "invalid_timestamp"]]);
+        assert_eq!(c.rejects.column(REJECT_REASON).unwrap().str().unwrap().get(0), Some("missing_event_id"));
+    }
+
+    #[test]
+    fn duplicate_id_on_same_date_is_rejected_but_not_on_another_date() {
+        let other_day = with(VALID, 3, Some("2026-01-13T10:15:00Z"));
+        let same_day_later = with(VALID, 3, Some("2026-01-12T23:00:00Z"));
+        let c = clean(&[VALID, other_day, same_day_later, with(VALID, 0, Some(" e1 "))]);
+        assert_eq!(reasons(&c), [["duplicate_event_id"], ["duplicate_event_id"]]);
+        let lines = c.rejects.column(bronze::SOURCE_LINE).unwrap().i64().unwrap().clone();
+        assert_eq!(lines.into_no_null_iter().collect::<Vec<_>>(), [4, 5], "first occurrence wins");
+        assert_eq!(c.events.len(), 2);
+    }
+
+    #[test]
+    fn optional_fields_never_reject_and_are_counted() {
+        let rows = [
+            with(with(VALID, 4, Some("12ms")), 5, Some("abc")),
+            with(with(with(VALID, 0, Some("e2")), 4, None), 5, Some("-")),
+            with(with(with(VALID, 0, Some("e3")), 4, Some("-3")), 5, Some("200.0")),
+        ];
+        let c = clean(&rows);
+        assert_eq!(c.rejects.height(), 0);
+        assert_eq!(
+            c.counters,
+            Counters { latency_invalid: 2, latency_missing: 1, status_invalid: 1, status_missing: 1 }
+        );
+        let statuses = c.events[0].1.column(STATUS_CODE).unwrap().i32().unwrap().clone();
+        assert_eq!(statuses.iter().collect::<Vec<_>>(), [None, None, Some(200)]);
+    }
+
+    #[test]
+    fn earlier_runs_ids_win_through_preload() {
+        let mut ev = evaluate(bronze(&[VALID], &[]), &Rules::default()).expect("evaluate");
+        let mut dedupe = Dedupe::default();
+        let dates = dedupe.unloaded_dates(&ev);
+        assert_eq!(dates.len(), 1);
+        dedupe.preload(*dates.first().unwrap(), [fingerprint("e1")]);
+        assert!(dedupe.unloaded_dates(&ev).is_empty());
+        dedupe.apply(&mut ev);
+        assert_eq!(reasons(&split(ev).unwrap()), [["duplicate_event_id"]]);
+    }
+}

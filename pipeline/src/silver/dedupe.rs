@@ -1,0 +1,73 @@
+//! Rule 5: the first clean row with a given `event_id` on a given UTC event
+//! date wins, in processing order and with earlier runs first.
+//!
+//! Ids are kept as 128-bit xxh3 fingerprints per date (16 bytes an id;
+//! a false match needs ~10^19 ids on one date). Dates are loaded from
+//! committed silver by the caller before [`Dedupe::apply`] sees them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::clean::Evaluated;
+use super::reason::Reason;
+
+/// Fingerprint of a normalized event id.
+pub fn fingerprint(event_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+}
+
+/// Seen ids per event date (days since 1970-01-01).
+#[derive(Debug, Default)]
+pub struct Dedupe {
+    seen: HashMap<i32, HashSet<u128, BuildHasherDefault<FingerprintHasher>>>,
+}
+
+impl Dedupe {
+    /// Dates among `rows`' clean candidates whose earlier ids are not loaded yet.
+    pub fn unloaded_dates(&self, rows: &Evaluated) -> BTreeSet<i32> {
+        rows.candidate_dates().filter(|d| !self.seen.contains_key(d)).collect()
+    }
+
+    /// Records the ids committed by earlier runs on `date`.
+    pub fn preload(&mut self, date: i32, ids: impl IntoIterator<Item = u128>) {
+        self.seen.entry(date).or_default().extend(ids);
+    }
+
+    /// Marks repeated ids of `rows` as `duplicate_event_id`, in row order.
+    pub fn apply(&mut self, rows: &mut Evaluated) {
+        for row in rows.rows_mut().iter_mut().filter(|r| r.reasons.is_empty()) {
+            if !self.seen.entry(row.event_date()).or_default().insert(row.id_hash) {
+                row.reasons.insert(Reason::DuplicateEventId);
+            }
+        }
+    }
+
+    /// Number of ids held, for logs.
+    pub fn len(&self) -> usize {
+        self.seen.values().map(HashSet::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The fingerprints are already uniformly distributed: hash by folding.
+#[derive(Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}

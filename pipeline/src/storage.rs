@@ -1,0 +1,263 @@
+//! Storage: every read and write of input and layers goes through
+//! `object_store`, so a local folder, `memory://` and (with the matching
+//! object_store feature) S3/GCS/Azure are one code path.
+//!
+//! Calls are synchronous at this edge: each blocks on a shared tokio runtime,
+//! so rayon workers can read and write without being async themselves.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A location: a store plus a prefix inside it.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    location: String,
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.location)
+    }
+}
+
+/// An object under a location, with its path relative to the location.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub relative: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("minutely-io")
+            .enable_all()
+            .build()
+            // Building a runtime fails only when the OS refuses threads.
+            .expect("the OS could not start the I/O runtime threads")
+    })
+}
+
+/// One in-memory store per process, shared by all `memory://` locations so
+/// that input and output written by one process see each other.
+fn memory_store() -> Arc<InMemory> {
+    static MEMORY: OnceLock<Arc<InMemory>> = OnceLock::new();
+    MEMORY.get_or_init(|| Arc::new(InMemory::new())).clone()
+}
+
+impl Storage {
+    /// Opens a location: a path, `file://`, or `memory://`. With `create`,
+    /// a missing local folder is created (outputs); otherwise it must exist.
+    pub fn open(location: &str, create: bool) -> Result<Self> {
+        let bad = |message: String| Error::Location { location: location.to_string(), message };
+        if let Some(rest) = location.strip_prefix("memory://") {
+            let prefix = Path::parse(rest.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
+            return Ok(Self { store: memory_store(), prefix, location: location.to_string(), local_root: None });
+        }
+        if let Some((scheme, _)) = location.split_once("://").filter(|(s, _)| *s != "file") {
+            return Err(bad(format!(
+                "{scheme}:// is not built into this binary; build with object_store's cloud features \
+                 (aws, gcp, azure) to use it, or use a local path"
+            )));
+        }
+        let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        if create {
+            std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create folder: {e}")))?;
+        } else if !path.is_dir() {
+            return Err(bad("no such folder".into()));
+        }
+        let root = path.canonicalize().map_err(|e| bad(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            location: location.to_string(),
+            local_root: Some(root),
+        })
+    }
+
+    /// The location as given by the user.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The local folder behind this location, if it is one.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        let mut path = self.prefix.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            path = path.clone().join(part);
+        }
+        path
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        let prefix = self.prefix.as_ref();
+        if prefix.is_empty() {
+            full.to_string()
+        } else {
+            full.strip_prefix(prefix).unwrap_or(full).trim_start_matches('/').to_string()
+        }
+    }
+
+    /// Every object under `relative` (recursively), sorted by relative path bytes.
+    pub fn list(&self, relative: &str) -> Result<Vec<Entry>> {
+        let prefix = self.path(relative);
+        let mut entries: Vec<Entry> = runtime()
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<ObjectMeta>>())
+            .map_err(Error::storage(prefix.as_ref()))?
+            .into_iter()
+            .map(|m| Entry { relative: self.relative(&m.location), size: m.size, last_modified: m.last_modified })
+            .collect();
+        entries.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
+        Ok(entries)
+    }
+
+    /// The immediate sub-folders of `relative`, by name.
+    pub fn list_dirs(&self, relative: &str) -> Result<Vec<String>> {
+        let prefix = self.path(relative);
+        let listing = runtime()
+            .block_on(self.store.list_with_delimiter(Some(&prefix)))
+            .map_err(Error::storage(prefix.as_ref()))?;
+        let mut dirs: Vec<String> =
+            listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    pub fn get(&self, relative: &str) -> Result<Bytes> {
+        let path = self.path(relative);
+        runtime()
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map_err(Error::storage(format!("{}/{relative}", self.location)))
+    }
+
+    /// Like [`Storage::get`], `None` when the object does not exist.
+    pub fn get_opt(&self, relative: &str) -> Result<Option<Bytes>> {
+        match self.get(relative) {
+            Err(Error::Storage { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// Writes an object; it appears whole or not at all (local: temp file + rename).
+    pub fn put(&self, relative: &str, data: impl Into<Bytes>) -> Result<()> {
+        let path = self.path(relative);
+        runtime()
+            .block_on(self.store.put(&path, PutPayload::from(data.into())))
+            .map(drop)
+            .map_err(Error::storage(format!("{}/{relative}", self.location)))
+    }
+
+    /// Writes an object only if none exists; `false` when one already did.
+    pub fn put_if_absent(&self, relative: &str, data: impl Into<Bytes>) -> Result<bool> {
+        let path = self.path(relative);
+        match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), PutMode::Create.into())) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
+        }
+    }
+
+    /// Moves an object (atomic on a local folder; copy + delete on object stores).
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from), self.path(to));
+        runtime().block_on(self.store.rename(&src, &dst)).map_err(Error::storage(format!("{}/{from}", self.location)))
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub fn delete(&self, relative: &str) -> Result<()> {
+        let path = self.path(relative);
+        match runtime().block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
+        }
+    }
+
+    /// Writes a frame as one zstd-compressed Parquet object with statistics.
+    pub fn put_parquet(&self, relative: &str, df: &mut DataFrame) -> Result<u64> {
+        let bytes = encode_parquet(df).map_err(|source| Error::Parquet {
+            action: "encode",
+            path: relative.to_string(),
+            source,
+        })?;
+        let size = bytes.len() as u64;
+        self.put(relative, bytes)?;
+        Ok(size)
+    }
+
+    /// Reads a Parquet object, optionally only some columns.
+    pub fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
+        let bytes = self.get(relative)?;
+        decode_parquet(bytes, columns).map_err(|source| Error::Parquet {
+            action: "read",
+            path: relative.to_string(),
+            source,
+        })
+    }
+}
+
+/// A frame as Parquet bytes: zstd, full statistics, row groups of 256k rows.
+pub fn encode_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut buffer = Vec::new();
+    ParquetWriter::new(&mut buffer)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .with_row_group_size(Some(256 * 1024))
+        .finish(df)?;
+    Ok(buffer)
+}
+
+/// Parquet bytes as a frame.
+pub fn decode_parquet(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
+    ParquetReader::new(Cursor::new(bytes))
+        .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_locations_share_one_store_and_list_sorted() {
+        let a = Storage::open("memory://storage-test/a", true).expect("memory");
+        a.put("x/2.csv", "2").expect("put");
+        a.put("x/10.csv", "10").expect("put");
+        let same = Storage::open("memory://storage-test/a/", false).expect("memory");
+        let names: Vec<_> = same.list("").expect("list").into_iter().map(|e| e.relative).collect();
+        assert_eq!(names, ["x/10.csv", "x/2.csv"], "byte-wise order");
+        assert_eq!(same.get_opt("x/nope").expect("get"), None);
+        assert!(a.put_if_absent("lock", "1").expect("first"));
+        assert!(!a.put_if_absent("lock", "2").expect("second"));
+    }
+
+    #[test]
+    fn unsupported_scheme_is_a_usage_error_naming_it() {
+        let err = Storage::open("s3://bucket/x", false).unwrap_err();
+        assert!(err.is_usage() && err.to_string().contains("s3://"), "{err}");
+        let err = Storage::open("/definitely/not/here", false).unwrap_err();
+        assert!(err.is_usage(), "{err}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Helpers for the end-to-end tests: locate and run the real binaries,
+//! read layers back from Parquet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+
+/// Path of a workspace binary built next to this test executable.
+pub fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test-exe> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> folder");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} not built: run `cargo test --workspace` (or `cargo build -p {name}`)", path.display());
+    path
+}
+
+/// Runs `pipeline` with `args` in `cwd` with a clean MINUTELY_* environment.
+pub fn pipeline(cwd: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(binary("pipeline"));
+    command.current_dir(cwd).args(args).env("RUST_LOG", "warn");
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MINUTELY_")) {
+        command.env_remove(key);
+    }
+    command.output().expect("pipeline binary runs")
+}
+
+/// Text of a process's stdout and stderr, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every `*.parquet` file under `dir`, sorted, relative to `dir`.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    files
+}
+
+/// All files of a layer folder as one frame, with the Hive partition value
+/// added as a string column named `partition_key`.
+pub fn read_layer(dir: &Path, partition_key: &str) -> DataFrame {
+    let mut frames = Vec::new();
+    for path in parquet_files(dir) {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let mut df = ParquetReader::new(file).finish().expect("read parquet");
+        let value = path
+            .components()
+            .filter_map(|c| c.as_os_str().to_str()?.strip_prefix(partition_key)?.strip_prefix('=').map(str::to_string))
+            .next()
+            .expect("file inside a key=value folder");
+        assert!(
+            df.column(partition_key).is_err(),
+            "partition column {partition_key} must not be inside {}",
+            path.display()
+        );
+        let height = df.height();
+        df.with_column(Column::new_scalar(partition_key.into(), Scalar::from(PlSmallStr::from(value)), height))
+            .expect("add partition column");
+        frames.push(df);
+    }
+    let mut all = frames.first().cloned().unwrap_or_default();
+    for f in frames.iter().skip(1) {
+        all.vstack_mut(f).expect("same schema across files");
+    }
+    all
+}
+
+/// Values of a string column, `None` as null.
+pub fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let s = df.column(name).unwrap_or_else(|_| panic!("column {name}")).as_materialized_series().clone();
+    s.cast(&DataType::String)
+        .expect("castable to string")
+        .str()
+        .expect("string")
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+/// Values of a numeric column as f64.
+pub fn f64s(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
+    let s = df.column(name).unwrap_or_else(|_| panic!("column {name}")).as_materialized_series().clone();
+    s.cast(&DataType::Float64).expect("castable to f64").f64().expect("f64").iter().collect()
+}
+
+/// Values of an integer column as i64.
+pub fn i64s(df: &DataFrame, name: &str) -> Vec<Option<i64>> {
+    let s = df.column(name).unwrap_or_else(|_| panic!("column {name}")).as_materialized_series().clone();
+    s.cast(&DataType::Int64).expect("castable to i64").i64().expect("i64").iter().collect()
+}
+
+/// A timestamp column as RFC 3339 text with microseconds and `Z`.
+pub fn times(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let column = df.column(name).unwrap_or_else(|_| panic!("column {name}"));
+    let physical = column.datetime().expect("datetime column").physical().clone();
+    physical
+        .iter()
+        .map(|v| {
+            v.and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        })
+        .collect()
+}
+
+/// Sorts a frame by the given columns.
+pub fn sorted(df: &DataFrame, by: &[&str]) -> DataFrame {
+    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), SortMultipleOptions::default()).expect("sortable")
+}
+
+/// `Some(s.to_string())` for building expected rows.
+pub fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// Copies a fixture folder into `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("create dir");
+    for entry in std::fs::read_dir(src).expect("read fixture dir").flatten() {
+        let to = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).expect("copy fixture");
+        }
+    }
+}
+
+/// Folder of a named fixture set.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
