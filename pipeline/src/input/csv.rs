@@ -28,6 +28,7 @@ pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<R
     let targets = header_targets(&header, path)?;
 
     let mut invalid_utf8 = 0;
+    let (mut line, mut counted_to) = (1i64, 0usize);
     let mut fields: [Option<&str>; 7];
     let mut extra = String::new();
     loop {
@@ -40,7 +41,15 @@ pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<R
             continue;
         }
         stats.records += 1;
-        let (line, start) = record.position().map_or((0, 0), |p| (p.line() as i64, p.byte() as usize));
+        // The csv crate's positions start at the previous record's line
+        // terminator and its line counter skips blank lines: find the
+        // record's first byte and count `\n` up to it (incrementally).
+        let mut start = record.position().map_or(counted_to, |p| p.byte() as usize).clamp(counted_to, data.len());
+        while matches!(data.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        line += data[counted_to..start].iter().filter(|&&b| b == b'\n').count() as i64;
+        counted_to = start;
         let raw = || {
             let end = (reader.position().byte() as usize).min(data.len());
             let text = String::from_utf8_lossy(&data[start..end]);

@@ -127,7 +127,7 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-01-12T10:15:00Z").expect("valid").to_utc();
         let a = new_run_id(t);
         let b = new_run_id(t);
-        assert!(a.starts_with("20260112T101500Z-") && a.len() == 26, "{a}");
+        assert!(a.starts_with("20260112T101500Z-") && a.len() == 25, "{a}");
         assert_ne!(a, b);
         assert!(new_run_id(t + chrono::Duration::seconds(1)) > a);
     }
