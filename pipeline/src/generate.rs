@@ -132,8 +132,8 @@ impl FileSpec {
             name: format!("{}/events-{index:05}.{ext}", 12 + index % 3),
             ndjson,
             gzip,
-            bom: index % 3 == 0,
-            crlf: index % 2 == 0,
+            bom: index.is_multiple_of(3),
+            crlf: index.is_multiple_of(2),
             columns,
             rng,
         }
@@ -174,7 +174,7 @@ impl FileSpec {
         let micros = rng.random_range(0..1_000_000i64);
         let service = SERVICES[rng.random_range(0..SERVICES.len())];
         Event {
-            id: chance(rng, 0.002).then(|| "null".to_string()).unwrap_or_else(|| format!("evt-{seed:x}-{i:010}")),
+            id: if chance(rng, 0.002) { "null".to_string() } else { format!("evt-{seed:x}-{i:010}") },
             service: messy_case(rng, service),
             event_type: if chance(rng, 0.002) {
                 " N/A ".into()

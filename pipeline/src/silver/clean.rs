@@ -169,7 +169,7 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
     }
     let mut rejects = bronze.take(&IdxCa::from_vec("".into(), rejected)).map_err(err("taking rejected rows"))?;
     rejects
-        .hstack_mut(&mut [reason_builder.finish().into_column(), reasons_builder.finish().into_column()])
+        .hstack_mut(&[reason_builder.finish().into_column(), reasons_builder.finish().into_column()])
         .map_err(err("adding reject reasons"))?;
 
     // Clean events: normalized strings, lowercased service and event type.
