@@ -49,7 +49,7 @@ impl Default for PipelineSection {
             output: "output".into(),
             max_reject_ratio: 0.25,
             timestamp_formats: Vec::new(),
-            batch_rows: 1_000_000,
+            batch_rows: 500_000,
         }
     }
 }

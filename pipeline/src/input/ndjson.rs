@@ -54,7 +54,7 @@ fn parse_object<'a>(text: &'a str, extra: &mut String) -> Option<[Option<Cow<'a,
     let mut seen = [false; 7];
     extra.clear();
     for (raw_key, raw_value) in members {
-        let key = serde_json::from_str::<Str>(raw_key).ok()?.0;
+        let key = unquote(raw_key)?;
         match field_index(&key) {
             Some(i) if !seen[i] => {
                 seen[i] = true;
@@ -77,10 +77,17 @@ fn parse_object<'a>(text: &'a str, extra: &mut String) -> Option<[Option<Cow<'a,
 fn json_text(raw: &str) -> Option<Option<Cow<'_, str>>> {
     Some(match raw.as_bytes().first() {
         Some(b'n') => None,
-        Some(b'"') => Some(serde_json::from_str::<Str>(raw).ok()?.0),
+        Some(b'"') => Some(unquote(raw)?),
         Some(b'{' | b'[') => Some(compact(raw)?),
         _ => Some(Cow::Borrowed(raw)),
     })
+}
+
+/// The text of a raw JSON string literal: a slice of the input unless it
+/// holds escapes, which serde_json resolves.
+fn unquote(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') { Some(serde_json::from_str::<Str>(raw).ok()?.0) } else { Some(Cow::Borrowed(inner)) }
 }
 
 /// Compact JSON text of a raw value (objects and arrays lose their spacing).

@@ -102,6 +102,8 @@ struct Run<'a> {
     counters: Counters,
     /// Staged objects, relative to the output root (not the staging folder).
     outputs: Vec<String>,
+    /// Batches processed so far; numbers the part files.
+    batches: usize,
     touched_dates: BTreeSet<i32>,
     stage_seconds: BTreeMap<String, f64>,
 }
@@ -130,6 +132,7 @@ impl<'a> Run<'a> {
             reject_counts: [0; Reason::ALL.len()],
             counters: Counters::default(),
             outputs: Vec::new(),
+            batches: 0,
             touched_dates: BTreeSet::new(),
             stage_seconds: BTreeMap::new(),
         }
@@ -147,7 +150,10 @@ impl<'a> Run<'a> {
         let total_bytes = candidates.iter().map(|c| c.entry.size).sum();
         let progress = progress_bar(total_bytes);
         for batch in batches(candidates, self.config.batch_rows) {
-            self.process_batch(batch, &progress)?;
+            let writes = self.process_batch(batch, &progress)?;
+            let (paths, seconds) = write_staged(&self.output, &self.run_id, writes)?;
+            self.outputs.extend(paths);
+            *self.stage_seconds.entry("write".into()).or_default() += seconds;
         }
         progress.finish_and_clear();
         if self.files.is_empty() {
@@ -185,7 +191,9 @@ impl<'a> Run<'a> {
         Ok(candidates)
     }
 
-    fn process_batch(&mut self, batch: Vec<Candidate>, progress: &ProgressBar) -> Result<()> {
+    /// Parses, cleans and deduplicates one batch of files; returns the
+    /// layer files to stage for it.
+    fn process_batch(&mut self, batch: Vec<Candidate>, progress: &ProgressBar) -> Result<Vec<StagedWrite>> {
         let span = info_span!("batch", files = batch.len());
         let _enter = span.enter();
         let lineage_time = self.started_at.timestamp_micros();
@@ -205,42 +213,38 @@ impl<'a> Run<'a> {
                 })
                 .collect()
         })?;
-        let mut ingested: Vec<Ingested> = ingested
-            .into_iter()
-            .filter_map(|i| {
-                if i.is_none() {
-                    self.files_skipped += 1;
-                }
-                i
-            })
-            .collect();
-        if ingested.is_empty() {
-            return Ok(());
+        let (records, mut evaluated): (Vec<FileRecord>, Vec<Evaluated>) =
+            ingested.into_iter().flatten().map(|i| (i.record, i.evaluated)).unzip();
+        self.files_skipped += (batch.len() - records.len()) as u64;
+        if records.is_empty() {
+            return Ok(Vec::new());
         }
 
         self.timed("dedupe", |run| {
-            for file in &mut ingested {
-                for date in run.dedupe.unloaded_dates(&file.evaluated) {
+            for file in &evaluated {
+                for date in run.dedupe.unloaded_dates(file) {
                     let ids = if run.options.full_refresh { Vec::new() } else { committed_ids(&run.output, date)? };
                     run.dedupe.preload(date, ids);
                 }
-                run.dedupe.apply(&mut file.evaluated);
             }
+            run.dedupe.apply(&mut evaluated);
             Ok(())
         })?;
 
         let cleaned = self.timed("silver", |_| {
-            ingested
+            records
                 .into_par_iter()
-                .map(|file| {
-                    let bronze = file.evaluated.bronze().clone();
-                    Ok((file.record, bronze, silver::split(file.evaluated)?))
+                .zip(evaluated)
+                .map(|(record, evaluated)| {
+                    let bronze = evaluated.bronze().clone();
+                    Ok((record, bronze, silver::split(evaluated)?))
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
 
         // Gather the batch into one file per layer partition.
-        let batch_no = self.outputs.len();
+        let batch_no = self.batches;
+        self.batches += 1;
         let ingest_date = self.started_at.format("%Y-%m-%d").to_string();
         let part = format!("part-{}-{batch_no:05}.parquet", self.run_id);
         let mut bronze_frames = Vec::new();
@@ -272,22 +276,8 @@ impl<'a> Run<'a> {
                 frames,
             ));
         }
-        let written = self.timed("write", |run| {
-            writes
-                .into_par_iter()
-                .map(|(path, frames)| {
-                    let mut df = concat_frames(frames)?;
-                    if df.height() == 0 {
-                        return Ok(None);
-                    }
-                    run.output.put_parquet(&layout::staged(&run.run_id, &path), &mut df)?;
-                    Ok(Some(path))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-        self.outputs.extend(written.into_iter().flatten());
-        info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Wrote batch.");
-        Ok(())
+        info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Processed batch.");
+        Ok(writes)
     }
 
     /// Recomputes the gold partition of every touched date from all of its
@@ -376,13 +366,36 @@ impl<'a> Run<'a> {
     fn record_failure(&mut self, error: &Error) {
         let mut manifest = self.manifest(RunStatus::Failed, Some(error.chain()));
         manifest.outputs.clear();
-        for path in &self.outputs {
-            let _ = self.output.delete(&layout::staged(&self.run_id, path));
+        let staging = format!("{STAGING}/{}", self.run_id);
+        for entry in self.output.list(&staging).unwrap_or_default() {
+            let _ = self.output.delete(&entry.relative);
         }
         if let Err(e) = self.output.put(&Manifest::path(&self.run_id), manifest.to_json()) {
             warn!(error = %e, "Could not write the failed run's manifest.");
         }
     }
+}
+
+/// One layer file to stage: its path relative to the output root and the
+/// frames (one per input file) it is made of.
+type StagedWrite = (String, Vec<DataFrame>);
+
+/// Encodes and stages one batch's files in parallel. Returns the staged
+/// paths and the seconds spent.
+fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<(Vec<String>, f64)> {
+    let start = Instant::now();
+    let written = writes
+        .into_par_iter()
+        .map(|(path, frames)| {
+            let mut df = concat_frames(frames)?;
+            if df.height() == 0 {
+                return Ok(None);
+            }
+            output.put_parquet(&layout::staged(run_id, &path), &mut df)?;
+            Ok(Some(path))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((written.into_iter().flatten().collect(), start.elapsed().as_secs_f64()))
 }
 
 /// Reads, hashes, parses and evaluates one file; `None` when its content

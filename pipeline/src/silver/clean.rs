@@ -40,6 +40,10 @@ pub struct Evaluated {
 }
 
 impl Evaluated {
+    pub(super) fn rows(&self) -> &[RowOutcome] {
+        &self.rows
+    }
+
     pub(super) fn rows_mut(&mut self) -> &mut [RowOutcome] {
         &mut self.rows
     }
@@ -284,7 +288,7 @@ mod tests {
 
     fn clean(rows: &[Row]) -> Cleaned {
         let mut ev = evaluate(bronze(rows, &[]), &Rules::default()).expect("evaluate");
-        Dedupe::default().apply(&mut ev);
+        Dedupe::default().apply(std::slice::from_mut(&mut ev));
         split(ev).expect("split")
     }
 
@@ -320,7 +324,7 @@ mod tests {
     #[test]
     fn malformed_row_has_only_its_reason() {
         let mut ev = evaluate(bronze(&[], &["a,b"]), &Rules::default()).expect("evaluate");
-        Dedupe::default().apply(&mut ev);
+        Dedupe::default().apply(std::slice::from_mut(&mut ev));
         let c = split(ev).expect("split");
         assert_eq!(reasons(&c), [["malformed_row"]]);
         assert_eq!(c.rejects.column(REJECT_REASON).unwrap().str().unwrap().get(0), Some("malformed_row"));
@@ -386,7 +390,7 @@ mod tests {
         assert_eq!(dates.len(), 1);
         dedupe.preload(*dates.first().unwrap(), [fingerprint("e1")]);
         assert!(dedupe.unloaded_dates(&ev).is_empty());
-        dedupe.apply(&mut ev);
+        dedupe.apply(std::slice::from_mut(&mut ev));
         assert_eq!(reasons(&split(ev).unwrap()), [["duplicate_event_id"]]);
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use rayon::prelude::*;
+
 use super::clean::Evaluated;
 use super::reason::Reason;
 
@@ -33,12 +35,33 @@ impl Dedupe {
         self.seen.entry(date).or_default().extend(ids);
     }
 
-    /// Marks repeated ids of `rows` as `duplicate_event_id`, in row order.
-    pub fn apply(&mut self, rows: &mut Evaluated) {
-        for row in rows.rows_mut().iter_mut().filter(|r| r.reasons.is_empty()) {
-            if !self.seen.entry(row.event_date()).or_default().insert(row.id_hash) {
-                row.reasons.insert(Reason::DuplicateEventId);
-            }
+    /// Marks repeated ids of a batch of files as `duplicate_event_id`, in
+    /// file then row order. Dates are independent, so each date's ids are
+    /// checked on its own thread.
+    pub fn apply(&mut self, batch: &mut [Evaluated]) {
+        let dates: BTreeSet<i32> = batch.iter().flat_map(Evaluated::candidate_dates).collect();
+        for date in &dates {
+            self.seen.entry(*date).or_default();
+        }
+        let files: &[Evaluated] = batch;
+        let duplicates: Vec<(usize, usize)> = self
+            .seen
+            .par_iter_mut()
+            .filter(|(date, _)| dates.contains(date))
+            .flat_map_iter(|(&date, seen)| {
+                let mut duplicates = Vec::new();
+                for (f, file) in files.iter().enumerate() {
+                    for (r, row) in file.rows().iter().enumerate() {
+                        if row.reasons.is_empty() && row.event_date() == date && !seen.insert(row.id_hash) {
+                            duplicates.push((f, r));
+                        }
+                    }
+                }
+                duplicates
+            })
+            .collect();
+        for (f, r) in duplicates {
+            batch[f].rows_mut()[r].reasons.insert(Reason::DuplicateEventId);
         }
     }
 
