@@ -13,7 +13,7 @@ use crate::config::{ConfigFile, Overrides};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
-use crate::runs::{Manifest, Outcome, RunOptions, RunStatus, run};
+use crate::runs::{CrashPoint, Manifest, Outcome, RunOptions, RunStatus, run};
 use crate::storage::Storage;
 
 /// minutely: raw service events → bronze → silver → gold per-minute metrics.
@@ -72,6 +72,16 @@ struct RunArgs {
     /// Rows per processing batch (bounds memory).
     #[arg(long, env = "MINUTELY_BATCH_ROWS")]
     batch_rows: Option<usize>,
+    /// Crash tests only: abort at this point of the run.
+    #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
+    crash_at: Option<CrashPoint>,
+}
+
+fn parse_crash_point(name: &str) -> Result<CrashPoint, String> {
+    CrashPoint::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = CrashPoint::ALL.iter().map(|(n, _)| *n).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -127,7 +137,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 batch_rows: args.batch_rows,
             })?;
             let started = Instant::now();
-            match run(&config, RunOptions { full_refresh: args.full_refresh })? {
+            match run(&config, RunOptions { full_refresh: args.full_refresh, crash_at: args.crash_at })? {
                 Outcome::NothingNew { files_skipped } => {
                     println!("Nothing new to ingest ({files_skipped} files already ingested); nothing written.");
                     Ok(ExitCode::SUCCESS)

@@ -57,8 +57,8 @@ pub enum Error {
     },
 
     #[error(
-        "Another run holds the lock on {output}: {holder}. Wait for it to finish, or remove \
-         the lock if that run is known to be dead."
+        "Another run holds the lock on {output}: {holder}. Runs on one output never overlap; \
+         try again when it has finished (a crashed holder's lock is released by the OS)."
     )]
     Locked { output: String, holder: String },
 

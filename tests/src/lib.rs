@@ -147,3 +147,37 @@ pub fn copy_dir(src: &Path, dst: &Path) {
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
+
+/// A layer as sorted row texts, without the columns in `exclude`: a value
+/// to compare whole layers across runs.
+pub fn layer_rows(root: &Path, layer: &str, key: &str, exclude: &[&str]) -> Vec<String> {
+    let df = read_layer(&root.join(layer), key);
+    if df.height() == 0 {
+        return Vec::new();
+    }
+    let columns: Vec<Vec<String>> = df
+        .columns()
+        .iter()
+        .filter(|c| !exclude.contains(&c.name().as_str()))
+        .map(|c| {
+            let s = c.as_materialized_series();
+            (0..s.len()).map(|i| format!("{}", s.get(i).expect("in bounds"))).collect()
+        })
+        .collect();
+    let mut rows: Vec<String> =
+        (0..df.height()).map(|i| columns.iter().map(|c| c[i].as_str()).collect::<Vec<_>>().join("|")).collect();
+    rows.sort();
+    rows
+}
+
+/// Every layer of an output as comparable rows; run ids and ingest times,
+/// which differ between runs by design, are left out.
+pub fn snapshot(root: &Path) -> Vec<Vec<String>> {
+    let lineage = ["_run_id", "_ingested_at", "ingest_date"];
+    vec![
+        layer_rows(root, "bronze/events", "ingest_date", &lineage),
+        layer_rows(root, "silver/events", "event_date", &lineage),
+        layer_rows(root, "silver/rejects", "ingest_date", &lineage),
+        layer_rows(root, "gold/service_minute_metrics", "event_date", &lineage),
+    ]
+}

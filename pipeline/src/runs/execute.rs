@@ -40,6 +40,44 @@ const COMMIT_MARKER: &str = "_commit.json";
 pub struct RunOptions {
     /// Ignore earlier runs: re-ingest all input and replace every layer.
     pub full_refresh: bool,
+    /// For crash tests: abort the process at this point, as `kill -9` would.
+    pub crash_at: Option<CrashPoint>,
+}
+
+/// Points where a crash test can stop a run (`MINUTELY_CRASH_AT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Bronze and silver staged, before gold.
+    Staged,
+    /// Gold staged, before the commit marker.
+    GoldStaged,
+    /// Commit marker written, before any file is moved into place.
+    Committed,
+    /// Half of the staged files moved into place.
+    MidPublish,
+    /// All files in place, before the manifest.
+    Published,
+}
+
+impl CrashPoint {
+    pub const ALL: [(&'static str, CrashPoint); 5] = [
+        ("staged", CrashPoint::Staged),
+        ("gold-staged", CrashPoint::GoldStaged),
+        ("committed", CrashPoint::Committed),
+        ("mid-publish", CrashPoint::MidPublish),
+        ("published", CrashPoint::Published),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+}
+
+fn crash_if(options: &RunOptions, point: CrashPoint) {
+    if options.crash_at == Some(point) {
+        tracing::error!(?point, "Crash point reached: aborting as requested by MINUTELY_CRASH_AT.");
+        std::process::abort();
+    }
 }
 
 /// What a run did.
@@ -53,12 +91,13 @@ pub enum Outcome {
 
 /// Runs the pipeline once on `config`'s input and output.
 pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
-    let started_at = Utc::now();
-    let run_id = new_run_id(started_at);
     let input = Storage::open(&config.input, false)?;
     let output = Storage::open(&config.output, true)?;
-    let holder = format!("run {run_id} (pid {}, started {})", std::process::id(), started_at.to_rfc3339());
+    let holder = format!("pid {} (started {})", std::process::id(), Utc::now().to_rfc3339());
     let _lock = Lock::acquire(&output, &holder)?;
+    // Minted under the lock, so run ids on one output sort in run order.
+    let started_at = Utc::now();
+    let run_id = new_run_id(started_at);
     info!(run_id, input = config.input, output = config.output, full_refresh = options.full_refresh, "Starting run.");
 
     recover_staging(&output)?;
@@ -160,7 +199,9 @@ impl<'a> Run<'a> {
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
             return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
         }
+        crash_if(&self.options, CrashPoint::Staged);
         self.timed("gold", Self::write_gold)?;
+        crash_if(&self.options, CrashPoint::GoldStaged);
         let manifest = self.manifest(self.status(), None);
         self.timed("publish", |run| run.commit(&manifest))?;
         Ok(Outcome::Committed(Box::new(self.manifest(manifest.status, None))))
@@ -359,7 +400,8 @@ impl<'a> Run<'a> {
 
     fn commit(&mut self, manifest: &Manifest) -> Result<()> {
         self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
-        publish(&self.output, manifest)
+        crash_if(&self.options, CrashPoint::Committed);
+        publish(&self.output, manifest, &self.options)
     }
 
     /// Best effort: drop what the run staged and leave a failed manifest.
@@ -474,11 +516,14 @@ fn batches(candidates: Vec<Candidate>, batch_rows: usize) -> Vec<Vec<Candidate>>
 /// Moves a committed run's staged files into place, then writes its manifest.
 /// Idempotent: files already moved are skipped, so a crash here is finished
 /// by the next run.
-fn publish(output: &Storage, manifest: &Manifest) -> Result<()> {
+fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
     let run_id = &manifest.run_id;
     let staged: BTreeSet<String> =
         output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
-    for path in &manifest.outputs {
+    for (i, path) in manifest.outputs.iter().enumerate() {
+        if i == manifest.outputs.len() / 2 {
+            crash_if(options, CrashPoint::MidPublish);
+        }
         let from = layout::staged(run_id, path);
         if staged.contains(&from) {
             output.rename(&from, path)?;
@@ -494,6 +539,7 @@ fn publish(output: &Storage, manifest: &Manifest) -> Result<()> {
             }
         }
     }
+    crash_if(options, CrashPoint::Published);
     output.put(&Manifest::path(run_id), manifest.to_json())?;
     output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
     info!(run_id, files = manifest.outputs.len(), "Published run.");
@@ -514,7 +560,7 @@ fn recover_staging(output: &Storage) -> Result<()> {
         match output.get_opt(&marker)? {
             Some(bytes) => {
                 warn!(run_id, "Finishing the publish of a run that stopped after committing.");
-                publish(output, &Manifest::from_json(&bytes, &marker)?)?;
+                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default())?;
             }
             None => {
                 warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");

@@ -107,15 +107,15 @@ pub fn load_manifests(output: &Storage) -> Result<Vec<Manifest>> {
         .collect()
 }
 
-/// A sortable, unique run id: UTC start time plus 8 hex digits that differ
-/// between processes and calls.
+/// A sortable, unique run id: UTC start time to the millisecond plus 8 hex
+/// digits that differ between processes and calls.
 pub fn new_run_id(started_at: DateTime<Utc>) -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = started_at.timestamp_nanos_opt().unwrap_or_default();
     let seed = format!("{}-{}-{nanos}-{n}", std::process::id(), std::thread::current().name().unwrap_or(""));
     let suffix = xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32;
-    format!("{}-{suffix:08x}", started_at.format("%Y%m%dT%H%M%SZ"))
+    format!("{}-{suffix:08x}", started_at.format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 #[cfg(test)]
@@ -124,11 +124,11 @@ mod tests {
 
     #[test]
     fn run_ids_sort_by_time_and_are_unique() {
-        let t = DateTime::parse_from_rfc3339("2026-01-12T10:15:00Z").expect("valid").to_utc();
+        let t = DateTime::parse_from_rfc3339("2026-01-12T10:15:00.042Z").expect("valid").to_utc();
         let a = new_run_id(t);
         let b = new_run_id(t);
-        assert!(a.starts_with("20260112T101500Z-") && a.len() == 25, "{a}");
+        assert!(a.starts_with("20260112T101500042Z-") && a.len() == 28, "{a}");
         assert_ne!(a, b);
-        assert!(new_run_id(t + chrono::Duration::seconds(1)) > a);
+        assert!(new_run_id(t + chrono::Duration::milliseconds(1)) > a);
     }
 }

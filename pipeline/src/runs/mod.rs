@@ -5,6 +5,6 @@ mod execute;
 mod lock;
 mod manifest;
 
-pub use execute::{Outcome, RunOptions, run};
+pub use execute::{CrashPoint, Outcome, RunOptions, run};
 pub use lock::{LOCK_FILE, Lock};
 pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, load_manifests, new_run_id};

@@ -1,0 +1,267 @@
+//! End-to-end run semantics (SPEC §6): incremental runs, invariance over
+//! how files are delivered, crash safety, exclusive runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tests::*;
+
+/// A delivery of files: the basic fixtures plus a small generated set.
+fn dataset(dir: &Path) -> Vec<PathBuf> {
+    let all = dir.join("all");
+    copy_dir(&fixture("basic"), &all);
+    let out = pipeline(dir, &["generate", "--events", "1500", "--seed", "3", "--out", "all/gen"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut files = Vec::new();
+    collect(&all, &all, &mut files);
+    files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+    files
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).expect("inside root").to_path_buf());
+        }
+    }
+}
+
+/// Copies the given files (relative to `dir/all`) into `dir/<inbox>`.
+fn deliver(dir: &Path, inbox: &str, files: &[PathBuf]) {
+    for f in files {
+        let to = dir.join(inbox).join(f);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(dir.join("all").join(f), to).expect("copy");
+    }
+}
+
+fn run(dir: &Path, inbox: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "--input",
+        inbox,
+        "--output",
+        out,
+        "--max-reject-ratio",
+        "1",
+        "--timestamp-format",
+        "%d/%m/%Y %H:%M:%S",
+    ];
+    args.extend_from_slice(extra);
+    pipeline(dir, &args)
+}
+
+/// One uninterrupted run over every file: the reference result.
+fn reference(dir: &Path, files: &[PathBuf]) -> Vec<Vec<String>> {
+    deliver(dir, "ref-in", files);
+    let out = run(dir, "ref-in", "ref-out", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    snapshot(&dir.join("ref-out"))
+}
+
+fn staging_is_empty(out: &Path) -> bool {
+    parquet_files(&out.join("_staging")).is_empty()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// The same files delivered in one run or spread over several (in
+    /// delivery order) give the same layers, gold identical to the bit.
+    #[test]
+    fn delivery_split_does_not_change_the_result(cuts in proptest::collection::btree_set(1usize..12, 1..4)) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = dataset(dir.path());
+        let want = reference(dir.path(), &files);
+        let mut bounds: Vec<usize> = cuts.into_iter().filter(|&c| c < files.len()).collect();
+        bounds.push(files.len());
+        let mut start = 0;
+        for end in bounds {
+            deliver(dir.path(), "inbox", &files[start..end]);
+            let out = run(dir.path(), "inbox", "split-out", &[]);
+            prop_assert!(out.status.success(), "{}", text(&out));
+            start = end;
+        }
+        prop_assert_eq!(snapshot(&dir.path().join("split-out")), want);
+    }
+}
+
+#[test]
+fn crash_at_every_point_is_recovered_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let want = reference(dir.path(), &files);
+    let half = files.len() / 2;
+    for point in ["staged", "gold-staged", "committed", "mid-publish", "published"] {
+        let out_dir = format!("out-{point}");
+        let inbox = format!("in-{point}");
+        deliver(dir.path(), &inbox, &files[..half]);
+        let first = run(dir.path(), &inbox, &out_dir, &[]);
+        assert!(first.status.success(), "{}", text(&first));
+        let before = snapshot(&dir.path().join(&out_dir));
+
+        deliver(dir.path(), &inbox, &files[half..]);
+        let crashed = run(dir.path(), &inbox, &out_dir, &["--crash-at", point]);
+        assert!(
+            !crashed.status.success() && crashed.status.code().is_none(),
+            "{point}: must die by a signal; {}",
+            text(&crashed)
+        );
+        if matches!(point, "staged" | "gold-staged" | "committed") {
+            assert_eq!(snapshot(&dir.path().join(&out_dir)), before, "{point}: readers still see the previous state");
+        }
+
+        let again = run(dir.path(), &inbox, &out_dir, &[]);
+        assert!(again.status.success(), "{point}: {}", text(&again));
+        assert_eq!(snapshot(&dir.path().join(&out_dir)), want, "{point}: result equals an uninterrupted run");
+        assert!(staging_is_empty(&dir.path().join(&out_dir)), "{point}: staging cleaned up");
+    }
+}
+
+#[test]
+fn kill_9_at_any_moment_is_recovered_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generated = pipeline(dir.path(), &["generate", "--events", "400000", "--seed", "9", "--out", "in"]);
+    assert!(generated.status.success(), "{}", text(&generated));
+    let reference = run(dir.path(), "in", "ref", &[]);
+    assert!(reference.status.success(), "{}", text(&reference));
+    let want = snapshot(&dir.path().join("ref"));
+    for (i, delay_ms) in [30u64, 150, 300, 500, 700].into_iter().enumerate() {
+        let out = format!("out-{i}");
+        let mut child = Command::new(binary("pipeline"))
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "--input",
+                "in",
+                "--output",
+                &out,
+                "--max-reject-ratio",
+                "1",
+                "--timestamp-format",
+                "%d/%m/%Y %H:%M:%S",
+                "--batch-rows",
+                "50000",
+            ])
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pipeline");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL; the run may also have finished already
+        let _ = child.wait();
+        let again = run(dir.path(), "in", &out, &[]);
+        assert!(again.status.success(), "after kill at {delay_ms} ms: {}", text(&again));
+        assert_eq!(snapshot(&dir.path().join(&out)), want, "after kill at {delay_ms} ms");
+    }
+}
+
+#[test]
+fn second_run_fails_fast_naming_the_holder_and_a_dead_holder_blocks_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("in")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("in/a.csv"),
+        "event_id,service,event_type,timestamp\ne1,api,request,2026-01-12T10:00:00Z\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
+    std::fs::write(dir.path().join("out/_lock"), "pid 4242 (started earlier)").expect("write holder");
+    // Another process holds the OS lock, as a running pipeline would.
+    let mut holder = Command::new("flock")
+        .args(["--exclusive", "--no-fork", "out/_lock", "sleep", "60"])
+        .current_dir(dir.path())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    std::thread::sleep(Duration::from_millis(300));
+    let blocked = run(dir.path(), "in", "out", &[]);
+    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+    assert!(text(&blocked).contains("pid 4242"), "the message names the holder: {}", text(&blocked));
+    assert!(parquet_files(&dir.path().join("out")).is_empty());
+
+    holder.kill().expect("kill -9 the holder");
+    holder.wait().expect("reap");
+    let after = run(dir.path(), "in", "out", &[]);
+    assert!(after.status.success(), "a dead holder's lock is gone: {}", text(&after));
+}
+
+#[test]
+fn late_events_correct_earlier_minutes_and_only_touched_dates_are_rewritten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixture("basic"), &dir.path().join("in"));
+    let first = run(dir.path(), "in", "out", &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let gold_13 = dir.path().join("out/gold/service_minute_metrics/event_date=2026-01-13/data.parquet");
+    let untouched = std::fs::read(&gold_13).expect("gold of 2026-01-13");
+
+    std::fs::write(
+        dir.path().join("in/e_late.csv"),
+        "event_id,service,event_type,timestamp,latency_ms,status_code\n\
+         late1,checkout,request,2026-01-12T10:15:45Z,1.5,200\n\
+         r1,auth,login,2026-01-12T12:00:00Z,1,200\n",
+    )
+    .expect("write late file");
+    let second = run(dir.path(), "in", "out", &[]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("1 ingested, 4 already ingested"), "{}", text(&second));
+
+    let gold = sorted(
+        &read_layer(&dir.path().join("out/gold/service_minute_metrics"), "event_date"),
+        &["event_date", "service", "minute"],
+    );
+    let checkout_1015 = 1; // auth 10:15, then checkout 10:15
+    assert_eq!(strs(&gold, "service")[checkout_1015], s("checkout"));
+    assert_eq!(i64s(&gold, "request_count")[checkout_1015], Some(3));
+    assert_eq!(f64s(&gold, "avg_latency_ms")[checkout_1015], Some(7.0), "(12.5 + 7 + 1.5) / 3");
+    assert_eq!(f64s(&gold, "p50_latency_ms")[checkout_1015], Some(7.0));
+    assert_eq!(std::fs::read(&gold_13).expect("gold of 2026-01-13"), untouched, "2026-01-13 got no new events");
+
+    let rejects = read_layer(&dir.path().join("out/silver/rejects"), "ingest_date");
+    let late_dups: Vec<_> = strs(&rejects, "_source_file")
+        .into_iter()
+        .zip(strs(&rejects, "reject_reason"))
+        .filter(|(f, _)| f.as_deref() == Some("e_late.csv"))
+        .collect();
+    assert_eq!(late_dups, [(s("e_late.csv"), s("duplicate_event_id"))], "r1 was committed by the first run");
+
+    // A changed file is ingested again; its already-known ids are duplicates.
+    std::fs::write(
+        dir.path().join("in/b_missing_columns.csv"),
+        "timestamp,service,event_id,event_type\n1768213020,payments,p1,request\n1768213030,payments,p2,request\n",
+    )
+    .expect("rewrite file");
+    let third = run(dir.path(), "in", "out", &[]);
+    assert!(third.status.success(), "{}", text(&third));
+    let events = read_layer(&dir.path().join("out/silver/events"), "event_date");
+    let ids: Vec<_> = strs(&events, "event_id")
+        .into_iter()
+        .flatten()
+        .filter(|id| id.starts_with('p'))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert_eq!(strs(&events, "event_id").iter().filter(|id| id.as_deref() == Some("p1")).count(), 1);
+}
+
+#[test]
+fn full_refresh_rebuilds_every_layer_from_all_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let want = reference(dir.path(), &files);
+    deliver(dir.path(), "inbox", &files[..3]);
+    assert!(run(dir.path(), "inbox", "out", &[]).status.success());
+    deliver(dir.path(), "inbox", &files[3..]);
+    assert!(run(dir.path(), "inbox", "out", &[]).status.success());
+    let refreshed = run(dir.path(), "inbox", "out", &["--full-refresh"]);
+    assert!(refreshed.status.success(), "{}", text(&refreshed));
+    assert_eq!(snapshot(&dir.path().join("out")), want);
+    let nothing_new = run(dir.path(), "inbox", "out", &[]);
+    assert!(String::from_utf8_lossy(&nothing_new.stdout).contains("Nothing new"), "{}", text(&nothing_new));
+}
