@@ -173,3 +173,35 @@ mod tests {
         assert!(err.to_string().contains("in/f.csv.gz"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::test_support::Collect;
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn readers_never_panic_and_count_every_record(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            for format in [Format::Csv, Format::Ndjson] {
+                let mut sink = Collect::default();
+                if let Ok(stats) = read_file(&bytes, FileKind { format, gzip: false }, "p", &mut sink) {
+                    prop_assert_eq!(stats.records as usize, sink.rows.len() + sink.malformed.len());
+                    prop_assert_eq!(stats.malformed as usize, sink.malformed.len());
+                }
+            }
+        }
+
+        #[test]
+        fn csv_like_text_never_panics(text in "[a-z,\"\r\n ]{0,200}") {
+            let mut sink = Collect::default();
+            let _ = read_csv(format!("event_id,service\n{text}").as_bytes(), "p.csv", &mut sink);
+        }
+
+        #[test]
+        fn json_like_text_never_panics(text in r#"[{}\[\]":,a-z0-9 \\\n.-]{0,200}"#) {
+            let _ = read_ndjson(text.as_bytes(), "p.ndjson", &mut Collect::default());
+        }
+    }
+}

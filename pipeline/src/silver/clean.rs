@@ -394,3 +394,116 @@ mod tests {
         assert_eq!(reasons(&split(ev).unwrap()), [["duplicate_event_id"]]);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::bronze::{BronzeBuilder, Lineage};
+    use crate::input::RecordSink;
+    use crate::silver::Dedupe;
+    use crate::silver::timestamp::{MAX_MICROS, MIN_MICROS};
+
+    /// A timestamp in range, written in one of the accepted forms.
+    fn timestamp() -> impl Strategy<Value = String> {
+        (MIN_MICROS..MAX_MICROS, 0usize..8).prop_map(|(micros, form)| {
+            let t = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
+            let seconds = micros.div_euclid(1_000_000);
+            match form {
+                0 => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                1 => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                2 => t.format("%Y-%m-%dt%H:%M:%S%.9fz").to_string(),
+                3 => t
+                    .with_timezone(&chrono::FixedOffset::west_opt(3 * 3600 + 1800).expect("valid"))
+                    .format("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string(),
+                4 => seconds.to_string(),
+                5 => (micros.div_euclid(1000)).to_string(),
+                6 => micros.to_string(),
+                _ => format!("{seconds}.{:06}", micros.rem_euclid(1_000_000)),
+            }
+        })
+    }
+
+    fn valid_row() -> impl Strategy<Value = [Option<String>; 7]> {
+        (
+            "[A-Za-z0-9-]{1,12}",
+            "[ ]?[A-Za-z][a-z_]{0,10}",
+            "[a-z]{1,8}",
+            timestamp(),
+            proptest::option::of("[0-9]{1,4}(\\.[0-9]{1,3})?|[a-z]+"),
+            proptest::option::of("[1-5][0-9][0-9]|x"),
+            proptest::option::of("[a-zA-Z0-9 ,\"]{0,10}"),
+        )
+            .prop_filter("not a null token", |(id, service, ty, ..)| {
+                ![id.as_str(), service.trim(), ty.as_str()]
+                    .iter()
+                    .any(|v| ["null", "none", "nan", "n/a", "-"].contains(&v.to_ascii_lowercase().as_str()))
+            })
+            .prop_map(|(id, service, ty, ts, lat, status, user)| {
+                [Some(id), Some(service), Some(ty), Some(ts), lat, status, user]
+            })
+    }
+
+    /// Any row: each field absent, blank, a null token or random text.
+    fn any_row() -> impl Strategy<Value = [Option<String>; 7]> {
+        let field = || {
+            proptest::option::of(prop_oneof![
+                "",
+                "N/A",
+                " x ",
+                "e1",
+                "2026-01-12T10:00:00Z",
+                "1768212900",
+                "garbage",
+                "\\PC{0,12}"
+            ])
+        };
+        [field(), field(), field(), field(), field(), field(), field()]
+    }
+
+    fn clean_rows(rows: &[[Option<String>; 7]], malformed: usize) -> (usize, Cleaned) {
+        let mut b = BronzeBuilder::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            b.record(i as i64 + 2, std::array::from_fn(|k| r[k].as_deref()), None);
+        }
+        for _ in 0..malformed {
+            b.malformed(1, "x");
+        }
+        let bronze = b.finish(Lineage { source_file: "p", ingested_at_micros: 0, run_id: "r" }).expect("bronze");
+        let height = bronze.height();
+        let mut ev = evaluate(bronze, &Rules::default()).expect("evaluate");
+        Dedupe::default().apply(std::slice::from_mut(&mut ev));
+        (height, split(ev).expect("split"))
+    }
+
+    proptest! {
+        #[test]
+        fn rules_never_panic_on_any_text(v in "\\PC{0,40}") {
+            let _ = crate::silver::TimestampParser::new(&["%d/%m/%Y %H:%M:%S".into()]).parse(&v);
+            let _ = crate::silver::value::latency(Some(&v));
+            let _ = crate::silver::value::status(Some(&v));
+            let _ = crate::silver::value::normalize(Some(&v));
+        }
+
+        #[test]
+        fn a_valid_row_is_never_rejected(row in valid_row()) {
+            let (_, cleaned) = clean_rows(&[row], 0);
+            prop_assert_eq!(cleaned.rejects.height(), 0);
+        }
+
+        #[test]
+        fn every_row_lands_once_and_gold_counts_every_event(rows in proptest::collection::vec(any_row(), 0..40), malformed in 0usize..3) {
+            let (bronze_rows, cleaned) = clean_rows(&rows, malformed);
+            let events: usize = cleaned.events.iter().map(|(_, df)| df.height()).sum();
+            prop_assert_eq!(events + cleaned.rejects.height(), bronze_rows);
+            prop_assert_eq!(cleaned.reject_counts.iter().sum::<u64>() as usize, cleaned.rejects.height());
+            for (_, df) in &cleaned.events {
+                let gold = crate::gold::aggregate(df.clone().lazy()).expect("aggregate");
+                let counts = gold.column("request_count").expect("column").i64().expect("i64").clone();
+                prop_assert_eq!(counts.sum().unwrap_or(0) as usize, df.height());
+            }
+        }
+    }
+}
