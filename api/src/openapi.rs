@@ -1,0 +1,74 @@
+//! The OpenAPI 3 description of every endpoint, served at `/openapi.json`.
+
+use serde_json::{Value, json};
+
+/// Paths the server answers, as documented.
+pub const PATHS: [&str; 7] =
+    ["/health", "/metrics", "/metrics/rollup", "/services", "/runs", "/runs/{run_id}", "/openapi.json"];
+
+pub fn document() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let error_response =
+        |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
+    let services = json!({"name": "service", "in": "query", "required": false, "description": "Service name, case-insensitive; repeat or comma-separate for several. All services when absent.", "schema": {"type": "string", "maxLength": 2048}});
+    let from = json!({"name": "from", "in": "query", "required": false, "description": "Inclusive start: RFC 3339 or YYYY-MM-DD (UTC midnight).", "schema": {"type": "string"}});
+    let to = json!({"name": "to", "in": "query", "required": false, "description": "Exclusive end: RFC 3339 or YYYY-MM-DD; must be after from.", "schema": {"type": "string"}});
+    let limit = json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}});
+    let offset = json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}});
+    let bucket = json!({"name": "bucket", "in": "query", "required": false, "schema": {"type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"], "default": "1h"}});
+    let cached = |schema: Value| {
+        json!({
+            "description": "OK. Weak ETag keyed by the snapshot's run id; gzip when accepted.",
+            "headers": {"ETag": {"schema": {"type": "string"}}, "x-request-id": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": schema}}
+        })
+    };
+    let not_modified = json!({"description": "Not modified (If-None-Match matched the ETag)."});
+    let number = json!({"type": ["number", "null"]});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "minutely gold API", "version": env!("CARGO_PKG_VERSION"), "description": "Per-service, per-minute request metrics from the gold layer."},
+        "paths": {
+            "/health": {"get": {"summary": "Whether gold is loaded, and what it holds.", "responses": {
+                "200": {"description": "Gold loaded.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                "503": {"description": "No gold loaded yet (same shape, status unavailable).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+            }}},
+            "/metrics": {"get": {"summary": "Gold rows ordered by service, minute.", "parameters": [services, from, to, limit, offset], "responses": {
+                "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/MetricRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
+                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("No gold loaded yet.")
+            }}},
+            "/metrics/rollup": {"get": {"summary": "Gold rows summed per service and UTC-aligned bucket.", "parameters": [services, from, to, bucket, limit, offset], "responses": {
+                "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/RollupRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
+                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("No gold loaded yet.")
+            }}},
+            "/services": {"get": {"summary": "Each service with its row count and first/last minute.", "responses": {
+                "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object", "properties": {
+                    "service": {"type": "string"}, "rows": {"type": "integer"}, "first_minute": {"type": "string", "format": "date-time"}, "last_minute": {"type": "string", "format": "date-time"}}}}}})),
+                "304": not_modified, "503": error_response("No gold loaded yet.")
+            }}},
+            "/runs": {"get": {"summary": "Run manifests, newest first.", "responses": {"200": cached(json!({"type": "array", "items": {"$ref": "#/components/schemas/Manifest"}})), "304": not_modified}}},
+            "/runs/{run_id}": {"get": {"summary": "One run manifest.", "parameters": [{"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {
+                "200": cached(json!({"$ref": "#/components/schemas/Manifest"})), "304": not_modified, "404": error_response("Unknown run id.")
+            }}},
+            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}}
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "parameter"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "parameter": {"type": ["string", "null"]}}}}},
+            "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "gold": {"type": "object", "properties": {
+                "rows": {"type": "integer"}, "services": {"type": "integer"}, "first_minute": {"type": ["string", "null"]}, "last_minute": {"type": ["string", "null"]},
+                "run_id": {"type": ["string", "null"]}, "loaded_at": {"type": ["string", "null"]}}}}},
+            "Meta": {"type": "object", "properties": {"count": {"type": "integer"}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}, "bucket": {"type": "string"}}},
+            "MetricRow": {"type": "object", "properties": {
+                "service": {"type": "string"}, "minute": {"type": "string", "format": "date-time"}, "request_count": {"type": "integer"}, "latency_count": {"type": "integer"},
+                "avg_latency_ms": number, "p50_latency_ms": number, "p95_latency_ms": number, "p99_latency_ms": number, "max_latency_ms": number,
+                "status_count": {"type": "integer"}, "error_count": {"type": "integer"}, "error_rate": number}},
+            "RollupRow": {"type": "object", "properties": {
+                "service": {"type": "string"}, "bucket": {"type": "string", "format": "date-time"}, "request_count": {"type": "integer"}, "latency_count": {"type": "integer"},
+                "avg_latency_ms": number, "max_latency_ms": number, "status_count": {"type": "integer"}, "error_count": {"type": "integer"}, "error_rate": number}},
+            "Manifest": {"type": "object", "description": "A run manifest as written to _runs/<run_id>.json.", "properties": {
+                "run_id": {"type": "string"}, "status": {"type": "string", "enum": ["succeeded", "quality_gate_failed", "failed"]}}}
+        }}
+    })
+}
