@@ -58,7 +58,7 @@ pub fn routes(shared: Shared) -> impl Filter<Extract = (impl Reply,), Error = Re
         .and(warp::get())
         .and(snapshot.clone())
         .and(headers)
-        .map(|s: Arc<Snapshot>, h: RequestHeaders| data_response(&*s.runs, &s, &h));
+        .map(|s: Arc<Snapshot>, h: RequestHeaders| data_response(to_json(&*s.runs), &s, &h));
     let run = warp::path!("runs" / String).and(warp::get()).and(snapshot).and(headers).and_then(
         |id: String, s: Arc<Snapshot>, h: RequestHeaders| async move { run(&s, &id, &h).map_err(warp::reject::custom) },
     );
@@ -129,12 +129,42 @@ fn metrics(snapshot: &Snapshot, raw: &str, headers: &RequestHeaders) -> Result<R
     let gold = gold(snapshot)?;
     let ranges: Vec<&[MetricRow]> = selected(gold, &q).into_iter().map(|s| gold.range(s, q.from, q.to)).collect();
     let total: usize = ranges.iter().map(|r| r.len()).sum();
-    let data: Vec<&MetricRow> = ranges.into_iter().flatten().skip(q.offset).take(q.limit).collect();
-    let body = json!({
-        "data": data,
-        "meta": {"count": data.len(), "total": total, "limit": q.limit, "offset": q.offset, "from": bound(q.from), "to": bound(q.to)},
-    });
-    Ok(data_response(&body, snapshot, headers))
+    // Rows are pre-rendered JSON: the body is their concatenation.
+    let mut body = String::with_capacity(64 + q.limit.min(total) * 330);
+    body.push_str("{\"data\":[");
+    let mut count = 0;
+    for row in ranges.into_iter().flatten().skip(q.offset).take(q.limit) {
+        if count > 0 {
+            body.push(',');
+        }
+        body.push_str(&row.json);
+        count += 1;
+    }
+    let meta =
+        Meta { count, total, limit: q.limit, offset: q.offset, from: bound(q.from), to: bound(q.to), bucket: None };
+    body.push_str("],\"meta\":");
+    body.push_str(&String::from_utf8(to_json(&meta)).unwrap_or_default());
+    body.push('}');
+    Ok(data_response(body.into_bytes(), snapshot, headers))
+}
+
+/// A page of data rows with its `meta`.
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    data: T,
+    meta: Meta,
+}
+
+#[derive(Debug, Serialize)]
+struct Meta {
+    count: usize,
+    total: usize,
+    limit: usize,
+    offset: usize,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<&'static str>,
 }
 
 /// One rollup bucket of one service.
@@ -192,11 +222,16 @@ fn rollup(snapshot: &Snapshot, raw: &str, headers: &RequestHeaders) -> Result<Re
     }
     let total = rows.len();
     let data: Vec<RollupRow> = rows.into_iter().skip(q.offset).take(q.limit).collect();
-    let body = json!({
-        "data": data,
-        "meta": {"count": data.len(), "total": total, "limit": q.limit, "offset": q.offset, "from": bound(q.from), "to": bound(q.to), "bucket": bucket.name()},
-    });
-    Ok(data_response(&body, snapshot, headers))
+    let meta = Meta {
+        count: data.len(),
+        total,
+        limit: q.limit,
+        offset: q.offset,
+        from: bound(q.from),
+        to: bound(q.to),
+        bucket: Some(bucket.name()),
+    };
+    Ok(data_response(to_json(&Page { data, meta }), snapshot, headers))
 }
 
 /// Average latency weighted by latency_count; error rate from summed counts.
@@ -216,7 +251,7 @@ fn services(snapshot: &Snapshot, headers: &RequestHeaders) -> Result<Response, A
             Some(json!({"service": first.service, "rows": rows.len(), "first_minute": first.minute, "last_minute": last.minute}))
         })
         .collect();
-    Ok(data_response(&json!({ "data": data }), snapshot, headers))
+    Ok(data_response(to_json(&json!({ "data": data })), snapshot, headers))
 }
 
 fn run(snapshot: &Snapshot, id: &str, headers: &RequestHeaders) -> Result<Response, ApiError> {
@@ -225,12 +260,17 @@ fn run(snapshot: &Snapshot, id: &str, headers: &RequestHeaders) -> Result<Respon
         .iter()
         .find(|m| m.run_id == id)
         .ok_or_else(|| ApiError::not_found("unknown_run", format!("No run {id:?} in this output.")))?;
-    Ok(data_response(manifest, snapshot, headers))
+    Ok(data_response(to_json(manifest), snapshot, headers))
+}
+
+/// JSON bytes of a value. Our types serialize infallibly (string keys, no
+/// custom serializers that fail), so the empty fallback is never taken.
+fn to_json(body: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(bytes.into());
+    let mut response = Response::new(to_json(body).into());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -238,7 +278,7 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
 
 /// A 200 JSON response with caching headers keyed by the snapshot's run id,
 /// 304 when the client already has it, gzipped when accepted.
-fn data_response(body: &impl Serialize, snapshot: &Snapshot, headers: &RequestHeaders) -> Response {
+fn data_response(body: Vec<u8>, snapshot: &Snapshot, headers: &RequestHeaders) -> Response {
     let version = snapshot.gold.as_ref().map_or("none", |g| g.run_id.as_str());
     let etag = format!("W/\"{version}-{}\"", snapshot.runs.len());
     let cache = |response: &mut Response| {
@@ -255,10 +295,9 @@ fn data_response(body: &impl Serialize, snapshot: &Snapshot, headers: &RequestHe
         cache(&mut response);
         return response;
     }
-    let plain = serde_json::to_vec(body).unwrap_or_default();
-    let (bytes, gzipped) = match accepts_gzip(headers.accept_encoding.as_deref()).then(|| gzip(&plain)).flatten() {
+    let (bytes, gzipped) = match accepts_gzip(headers.accept_encoding.as_deref()).then(|| gzip(&body)).flatten() {
         Some(zipped) => (zipped, true),
-        None => (plain, false),
+        None => (body, false),
     };
     let mut response = Response::new(bytes.into());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -26,6 +26,17 @@ pub struct MetricRow {
     pub status_count: i64,
     pub error_count: i64,
     pub error_rate: Option<f64>,
+    /// This row as JSON, rendered once when the snapshot is built.
+    #[serde(skip)]
+    pub json: Box<str>,
+}
+
+impl MetricRow {
+    /// Renders and stores the row's JSON; call once all fields are set.
+    pub fn render(mut self) -> Self {
+        self.json = serde_json::to_string(&self).unwrap_or_default().into();
+        self
+    }
 }
 
 /// The gold layer of one committed run.
@@ -79,21 +90,25 @@ impl Gold {
                 let (Some(name), Some(micros)) = (service.get(i), minute.get(i)) else { continue };
                 let key = name.to_lowercase();
                 let shared = names.entry(key.clone()).or_insert_with(|| Arc::from(name)).clone();
-                services.entry(key).or_default().push(MetricRow {
-                    service: shared,
-                    minute: Arc::from(format_micros(micros)),
-                    minute_micros: micros,
-                    request_count: requests.get(i).unwrap_or(0),
-                    latency_count: latency_count.get(i).unwrap_or(0),
-                    avg_latency_ms: avg.get(i),
-                    p50_latency_ms: p50.get(i),
-                    p95_latency_ms: p95.get(i),
-                    p99_latency_ms: p99.get(i),
-                    max_latency_ms: max.get(i),
-                    status_count: status_count.get(i).unwrap_or(0),
-                    error_count: error_count.get(i).unwrap_or(0),
-                    error_rate: rate.get(i),
-                });
+                services.entry(key).or_default().push(
+                    MetricRow {
+                        service: shared,
+                        minute: Arc::from(format_micros(micros)),
+                        minute_micros: micros,
+                        request_count: requests.get(i).unwrap_or(0),
+                        latency_count: latency_count.get(i).unwrap_or(0),
+                        avg_latency_ms: avg.get(i),
+                        p50_latency_ms: p50.get(i),
+                        p95_latency_ms: p95.get(i),
+                        p99_latency_ms: p99.get(i),
+                        max_latency_ms: max.get(i),
+                        status_count: status_count.get(i).unwrap_or(0),
+                        error_count: error_count.get(i).unwrap_or(0),
+                        error_rate: rate.get(i),
+                        json: Box::default(),
+                    }
+                    .render(),
+                );
                 rows += 1;
             }
         }

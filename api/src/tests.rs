@@ -26,7 +26,9 @@ fn row(service: &str, minute: i64, requests: i64, latency: Option<(i64, f64, f64
         status_count: status.0,
         error_count: status.1,
         error_rate: (status.0 > 0).then(|| status.1 as f64 / status.0 as f64),
+        json: Box::default(),
     }
+    .render()
 }
 
 fn shared() -> Shared {

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Load test of the real API server on loopback (issue 4's targets).
+#
+# Builds gold from N generated events (default 10M; reuses target/bench/<N>
+# when it exists), starts `api` on 127.0.0.1, and runs wrk against:
+#   1. /metrics for one service over one hour (60 rows),
+#   2. /metrics/rollup for one service over one day, 1h buckets.
+# Prints req/s and latency percentiles. Installs wrk from Debian if missing.
+#
+# Usage: scripts/loadtest.sh [EVENTS] [DURATION]     (default 10000000 15s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events="${1:-10000000}"
+duration="${2:-15s}"
+target="${CARGO_TARGET_DIR:-target}"
+work="$target/bench/$events"
+
+if ! command -v wrk >/dev/null; then
+  echo "Installing wrk from Debian..."
+  (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
+fi
+cargo build -q -p pipeline -p api
+if [ ! -d "$work/out/gold" ]; then
+  rm -rf "$work"
+  "$target/debug/pipeline" generate --events "$events" --seed 1 --out "$work/in" >/dev/null
+  RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input "$work/in" --output "$work/out" --max-reject-ratio 1 >/dev/null
+fi
+
+RUST_LOG="warn,warp::server=off" "$target/debug/api" --output "$work/out" --bind 127.0.0.1:0 > "$work/api.out" &
+api_pid=$!
+trap 'kill $api_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  addr="$(sed -n 's|^Listening on http://||p' "$work/api.out")"
+  if [ -n "$addr" ] && curl -sf "http://$addr/health" >/dev/null; then break; fi
+  sleep 0.2
+done
+curl -sf "http://$addr/health"; echo
+
+run() {
+  echo "== $1"
+  echo "   $(curl -s -o /dev/null -w '%{http_code}, %{size_download} bytes' "http://$addr$2")"
+  wrk --threads 2 --connections 64 --duration "$duration" --latency "http://$addr$2" | grep -E 'Requests/sec|^ +(50|75|90|99)%|Latency|Non-2xx'
+}
+run "1-hour single-service /metrics" "/metrics?service=checkout&from=2026-01-12T10:00:00Z&to=2026-01-12T11:00:00Z"
+run "1-day single-service /metrics/rollup (1h buckets)" "/metrics/rollup?service=checkout&from=2026-01-12&to=2026-01-13&bucket=1h"
