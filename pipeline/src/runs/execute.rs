@@ -325,8 +325,10 @@ impl<'a> Run<'a> {
     /// clean events: committed ones plus this run's staged ones.
     fn write_gold(&mut self) -> Result<()> {
         let dates: Vec<i32> = self.touched_dates.iter().copied().collect();
+        // One date at a time (bounds memory to one date's events); polars
+        // and the file reads parallelize within it.
         let results = dates
-            .par_iter()
+            .iter()
             .map(|&date| {
                 let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
                 let mut sources: Vec<String> = Vec::new();
@@ -341,7 +343,7 @@ impl<'a> Run<'a> {
                         .map(|p| layout::staged(&self.run_id, p)),
                 );
                 let frames = sources
-                    .iter()
+                    .par_iter()
                     .map(|path| self.output.get_parquet(path, Some(&gold::INPUT_COLUMNS)))
                     .collect::<Result<Vec<_>>>()?;
                 let mut metrics = gold::aggregate(concat_frames(frames)?.lazy())?;
@@ -468,13 +470,16 @@ fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: L
 /// Event id fingerprints committed on `date` by earlier runs.
 fn committed_ids(output: &Storage, date: i32) -> Result<Vec<u128>> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let mut ids = Vec::new();
-    for path in parquet_files(output, &dir)? {
-        let df = output.get_parquet(&path, Some(&[EVENT_ID]))?;
-        let column = df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-        ids.extend(column.iter().flatten().map(silver::fingerprint));
-    }
-    Ok(ids)
+    let per_file = parquet_files(output, &dir)?
+        .par_iter()
+        .map(|path| {
+            let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
+            let column =
+                df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
+            Ok(column.iter().flatten().map(silver::fingerprint).collect::<Vec<u128>>())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(per_file.concat())
 }
 
 /// Published `*.parquet` objects under `dir`.
