@@ -186,8 +186,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
 }
 
 fn print_summary(m: &Manifest, seconds: f64) {
-    let status = serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    println!("Run {} {status} in {seconds:.2}s.", m.run_id);
+    println!("Run {} {} in {seconds:.2}s.", m.run_id, m.status.as_str());
     println!("  input files: {} ingested, {} already ingested", m.files.len(), m.files_skipped);
     println!(
         "  bronze {} rows -> silver {} events + {} rejects ({:.2}%) -> gold {} rows in {} partitions",

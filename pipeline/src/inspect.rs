@@ -109,7 +109,7 @@ fn inspect_runs(output: &Storage, report: &mut String) -> Result<()> {
             report,
             "   {}  {:<19}  files {:>4}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",
             m.run_id,
-            serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            m.status.as_str(),
             m.files.len(),
             m.rows.bronze,
             m.rows.silver_events,

@@ -143,6 +143,8 @@ struct Run<'a> {
     outputs: Vec<String>,
     /// Batches processed so far; numbers the part files.
     batches: usize,
+    /// Whether the commit marker is written (the run can no longer fail back).
+    committed: bool,
     touched_dates: BTreeSet<i32>,
     stage_seconds: BTreeMap<String, f64>,
 }
@@ -172,6 +174,7 @@ impl<'a> Run<'a> {
             counters: Counters::default(),
             outputs: Vec::new(),
             batches: 0,
+            committed: false,
             touched_dates: BTreeSet::new(),
             stage_seconds: BTreeMap::new(),
         }
@@ -203,8 +206,8 @@ impl<'a> Run<'a> {
         self.timed("gold", Self::write_gold)?;
         crash_if(&self.options, CrashPoint::GoldStaged);
         let manifest = self.manifest(self.status(), None);
-        self.timed("publish", |run| run.commit(&manifest))?;
-        Ok(Outcome::Committed(Box::new(self.manifest(manifest.status, None))))
+        self.commit(&manifest)?;
+        Ok(Outcome::Committed(Box::new(manifest)))
     }
 
     /// Event files under the input root not already ingested with this content.
@@ -402,12 +405,19 @@ impl<'a> Run<'a> {
 
     fn commit(&mut self, manifest: &Manifest) -> Result<()> {
         self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
+        self.committed = true;
         crash_if(&self.options, CrashPoint::Committed);
         publish(&self.output, manifest, &self.options)
     }
 
     /// Best effort: drop what the run staged and leave a failed manifest.
+    /// Once the commit marker is written the run is committed: its staging
+    /// is left for the next run to finish publishing.
     fn record_failure(&mut self, error: &Error) {
+        if self.committed {
+            warn!(error = %error.chain(), "Publishing failed after commit; the next run will finish it.");
+            return;
+        }
         let mut manifest = self.manifest(RunStatus::Failed, Some(error.chain()));
         manifest.outputs.clear();
         let staging = format!("{STAGING}/{}", self.run_id);

@@ -24,6 +24,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::QualityGateFailed => "quality_gate_failed",
+            RunStatus::Failed => "failed",
+        }
+    }
+
     /// Whether the run's layers were published (its input counts as ingested).
     pub fn committed(self) -> bool {
         matches!(self, RunStatus::Succeeded | RunStatus::QualityGateFailed)
@@ -121,6 +130,13 @@ pub fn new_run_id(started_at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_text_matches_its_serialized_form() {
+        for status in [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed] {
+            assert_eq!(serde_json::to_value(status).expect("serializable"), status.as_str());
+        }
+    }
 
     #[test]
     fn run_ids_sort_by_time_and_are_unique() {
