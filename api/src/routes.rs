@@ -143,7 +143,7 @@ fn metrics(snapshot: &Snapshot, raw: &str, headers: &RequestHeaders) -> Result<R
     let meta =
         Meta { count, total, limit: q.limit, offset: q.offset, from: bound(q.from), to: bound(q.to), bucket: None };
     body.push_str("],\"meta\":");
-    body.push_str(&String::from_utf8(to_json(&meta)).unwrap_or_default());
+    body.push_str(&serde_json::to_string(&meta).unwrap_or_default());
     body.push('}');
     Ok(data_response(body.into_bytes(), snapshot, headers))
 }
@@ -270,7 +270,12 @@ fn to_json(body: &impl Serialize) -> Vec<u8> {
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
-    let mut response = Response::new(to_json(body).into());
+    bytes_response(status, to_json(body))
+}
+
+/// A response with a JSON body already serialized.
+fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut response = Response::new(bytes.into());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -299,8 +304,7 @@ fn data_response(body: Vec<u8>, snapshot: &Snapshot, headers: &RequestHeaders) -
         Some(zipped) => (zipped, true),
         None => (body, false),
     };
-    let mut response = Response::new(bytes.into());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = bytes_response(StatusCode::OK, bytes);
     if gzipped {
         response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }

@@ -56,8 +56,10 @@ fn inspect_layer(output: &Storage, dir: &str, key: &str, report: &mut String) ->
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
     let mut schema = None;
+    let needed: &[&str] = if dir == SILVER_REJECTS { &[time_column, REJECT_REASON] } else { &[time_column] };
     for path in &files {
-        let df = output.get_parquet(path, None)?;
+        // The whole first file gives the schema; the others only what is counted.
+        let df = output.get_parquet(path, schema.is_some().then_some(needed))?;
         let partition = layout::partition_value(path, key).unwrap_or("?").to_string();
         *partitions.entry(partition).or_default() += df.height() as u64;
         let times = df

@@ -193,9 +193,8 @@ impl<'a> Run<'a> {
         let progress = progress_bar(total_bytes);
         for batch in batches(candidates, self.config.batch_rows) {
             let writes = self.process_batch(batch, &progress)?;
-            let (paths, seconds) = write_staged(&self.output, &self.run_id, writes)?;
+            let paths = self.timed("write", |run| write_staged(&run.output, &run.run_id, writes))?;
             self.outputs.extend(paths);
-            *self.stage_seconds.entry("write".into()).or_default() += seconds;
         }
         progress.finish_and_clear();
         if self.files.is_empty() {
@@ -434,10 +433,8 @@ impl<'a> Run<'a> {
 /// frames (one per input file) it is made of.
 type StagedWrite = (String, Vec<DataFrame>);
 
-/// Encodes and stages one batch's files in parallel. Returns the staged
-/// paths and the seconds spent.
-fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<(Vec<String>, f64)> {
-    let start = Instant::now();
+/// Encodes and stages one batch's files in parallel; returns the staged paths.
+fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<Vec<String>> {
     let written = writes
         .into_par_iter()
         .map(|(path, frames)| {
@@ -449,7 +446,7 @@ fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Res
             Ok(Some(path))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((written.into_iter().flatten().collect(), start.elapsed().as_secs_f64()))
+    Ok(written.into_iter().flatten().collect())
 }
 
 /// Reads, hashes, parses and evaluates one file; `None` when its content

@@ -187,10 +187,10 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
     let mut dates = Vec::with_capacity(n);
     let mut latencies = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
-    let columns = [EVENT_ID, SERVICE, EVENT_TYPE, LATENCY_MS, STATUS_CODE, USER_ID].map(text);
-    let [ids, services, types, latency_col, status_col, users] = columns;
-    let (ids, services, types, latency_col, status_col, users) =
-        (ids?, services?, types?, latency_col?, status_col?, users?);
+    // Normalizing again (evaluate did it for the required fields) is cheaper
+    // than keeping borrowed values of every row between the two passes.
+    let (ids, services, types) = (text(EVENT_ID)?, text(SERVICE)?, text(EVENT_TYPE)?);
+    let (latency_col, status_col, users) = (text(LATENCY_MS)?, text(STATUS_CODE)?, text(USER_ID)?);
     for (i, ((((id, svc), ty), (lat, status)), user)) in ids
         .iter()
         .zip(services.iter())
@@ -209,16 +209,16 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
         user_id.append_option(normalize(user));
         times.push(row.event_time);
         dates.push(row.event_date());
-        latencies.push(match value::latency(normalize(lat)) {
-            Optional::Missing => (counters.latency_missing += 1, None).1,
-            Optional::Invalid => (counters.latency_invalid += 1, None).1,
-            Optional::Valid(v) => Some(v),
-        });
-        statuses.push(match value::status(normalize(status)) {
-            Optional::Missing => (counters.status_missing += 1, None).1,
-            Optional::Invalid => (counters.status_invalid += 1, None).1,
-            Optional::Valid(v) => Some(v),
-        });
+        latencies.push(counted(
+            value::latency(normalize(lat)),
+            &mut counters.latency_missing,
+            &mut counters.latency_invalid,
+        ));
+        statuses.push(counted(
+            value::status(normalize(status)),
+            &mut counters.status_missing,
+            &mut counters.status_invalid,
+        ));
     }
     let lineage = bronze
         .select([bronze::SOURCE_FILE, bronze::SOURCE_LINE, bronze::RUN_ID])
@@ -238,6 +238,16 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
     columns.extend(lineage.into_columns());
     let events = DataFrame::new(n, columns).map_err(err("building clean events"))?;
     Ok(Cleaned { events: partition_by_date(events, &dates)?, rejects, reject_counts, counters })
+}
+
+/// The value of an optional field, counting it when missing or invalid.
+fn counted<T>(field: Optional<T>, missing: &mut u64, invalid: &mut u64) -> Option<T> {
+    match field {
+        Optional::Missing => *missing += 1,
+        Optional::Invalid => *invalid += 1,
+        Optional::Valid(_) => {}
+    }
+    field.value()
 }
 
 /// Splits `events` by the parallel `dates`, keeping row order within each date.
