@@ -48,7 +48,7 @@ struct ConfigArgs {
     /// Config file [default: config/minutely.toml when present].
     #[arg(long, env = "MINUTELY_CONFIG")]
     config: Option<PathBuf>,
-    /// Output location (path, file://, memory://).
+    /// Output location (path, file://, memory://, s3://, gs://, az://).
     #[arg(long, env = "MINUTELY_OUTPUT")]
     output: Option<String>,
 }
@@ -57,7 +57,7 @@ struct ConfigArgs {
 struct RunArgs {
     #[command(flatten)]
     common: ConfigArgs,
-    /// Input location (path, file://, memory://), read recursively.
+    /// Input location (path, file://, memory://, s3://, gs://, az://), read recursively.
     #[arg(long, env = "MINUTELY_INPUT")]
     input: Option<String>,
     /// Rebuild every layer from all input, ignoring earlier runs.
@@ -72,9 +72,15 @@ struct RunArgs {
     /// Rows per processing batch (bounds memory).
     #[arg(long, env = "MINUTELY_BATCH_ROWS")]
     batch_rows: Option<usize>,
+    /// Object store outputs: seconds the run's lease lasts unless renewed.
+    #[arg(long, env = "MINUTELY_LEASE_SECS")]
+    lease_secs: Option<u64>,
     /// Crash tests only: abort at this point of the run.
     #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
     crash_at: Option<CrashPoint>,
+    /// Failure tests only: fail with an error at this point of the run.
+    #[arg(long, env = "MINUTELY_FAIL_AT", hide = true, value_parser = parse_crash_point)]
+    fail_at: Option<CrashPoint>,
 }
 
 fn parse_crash_point(name: &str) -> Result<CrashPoint, String> {
@@ -135,9 +141,13 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 max_reject_ratio: args.max_reject_ratio,
                 timestamp_formats: args.timestamp_formats,
                 batch_rows: args.batch_rows,
+                lease_secs: args.lease_secs,
             })?;
             let started = Instant::now();
-            match run(&config, RunOptions { full_refresh: args.full_refresh, crash_at: args.crash_at })? {
+            match run(
+                &config,
+                RunOptions { full_refresh: args.full_refresh, crash_at: args.crash_at, fail_at: args.fail_at },
+            )? {
                 Outcome::NothingNew { files_skipped } => {
                     println!("Nothing new to ingest ({files_skipped} files already ingested); nothing written.");
                     Ok(ExitCode::SUCCESS)

@@ -40,6 +40,9 @@ pub struct PipelineSection {
     pub timestamp_formats: Vec<String>,
     /// Rows parsed per processing batch; bounds memory (measured ≈ 0.55 KB per row in flight).
     pub batch_rows: usize,
+    /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
+    /// A crashed run blocks the next one for at most this long.
+    pub lease_secs: u64,
 }
 
 impl Default for PipelineSection {
@@ -50,6 +53,7 @@ impl Default for PipelineSection {
             max_reject_ratio: 0.25,
             timestamp_formats: Vec::new(),
             batch_rows: 500_000,
+            lease_secs: 60,
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct Overrides {
     /// Added to the file's formats (not replacing them).
     pub timestamp_formats: Vec<String>,
     pub batch_rows: Option<usize>,
+    pub lease_secs: Option<u64>,
 }
 
 /// The validated settings of a pipeline run.
@@ -89,6 +94,7 @@ pub struct PipelineConfig {
     pub max_reject_ratio: f64,
     pub timestamp_formats: Vec<String>,
     pub batch_rows: usize,
+    pub lease_secs: u64,
 }
 
 impl ConfigFile {
@@ -123,6 +129,7 @@ impl ConfigFile {
             max_reject_ratio: overrides.max_reject_ratio.unwrap_or(file.max_reject_ratio),
             timestamp_formats,
             batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
+            lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
         };
         config.validate()?;
         Ok(config)
@@ -136,6 +143,9 @@ impl PipelineConfig {
         }
         if self.batch_rows == 0 {
             return Err(Error::Config("batch_rows must be at least 1".into()));
+        }
+        if !(1..=86_400).contains(&self.lease_secs) {
+            return Err(Error::Config(format!("lease_secs must be within 1..=86400, got {}", self.lease_secs)));
         }
         for format in &self.timestamp_formats {
             validate_strftime(format)?;

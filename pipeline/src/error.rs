@@ -58,9 +58,15 @@ pub enum Error {
 
     #[error(
         "Another run holds the lock on {output}: {holder}. Runs on one output never overlap; \
-         try again when it has finished (a crashed holder's lock is released by the OS)."
+         try again when it has finished."
     )]
     Locked { output: String, holder: String },
+
+    #[error("Lost the lease on {output} ({reason}); this run stopped before committing")]
+    LeaseLost { output: String, reason: String },
+
+    #[error("Failure injected by a test at {0} (MINUTELY_FAIL_AT)")]
+    Injected(String),
 
     #[error("I/O error on {path}")]
     Io {

@@ -1,6 +1,6 @@
 //! Storage: every read and write of input and layers goes through
-//! `object_store`, so a local folder, `memory://` and (with the matching
-//! object_store feature) S3/GCS/Azure are one code path.
+//! `object_store`, so a local folder, `memory://`, S3, GCS and Azure are one
+//! code path.
 //!
 //! Calls are synchronous at this edge: each blocks on a shared tokio runtime,
 //! so rayon workers can read and write without being async themselves.
@@ -11,10 +11,16 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+
+/// The version of an object, for [`Storage::update`].
+pub use object_store::UpdateVersion as Version;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -62,20 +68,64 @@ fn memory_store() -> Arc<InMemory> {
     MEMORY.get_or_init(|| Arc::new(InMemory::new())).clone()
 }
 
+/// An S3, GCS or Azure store for `url`: settings from the environment, then
+/// `options` over them. The error is a message for [`Error::Location`].
+fn cloud_store(scheme: &str, url: &str, options: &[(&str, &str)]) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    fn configure<B, K: std::str::FromStr>(builder: B, options: &[(&str, &str)], with: impl Fn(B, K, &str) -> B) -> B {
+        options.iter().fold(builder, |b, (key, value)| match key.parse::<K>() {
+            Ok(key) => with(b, key, value),
+            Err(_) => b,
+        })
+    }
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(
+            configure(AmazonS3Builder::from_env().with_url(url), options, |b, k, v| b.with_config(k, v))
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "gs" => Arc::new(
+            configure(GoogleCloudStorageBuilder::from_env().with_url(url), options, |b, k, v| b.with_config(k, v))
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "az" | "azure" | "adl" | "abfs" | "abfss" => Arc::new(
+            configure(MicrosoftAzureBuilder::from_env().with_url(url), options, |b, k, v| b.with_config(k, v))
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        other => {
+            return Err(format!(
+                "unsupported scheme {other}://; use a local path, file://, memory://, s3://, gs:// or az://"
+            ));
+        }
+    };
+    Ok(store)
+}
+
 impl Storage {
-    /// Opens a location: a path, `file://`, or `memory://`. With `create`,
-    /// a missing local folder is created (outputs); otherwise it must exist.
+    /// Opens a location: a path, `file://`, `memory://`, or an object store
+    /// URL (`s3://`, `gs://`, `az://`) configured from the environment
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as object_store reads them). With
+    /// `create`, a missing local folder is created (outputs); otherwise it
+    /// must exist.
     pub fn open(location: &str, create: bool) -> Result<Self> {
+        Self::open_with(location, create, &[])
+    }
+
+    /// Like [`Storage::open`], with object store settings (e.g.
+    /// `("aws_endpoint", "http://127.0.0.1:9000")`) applied over the
+    /// environment's. Keys an object store does not know are ignored.
+    pub fn open_with(location: &str, create: bool, options: &[(&str, &str)]) -> Result<Self> {
         let bad = |message: String| Error::Location { location: location.to_string(), message };
         if let Some(rest) = location.strip_prefix("memory://") {
             let prefix = Path::parse(rest.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
             return Ok(Self { store: memory_store(), prefix, location: location.to_string(), local_root: None });
         }
-        if let Some((scheme, _)) = location.split_once("://").filter(|(s, _)| *s != "file") {
-            return Err(bad(format!(
-                "{scheme}:// is not built into this binary; build with object_store's cloud features \
-                 (aws, gcp, azure) to use it, or use a local path"
-            )));
+        if let Some((scheme, rest)) = location.split_once("://").filter(|(s, _)| *s != "file") {
+            let store = cloud_store(scheme, location, options).map_err(bad)?;
+            let path = rest.split_once('/').map(|(_, path)| path).unwrap_or_default();
+            let prefix = Path::parse(path.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
+            return Ok(Self { store, prefix, location: location.to_string(), local_root: None });
         }
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         if create {
@@ -170,12 +220,41 @@ impl Storage {
             .map_err(Error::storage(format!("{}/{relative}", self.location)))
     }
 
-    /// Writes an object only if none exists; `false` when one already did.
-    pub fn put_if_absent(&self, relative: &str, data: impl Into<Bytes>) -> Result<bool> {
+    /// Writes an object only if none exists: its version, or `None` when
+    /// one already did (S3: `If-None-Match: *`).
+    pub fn create(&self, relative: &str, data: impl Into<Bytes>) -> Result<Option<Version>> {
         let path = self.path(relative);
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), PutMode::Create.into())) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
+        }
+    }
+
+    /// Replaces an object only if it is still at `version`: the new version,
+    /// or `None` when it changed or vanished meanwhile (S3: `If-Match`).
+    /// Local folders cannot do this (object_store's `NotImplemented`).
+    pub fn update(&self, relative: &str, data: impl Into<Bytes>, version: &Version) -> Result<Option<Version>> {
+        let path = self.path(relative);
+        let mode = PutMode::Update(version.clone());
+        match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), mode.into())) {
+            Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
+        }
+    }
+
+    /// Reads an object with its version; `None` when it does not exist.
+    pub fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>> {
+        let path = self.path(relative);
+        let result = runtime().block_on(async {
+            let got = self.store.get(&path).await?;
+            let version = Version { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+            Ok((got.bytes().await?, version))
+        });
+        match result {
+            Ok(found) => Ok(Some(found)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
         }
     }
@@ -243,6 +322,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn object_store_urls_keep_the_path_inside_the_bucket_as_prefix() {
+        let s3 = Storage::open("s3://bucket/some/prefix/", false).expect("S3 needs no network to open");
+        assert_eq!(s3.path("gold/x.parquet").as_ref(), "some/prefix/gold/x.parquet");
+        let root = Storage::open("s3://bucket", false).expect("bucket root");
+        assert_eq!(root.path("_lock").as_ref(), "_lock");
+        assert!(root.local_root().is_none());
+    }
+
+    #[test]
     fn memory_locations_share_one_store_and_list_sorted() {
         let a = Storage::open("memory://storage-test/a", true).expect("memory");
         a.put("x/2.csv", "2").expect("put");
@@ -251,14 +339,18 @@ mod tests {
         let names: Vec<_> = same.list("").expect("list").into_iter().map(|e| e.relative).collect();
         assert_eq!(names, ["x/10.csv", "x/2.csv"], "byte-wise order");
         assert_eq!(same.get_opt("x/nope").expect("get"), None);
-        assert!(a.put_if_absent("lock", "1").expect("first"));
-        assert!(!a.put_if_absent("lock", "2").expect("second"));
+        let first = a.create("lock", "1").expect("create").expect("absent before");
+        assert!(a.create("lock", "2").expect("create").is_none(), "exists now");
+        let second = a.update("lock", "3", &first).expect("update").expect("still at the first version");
+        assert!(a.update("lock", "4", &first).expect("update").is_none(), "stale version");
+        let (bytes, version) = a.get_versioned("lock").expect("get").expect("exists");
+        assert_eq!((bytes.as_ref(), version), (b"3".as_slice(), second));
     }
 
     #[test]
     fn unsupported_scheme_is_a_usage_error_naming_it() {
-        let err = Storage::open("s3://bucket/x", false).unwrap_err();
-        assert!(err.is_usage() && err.to_string().contains("s3://"), "{err}");
+        let err = Storage::open("ftp://host/x", false).unwrap_err();
+        assert!(err.is_usage() && err.to_string().contains("ftp://"), "{err}");
         let err = Storage::open("/definitely/not/here", false).unwrap_err();
         assert!(err.is_usage(), "{err}");
     }

@@ -6,6 +6,11 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 
+mod api;
+mod s3;
+pub use api::ApiServer;
+pub use s3::S3Server;
+
 /// Path of a workspace binary built next to this test executable.
 pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test-exe> → target/<profile>/<name>
@@ -18,11 +23,17 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// Runs `pipeline` with `args` in `cwd` with a clean MINUTELY_* environment.
 pub fn pipeline(cwd: &Path, args: &[&str]) -> Output {
+    pipeline_env(cwd, args, &[])
+}
+
+/// Like [`pipeline`], with extra environment variables.
+pub fn pipeline_env(cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut command = Command::new(binary("pipeline"));
     command.current_dir(cwd).args(args).env("RUST_LOG", "warn");
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MINUTELY_")) {
         command.env_remove(key);
     }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command.output().expect("pipeline binary runs")
 }
 

@@ -1,69 +1,11 @@
 //! End-to-end: the real `pipeline` builds gold from the fixtures, the real
 //! `api` serves it on 127.0.0.1:0, and a second run is picked up by reload.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tests::*;
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path) -> Server {
-        let mut child = Command::new(binary("api"))
-            .current_dir(dir)
-            .args(["--output", "out", "--bind", "127.0.0.1:0", "--reload-interval-secs", "1"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start api");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("Listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    /// GET over a plain HTTP/1.1 connection: (status, JSON body).
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").expect("http response");
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, body) = self.get("/health");
-            if ok(&body) {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {body}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn run(dir: &std::path::Path) {
     let out = pipeline(dir, &["run", "--input", "in", "--output", "out", "--max-reject-ratio", "1"]);
@@ -75,7 +17,7 @@ fn api_serves_fixture_gold_rejects_bad_requests_and_reloads_after_a_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_dir(&fixture("basic"), &dir.path().join("in"));
     std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
-    let server = Server::start(dir.path());
+    let server = ApiServer::start(dir.path(), "out", &[]);
     let (status, body) = server.get("/health");
     assert_eq!((status, body["status"].clone()), (503, json!("unavailable")), "no gold before the first run");
 
@@ -166,7 +108,7 @@ fn api_serves_fixture_gold_rejects_bad_requests_and_reloads_after_a_run() {
 fn sigterm_shuts_the_server_down_gracefully() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
-    let mut server = Server::start(dir.path());
+    let mut server = ApiServer::start(dir.path(), "out", &[]);
     assert_eq!(server.get("/health").0, 503);
     let pid = server.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill(1)");

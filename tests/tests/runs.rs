@@ -123,6 +123,57 @@ fn crash_at_every_point_is_recovered_by_the_next_run() {
     }
 }
 
+/// Manifests in `_runs/` as text, oldest first.
+fn manifests(out: &Path) -> Vec<String> {
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(out.join("_runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).expect("read manifest")).collect()
+}
+
+/// A storage error (injected) before the commit marker fails the run with
+/// exit 1, a failed manifest and nothing published; after it, the run still
+/// exits 1 but leaves its committed staging, which the next run publishes.
+#[test]
+fn failure_at_every_point_is_reported_and_recovered_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let want = reference(dir.path(), &files);
+    let half = files.len() / 2;
+    for point in ["staged", "gold-staged", "committed", "mid-publish", "published"] {
+        let out_dir = dir.path().join(format!("out-fail-{point}"));
+        let out = format!("out-fail-{point}");
+        let inbox = format!("in-fail-{point}");
+        deliver(dir.path(), &inbox, &files[..half]);
+        let first = run(dir.path(), &inbox, &out, &[]);
+        assert!(first.status.success(), "{}", text(&first));
+        let before = snapshot(&out_dir);
+
+        deliver(dir.path(), &inbox, &files[half..]);
+        let failed = run(dir.path(), &inbox, &out, &["--fail-at", point]);
+        assert_eq!(failed.status.code(), Some(1), "{point}: {}", text(&failed));
+        assert!(String::from_utf8_lossy(&failed.stderr).contains("injected"), "{point}: {}", text(&failed));
+        let committed = dir.path().join(&out).join("_staging");
+        let has_marker = std::fs::read_dir(&committed)
+            .map(|runs| runs.flatten().any(|r| r.path().join("_commit.json").exists()))
+            .unwrap_or(false);
+        if matches!(point, "staged" | "gold-staged") {
+            assert_eq!(snapshot(&out_dir), before, "{point}: nothing published");
+            assert!(staging_is_empty(&out_dir) && !has_marker, "{point}: staging removed");
+            let last = manifests(&out_dir).pop().expect("a manifest");
+            assert!(last.contains(r#""status": "failed""#) && last.contains("injected"), "{point}: {last}");
+        } else {
+            assert!(has_marker, "{point}: the committed run's staging is kept for the next run");
+            assert_eq!(manifests(&out_dir).len(), 1, "{point}: no manifest until published");
+        }
+
+        let again = run(dir.path(), &inbox, &out, &[]);
+        assert!(again.status.success(), "{point}: {}", text(&again));
+        assert_eq!(snapshot(&out_dir), want, "{point}: result equals an uninterrupted run");
+        assert!(staging_is_empty(&out_dir), "{point}: staging cleaned up");
+    }
+}
+
 #[test]
 fn kill_9_at_any_moment_is_recovered_by_the_next_run() {
     let dir = tempfile::tempdir().expect("temp dir");

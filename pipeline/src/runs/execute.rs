@@ -14,7 +14,7 @@
 //! is finished by the next run.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,9 +42,13 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// For crash tests: abort the process at this point, as `kill -9` would.
     pub crash_at: Option<CrashPoint>,
+    /// For failure tests: fail with an error at this point, as a storage
+    /// error would.
+    pub fail_at: Option<CrashPoint>,
 }
 
-/// Points where a crash test can stop a run (`MINUTELY_CRASH_AT`).
+/// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)
+/// or by failing with an error (`MINUTELY_FAIL_AT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Bronze and silver staged, before gold.
@@ -73,11 +77,16 @@ impl CrashPoint {
     }
 }
 
-fn crash_if(options: &RunOptions, point: CrashPoint) {
+/// Aborts or fails here when a test asked for it.
+fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
     if options.crash_at == Some(point) {
         tracing::error!(?point, "Crash point reached: aborting as requested by MINUTELY_CRASH_AT.");
         std::process::abort();
     }
+    if options.fail_at == Some(point) {
+        return Err(Error::Injected(format!("{point:?}")));
+    }
+    Ok(())
 }
 
 /// What a run did.
@@ -94,7 +103,7 @@ pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
     let input = Storage::open(&config.input, false)?;
     let output = Storage::open(&config.output, true)?;
     let holder = format!("pid {} (started {})", std::process::id(), Utc::now().to_rfc3339());
-    let _lock = Lock::acquire(&output, &holder)?;
+    let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.lease_secs))?;
     // Minted under the lock, so run ids on one output sort in run order.
     let started_at = Utc::now();
     let run_id = new_run_id(started_at);
@@ -102,7 +111,7 @@ pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
 
     recover_staging(&output)?;
     let mut run = Run::new(config, options, input, output, run_id, started_at);
-    match run.execute() {
+    match run.execute(&lock) {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
             run.record_failure(&error);
@@ -187,7 +196,7 @@ impl<'a> Run<'a> {
         result
     }
 
-    fn execute(&mut self) -> Result<Outcome> {
+    fn execute(&mut self, lock: &Lock) -> Result<Outcome> {
         let candidates = self.timed("discover", Self::discover)?;
         let total_bytes = candidates.iter().map(|c| c.entry.size).sum();
         let progress = progress_bar(total_bytes);
@@ -201,10 +210,11 @@ impl<'a> Run<'a> {
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
             return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
         }
-        crash_if(&self.options, CrashPoint::Staged);
+        checkpoint(&self.options, CrashPoint::Staged)?;
         self.timed("gold", Self::write_gold)?;
-        crash_if(&self.options, CrashPoint::GoldStaged);
+        checkpoint(&self.options, CrashPoint::GoldStaged)?;
         let manifest = self.manifest(self.status(), None);
+        lock.ensure_held()?;
         self.commit(&manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
     }
@@ -405,7 +415,7 @@ impl<'a> Run<'a> {
     fn commit(&mut self, manifest: &Manifest) -> Result<()> {
         self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
         self.committed = true;
-        crash_if(&self.options, CrashPoint::Committed);
+        checkpoint(&self.options, CrashPoint::Committed)?;
         publish(&self.output, manifest, &self.options)
     }
 
@@ -534,7 +544,7 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Resul
         output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
     for (i, path) in manifest.outputs.iter().enumerate() {
         if i == manifest.outputs.len() / 2 {
-            crash_if(options, CrashPoint::MidPublish);
+            checkpoint(options, CrashPoint::MidPublish)?;
         }
         let from = layout::staged(run_id, path);
         if staged.contains(&from) {
@@ -551,7 +561,7 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Resul
             }
         }
     }
-    crash_if(options, CrashPoint::Published);
+    checkpoint(options, CrashPoint::Published)?;
     output.put(&Manifest::path(run_id), manifest.to_json())?;
     output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
     info!(run_id, files = manifest.outputs.len(), "Published run.");

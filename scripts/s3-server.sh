@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Starts a local S3 server (moto) for tests; see scripts/s3_server.py.
+# Installs moto into a virtualenv on first use (PyPI), under a lock so
+# parallel tests install it once. Usage: scripts/s3-server.sh BUCKET...
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${MINUTELY_S3_VENV:-${CARGO_TARGET_DIR:-$root/target}/s3-venv}"
+mkdir -p "$(dirname "$venv")"
+(
+  flock 9
+  if ! "$venv/bin/python" -c "import moto.server, boto3" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.1" >&2
+  fi
+) 9>"$venv.lock"
+exec "$venv/bin/python" "$root/scripts/s3_server.py" "$@"
