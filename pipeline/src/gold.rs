@@ -1,6 +1,8 @@
 //! Gold: `service_minute_metrics`, clean events grouped by service and
 //! minute (SPEC §5), computed with polars expressions.
 
+use std::collections::HashSet;
+
 use polars::prelude::*;
 
 use crate::bronze::timestamp_type;
@@ -64,6 +66,46 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
         .map_err(Error::polars("aggregating gold"))
 }
 
+/// Microseconds in a minute: event times floor to minutes by this.
+const MINUTE_MICROS: i64 = 60_000_000;
+
+/// The minutes (µs since the epoch) that `frames`' events fall in.
+pub fn minutes_of(frames: &[DataFrame]) -> Result<HashSet<i64>> {
+    let mut minutes = HashSet::new();
+    for df in frames {
+        minutes
+            .extend(micros(df, EVENT_TIME)?.into_no_null_iter().map(|t| t.div_euclid(MINUTE_MICROS) * MINUTE_MICROS));
+    }
+    Ok(minutes)
+}
+
+/// The events of `df` that fall in `minutes`, in their order.
+pub fn events_in(df: &DataFrame, minutes: &HashSet<i64>) -> Result<DataFrame> {
+    let mask: BooleanChunked = micros(df, EVENT_TIME)?
+        .iter()
+        .map(|t| t.is_some_and(|t| minutes.contains(&(t.div_euclid(MINUTE_MICROS) * MINUTE_MICROS))))
+        .collect();
+    df.filter(&mask).map_err(Error::polars("selecting events of touched minutes"))
+}
+
+/// A gold partition with the rows of `minutes` replaced by `fresh` ones
+/// (aggregated from every clean event of those minutes), sorted by
+/// service, minute. Other minutes' events did not change, so neither did
+/// their rows: the result equals aggregating the whole date again.
+pub fn replace_minutes(previous: DataFrame, fresh: DataFrame, minutes: &HashSet<i64>) -> Result<DataFrame> {
+    let keep: BooleanChunked =
+        micros(&previous, MINUTE)?.iter().map(|m| m.is_none_or(|m| !minutes.contains(&m))).collect();
+    let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
+    merged.vstack_mut_owned(fresh).map_err(Error::polars("merging recomputed gold minutes"))?;
+    merged.sort([SERVICE, MINUTE], SortMultipleOptions::default()).map_err(Error::polars("sorting gold"))
+}
+
+/// The physical µs values of a timestamp column.
+fn micros<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Int64Chunked> {
+    let column = df.column(name).map_err(Error::polars("reading a timestamp column"))?;
+    column.datetime().map(|dt| dt.physical()).map_err(Error::polars("reading a timestamp column"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +165,32 @@ mod tests {
         assert_eq!((i("status_count", 1), f("error_rate", 1)), (Some(0), None));
         let minutes = df.column(MINUTE).unwrap().datetime().unwrap().physical().clone();
         assert_eq!(minutes.into_no_null_iter().collect::<Vec<_>>(), [T0, T0 + MIN, T0]);
+    }
+
+    #[test]
+    fn replacing_touched_minutes_equals_aggregating_everything() {
+        // Earlier events over three minutes and two services; then new events
+        // land in minute 2 (existing) and minute 5 (new), for one service.
+        let earlier = [
+            ("a", T0, Some(1.0), Some(200)),
+            ("b", T0 + 5, Some(9.0), Some(503)),
+            ("a", T0 + 2 * MIN, Some(2.0), Some(200)),
+            ("b", T0 + 2 * MIN + 7, Some(0.3), Some(200)),
+            ("a", T0 + 3 * MIN, None, Some(500)),
+        ];
+        let added = [("a", T0 + 2 * MIN + 59_999_999, Some(7.0), Some(404)), ("a", T0 + 5 * MIN, Some(0.1), None)];
+        let collect = |rows: &[(&str, i64, Option<f64>, Option<i32>)]| events(rows).collect().expect("frame");
+        let everything = aggregate(events(&[earlier.as_slice(), added.as_slice()].concat())).expect("aggregate");
+
+        let previous = aggregate(events(&earlier)).expect("aggregate");
+        let added = collect(&added);
+        let minutes = minutes_of(std::slice::from_ref(&added)).expect("minutes");
+        assert_eq!(minutes, HashSet::from([T0 + 2 * MIN, T0 + 5 * MIN]));
+        let mut touched = events_in(&collect(&earlier), &minutes).expect("filter");
+        assert_eq!(touched.height(), 2, "both services' events of minute 2");
+        touched.vstack_mut_owned(added).expect("same schema");
+        let fresh = aggregate(touched.lazy()).expect("aggregate");
+        let merged = replace_minutes(previous, fresh, &minutes).expect("merge");
+        assert!(merged.equals_missing(&everything), "{merged}\n!=\n{everything}");
     }
 }

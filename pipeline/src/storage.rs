@@ -286,6 +286,16 @@ impl Storage {
         Ok(size)
     }
 
+    /// Reads a whole Parquet object; `None` when it does not exist.
+    pub fn get_parquet_opt(&self, relative: &str) -> Result<Option<DataFrame>> {
+        let Some(bytes) = self.get_opt(relative)? else { return Ok(None) };
+        decode_parquet(bytes, None).map(Some).map_err(|source| Error::Parquet {
+            action: "read",
+            path: relative.to_string(),
+            source,
+        })
+    }
+
     /// Reads a Parquet object, optionally only some columns.
     pub fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
         let bytes = self.get(relative)?;

@@ -13,7 +13,8 @@
 //! leaves only staging, which the next run deletes; one that dies after it
 //! is finished by the next run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -29,7 +30,7 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input::{self, FileKind};
 use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::silver::{self, Counters, Dedupe, Evaluated, Reason, Rules, timestamp::format_date};
+use crate::silver::{self, Counters, Dedupe, Evaluated, Load, Reason, Rules, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 use crate::{gold, silver::columns::EVENT_ID};
 
@@ -274,11 +275,14 @@ impl<'a> Run<'a> {
         }
 
         self.timed("dedupe", |run| {
-            for file in &evaluated {
-                for date in run.dedupe.unloaded_dates(file) {
-                    let ids = if run.options.full_refresh { Vec::new() } else { committed_ids(&run.output, date)? };
-                    run.dedupe.preload(date, ids);
+            for (date, load) in run.dedupe.dates_to_load(&evaluated) {
+                if run.options.full_refresh {
+                    run.dedupe.preload(date, Load::Full, []);
+                    continue;
                 }
+                let probe = (load == Load::Probe).then(|| Dedupe::candidate_ids(&evaluated, date));
+                let ids = committed_ids(&run.output, date, probe.as_ref())?;
+                run.dedupe.preload(date, load, ids);
             }
             run.dedupe.apply(&mut evaluated);
             Ok(())
@@ -334,42 +338,56 @@ impl<'a> Run<'a> {
     }
 
     /// Recomputes the gold partition of every touched date from all of its
-    /// clean events: committed ones plus this run's staged ones.
+    /// clean events: committed ones plus this run's staged ones. When the
+    /// date already has a gold partition, only the minutes this run added
+    /// events to are aggregated again, from all of their events; the other
+    /// rows are kept as they are (their events did not change).
     fn write_gold(&mut self) -> Result<()> {
         let dates: Vec<i32> = self.touched_dates.iter().copied().collect();
         // One date at a time (bounds memory to one date's events); polars
         // and the file reads parallelize within it.
-        let results = dates
-            .iter()
-            .map(|&date| {
-                let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-                let mut sources: Vec<String> = Vec::new();
-                if !self.options.full_refresh {
-                    sources.extend(parquet_files(&self.output, &dir)?);
-                }
-                let staged_prefix = format!("{dir}/");
-                sources.extend(
-                    self.outputs
-                        .iter()
-                        .filter(|p| p.starts_with(&staged_prefix))
-                        .map(|p| layout::staged(&self.run_id, p)),
-                );
-                let frames = sources
-                    .par_iter()
-                    .map(|path| self.output.get_parquet(path, Some(&gold::INPUT_COLUMNS)))
-                    .collect::<Result<Vec<_>>>()?;
-                let mut metrics = gold::aggregate(concat_frames(frames)?.lazy())?;
-                let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
-                self.output.put_parquet(&layout::staged(&self.run_id, &path), &mut metrics)?;
-                Ok((path, metrics.height() as u64))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let results = dates.iter().map(|&date| self.gold_partition(date)).collect::<Result<Vec<_>>>()?;
         for (path, rows) in results {
             self.rows.gold += rows;
             self.outputs.push(path);
         }
         info!(partitions = dates.len(), rows = self.rows.gold, "Wrote gold.");
         Ok(())
+    }
+
+    /// Stages one date's gold partition; returns its path and row count.
+    fn gold_partition(&self, date: i32) -> Result<(String, u64)> {
+        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+        let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
+        let committed = if self.options.full_refresh { Vec::new() } else { parquet_files(&self.output, &dir)? };
+        let staged_prefix = format!("{dir}/");
+        let staged: Vec<String> = self
+            .outputs
+            .iter()
+            .filter(|p| p.starts_with(&staged_prefix))
+            .map(|p| layout::staged(&self.run_id, p))
+            .collect();
+        let read = |path: &String| self.output.get_parquet(path, Some(&gold::INPUT_COLUMNS));
+        let previous = if committed.is_empty() { None } else { self.output.get_parquet_opt(&path)? };
+        // Committed events first, then this run's: the order a single run sees.
+        let mut metrics = match previous {
+            None => {
+                let sources: Vec<&String> = committed.iter().chain(&staged).collect();
+                let frames = sources.par_iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
+                gold::aggregate(concat_frames(frames)?.lazy())?
+            }
+            Some(previous) => {
+                let added = staged.par_iter().map(read).collect::<Result<Vec<_>>>()?;
+                let minutes = gold::minutes_of(&added)?;
+                let mut frames =
+                    committed.par_iter().map(|p| gold::events_in(&read(p)?, &minutes)).collect::<Result<Vec<_>>>()?;
+                frames.extend(added);
+                let fresh = gold::aggregate(concat_frames(frames)?.lazy())?;
+                gold::replace_minutes(previous, fresh, &minutes)?
+            }
+        };
+        self.output.put_parquet(&layout::staged(&self.run_id, &path), &mut metrics)?;
+        Ok((path, metrics.height() as u64))
     }
 
     fn status(&self) -> RunStatus {
@@ -484,8 +502,13 @@ fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: L
     Ok(Some(Ingested { record, evaluated }))
 }
 
-/// Event id fingerprints committed on `date` by earlier runs.
-fn committed_ids(output: &Storage, date: i32) -> Result<Vec<u128>> {
+/// Event id fingerprints committed on `date` by earlier runs; with `probe`,
+/// only those in it (a small incremental batch need not hold millions).
+fn committed_ids(
+    output: &Storage,
+    date: i32,
+    probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
+) -> Result<Vec<u128>> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
     let per_file = parquet_files(output, &dir)?
         .par_iter()
@@ -493,7 +516,11 @@ fn committed_ids(output: &Storage, date: i32) -> Result<Vec<u128>> {
             let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
             let column =
                 df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-            Ok(column.iter().flatten().map(silver::fingerprint).collect::<Vec<u128>>())
+            let ids = column.iter().flatten().map(silver::fingerprint);
+            Ok(match probe {
+                Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
+                None => ids.collect::<Vec<u128>>(),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(per_file.concat())

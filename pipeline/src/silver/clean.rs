@@ -393,15 +393,32 @@ mod tests {
     }
 
     #[test]
-    fn earlier_runs_ids_win_through_preload() {
-        let mut ev = evaluate(bronze(&[VALID], &[]), &Rules::default()).expect("evaluate");
+    fn earlier_runs_ids_win_through_preload_probed_then_full() {
+        use crate::silver::Load;
+        let committed = [fingerprint("e1"), fingerprint("e2")];
         let mut dedupe = Dedupe::default();
-        let dates = dedupe.unloaded_dates(&ev);
-        assert_eq!(dates.len(), 1);
-        dedupe.preload(*dates.first().unwrap(), [fingerprint("e1")]);
-        assert!(dedupe.unloaded_dates(&ev).is_empty());
-        dedupe.apply(std::slice::from_mut(&mut ev));
-        assert_eq!(reasons(&split(ev).unwrap()), [["duplicate_event_id"]]);
+
+        // First batch: e1 (committed before) and e3 (new). Only its own ids are probed.
+        let first = [VALID, with(VALID, 0, Some("e3"))];
+        let mut batch = [evaluate(bronze(&first, &[]), &Rules::default()).expect("evaluate")];
+        let loads = dedupe.dates_to_load(&batch);
+        let (&date, &load) = loads.iter().next().expect("one date");
+        assert_eq!((loads.len(), load), (1, Load::Probe));
+        let probe = Dedupe::candidate_ids(&batch, date);
+        assert_eq!(probe.len(), 2);
+        dedupe.preload(date, load, committed.iter().copied().filter(|id| probe.contains(id)));
+        dedupe.apply(&mut batch);
+        let [first] = batch;
+        assert_eq!(reasons(&split(first).unwrap()), [["duplicate_event_id"]], "e1 was committed");
+
+        // A later batch on the same date: e2 was never probed, so the date loads in full.
+        let mut batch = [evaluate(bronze(&[with(VALID, 0, Some("e2"))], &[]), &Rules::default()).expect("evaluate")];
+        assert_eq!(dedupe.dates_to_load(&batch).into_iter().collect::<Vec<_>>(), [(date, Load::Full)]);
+        dedupe.preload(date, Load::Full, committed);
+        assert!(dedupe.dates_to_load(&batch).is_empty(), "complete now");
+        dedupe.apply(&mut batch);
+        let [second] = batch;
+        assert_eq!(reasons(&split(second).unwrap()), [["duplicate_event_id"]], "e2 was committed");
     }
 }
 

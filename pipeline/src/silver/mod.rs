@@ -12,7 +12,7 @@ pub mod timestamp;
 pub mod value;
 
 pub use clean::{Cleaned, Counters, Evaluated, Rules, evaluate, events_schema, split};
-pub use dedupe::{Dedupe, fingerprint};
+pub use dedupe::{Dedupe, Load, fingerprint};
 pub use reason::{Reason, Reasons};
 pub use timestamp::{TimestampError, TimestampParser};
 
