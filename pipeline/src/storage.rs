@@ -173,9 +173,20 @@ impl Storage {
 
     /// Every object under `relative` (recursively), sorted by relative path bytes.
     pub fn list(&self, relative: &str) -> Result<Vec<Entry>> {
+        self.list_after(relative, None)
+    }
+
+    /// Like [`Storage::list`], only objects whose path sorts after `after`
+    /// (relative to the location): on S3 a `StartAfter` listing, so the cost
+    /// follows what is new rather than everything that exists.
+    pub fn list_after(&self, relative: &str, after: Option<&str>) -> Result<Vec<Entry>> {
         let prefix = self.path(relative);
+        let listing = match after {
+            Some(after) => self.store.list_with_offset(Some(&prefix), &self.path(after)),
+            None => self.store.list(Some(&prefix)),
+        };
         let mut entries: Vec<Entry> = runtime()
-            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<ObjectMeta>>())
+            .block_on(listing.try_collect::<Vec<ObjectMeta>>())
             .map_err(Error::storage(prefix.as_ref()))?
             .into_iter()
             .map(|m| Entry { relative: self.relative(&m.location), size: m.size, last_modified: m.last_modified })

@@ -13,7 +13,7 @@
 //! leaves only staging, which the next run deletes; one that dies after it
 //! is finished by the next run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,9 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
+use super::ingested::IngestedIndex;
 use super::lock::Lock;
-use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, load_manifests, new_run_id};
+use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, new_run_id};
 use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -157,6 +158,8 @@ struct Run<'a> {
     committed: bool,
     touched_dates: BTreeSet<i32>,
     stage_seconds: BTreeMap<String, f64>,
+    /// What earlier runs ingested (loaded by `discover`).
+    ingested: IngestedIndex,
 }
 
 impl<'a> Run<'a> {
@@ -187,6 +190,7 @@ impl<'a> Run<'a> {
             committed: false,
             touched_dates: BTreeSet::new(),
             stage_seconds: BTreeMap::new(),
+            ingested: IngestedIndex::default(),
         }
     }
 
@@ -208,6 +212,7 @@ impl<'a> Run<'a> {
         }
         progress.finish_and_clear();
         if self.files.is_empty() {
+            self.save_index();
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
             return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
         }
@@ -222,18 +227,11 @@ impl<'a> Run<'a> {
 
     /// Event files under the input root not already ingested with this content.
     fn discover(&mut self) -> Result<Vec<Candidate>> {
-        let mut ingested: HashMap<String, FileRecord> = HashMap::new();
-        if !self.options.full_refresh {
-            for manifest in load_manifests(&self.output)?.into_iter().filter(|m| m.status.committed()) {
-                for file in manifest.files {
-                    ingested.insert(file.path.clone(), file);
-                }
-            }
-        }
+        self.ingested = IngestedIndex::load(&self.output)?;
         let mut candidates = Vec::new();
         for entry in self.input.list("")? {
             let Some(kind) = input::classify(&entry.relative) else { continue };
-            let known = ingested.get(&entry.relative);
+            let known = if self.options.full_refresh { None } else { self.ingested.get(&entry.relative) };
             // Same size and modification time as an ingested file: same content.
             if known.is_some_and(|k| k.size == entry.size && k.last_modified == entry.last_modified) {
                 self.files_skipped += 1;
@@ -434,7 +432,18 @@ impl<'a> Run<'a> {
         self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
         self.committed = true;
         checkpoint(&self.options, CrashPoint::Committed)?;
-        publish(&self.output, manifest, &self.options)
+        publish(&self.output, manifest, &self.options)?;
+        self.ingested.fold(manifest);
+        self.save_index();
+        Ok(())
+    }
+
+    /// Stores the ingested-files index; a failure only costs the next run
+    /// reading more manifests, so it is logged, not fatal.
+    fn save_index(&mut self) {
+        if let Err(e) = self.ingested.save(&self.output) {
+            warn!(error = %e.chain(), "Could not update the ingested-files index; the next run rebuilds it.");
+        }
     }
 
     /// Best effort: drop what the run staged and leave a failed manifest.

@@ -1,10 +1,13 @@
-//! Runs: the manifest that records each run, the lock that keeps runs on
-//! one output from interleaving, and the run itself (SPEC §6).
+//! Runs: the manifest that records each run, the index of ingested files
+//! folded from the manifests, the lock that keeps runs on one output from
+//! interleaving, and the run itself (SPEC §6).
 
 mod execute;
+mod ingested;
 mod lock;
 mod manifest;
 
 pub use execute::{CrashPoint, Outcome, RunOptions, run};
+pub use ingested::{INDEX_FILE, IngestedIndex};
 pub use lock::{LOCK_FILE, Lock};
 pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, load_manifests, new_run_id};

@@ -1,0 +1,147 @@
+//! The ingested-files index, `_state/ingested.json`: every input file that
+//! committed runs ingested (path, size, modification time, content hash),
+//! folded from the manifests up to one run.
+//!
+//! It is a cache of `_runs/`: a run reads it plus only the manifests newer
+//! than it, so finding what is already ingested costs O(new runs), not
+//! O(run history) (one run every 5 minutes is ~100k manifests a year).
+//! It is written after the manifest, whole; a missing, stale or unreadable
+//! index only means reading more manifests.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use super::manifest::{FileRecord, Manifest, RUNS_DIR};
+use crate::error::Result;
+use crate::storage::Storage;
+
+pub const INDEX_FILE: &str = "_state/ingested.json";
+
+/// What an earlier run ingested at one input path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestedFile {
+    pub size: u64,
+    pub last_modified: DateTime<Utc>,
+    pub content_hash: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct IngestedIndex {
+    /// The newest run folded in; manifests after it are read on load.
+    through_run: Option<String>,
+    /// By input path; the newest committed run's record wins.
+    files: BTreeMap<String, IngestedFile>,
+    /// Whether anything was folded in since the index was read.
+    #[serde(skip)]
+    changed: bool,
+}
+
+impl IngestedIndex {
+    /// The index as of the newest manifest: the stored index, then every
+    /// manifest written after the run it was stored through.
+    pub fn load(output: &Storage) -> Result<Self> {
+        let mut index = match output.get_opt(INDEX_FILE)? {
+            None => Self::default(),
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                warn!(error = %e, "The ingested-files index is unreadable; rebuilding it from the run manifests.");
+                Self::default()
+            }),
+        };
+        let after = index.through_run.as_deref().map(Manifest::path);
+        let newer = output.list_after(RUNS_DIR, after.as_deref())?;
+        for entry in newer.iter().filter(|e| e.relative.ends_with(".json")) {
+            index.fold(&Manifest::from_json(&output.get(&entry.relative)?, &entry.relative)?);
+        }
+        debug!(files = index.files.len(), manifests_read = newer.len(), "Loaded the ingested-files index.");
+        Ok(index)
+    }
+
+    /// Adds a run's manifest (its files count only if it committed).
+    pub fn fold(&mut self, manifest: &Manifest) {
+        if manifest.status.committed() {
+            for FileRecord { path, size, content_hash, last_modified, .. } in &manifest.files {
+                let file =
+                    IngestedFile { size: *size, last_modified: *last_modified, content_hash: content_hash.clone() };
+                self.files.insert(path.clone(), file);
+            }
+        }
+        if self.through_run.as_deref().is_none_or(|r| r < manifest.run_id.as_str()) {
+            self.through_run = Some(manifest.run_id.clone());
+        }
+        self.changed = true;
+    }
+
+    pub fn get(&self, path: &str) -> Option<&IngestedFile> {
+        self.files.get(path)
+    }
+
+    /// Stores the index if anything was folded in since it was read.
+    pub fn save(&mut self, output: &Storage) -> Result<()> {
+        if self.changed {
+            // Paths, numbers and timestamps always serialize.
+            output.put(INDEX_FILE, serde_json::to_vec(self).unwrap_or_default())?;
+            self.changed = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::manifest::RunStatus;
+
+    fn manifest(run_id: &str, status: RunStatus, files: &[(&str, &str)]) -> Manifest {
+        let json = serde_json::json!({
+            "run_id": run_id, "status": status, "started_at": "2026-01-12T10:00:00Z",
+            "finished_at": "2026-01-12T10:00:01Z", "input": "in", "output": "out", "full_refresh": false,
+            "files": files.iter().map(|(path, hash)| serde_json::json!({
+                "path": path, "size": 1, "content_hash": hash, "last_modified": "2026-01-12T09:00:00Z",
+                "rows": 1, "malformed": 0
+            })).collect::<Vec<_>>(),
+            "files_skipped": 0, "rows": {"bronze": 1, "silver_events": 1, "silver_rejects": 0, "gold": 1},
+            "rejects_by_reason": {}, "reject_ratio": 0.0, "max_reject_ratio": 0.25,
+            "counters": {"latency_invalid": 0, "latency_missing": 0, "status_invalid": 0, "status_missing": 0},
+            "gold_partitions": [], "outputs": [], "stage_seconds": {}, "error": null
+        });
+        serde_json::from_value(json).expect("a valid manifest")
+    }
+
+    fn write(output: &Storage, m: &Manifest) {
+        output.put(&Manifest::path(&m.run_id), m.to_json()).expect("put manifest");
+    }
+
+    #[test]
+    fn index_plus_newer_manifests_equals_all_manifests_and_skips_older_ones() {
+        let output = Storage::open("memory://ingested-index", true).expect("memory");
+        write(
+            &output,
+            &manifest("20260112T100000000Z-00000001", RunStatus::Succeeded, &[("a.csv", "h1"), ("b.csv", "h1")]),
+        );
+        let mut index = IngestedIndex::load(&output).expect("load");
+        index.save(&output).expect("save");
+
+        // Manifests before the index's run are never read again: a broken one is harmless.
+        output.put(&Manifest::path("20260112T090000000Z-00000000"), "not json").expect("put");
+        write(&output, &manifest("20260112T100500000Z-00000002", RunStatus::Failed, &[("c.csv", "h9")]));
+        write(&output, &manifest("20260112T101000000Z-00000003", RunStatus::QualityGateFailed, &[("b.csv", "h2")]));
+
+        let mut index = IngestedIndex::load(&output).expect("only newer manifests are read");
+        let hashes = |index: &IngestedIndex| {
+            index.files.iter().map(|(p, f)| (p.clone(), f.content_hash.clone())).collect::<Vec<_>>()
+        };
+        let want = [("a.csv".to_string(), "h1".to_string()), ("b.csv".into(), "h2".into())];
+        assert_eq!(hashes(&index), want, "failed runs ingest nothing; the newest record wins");
+        assert_eq!(index.through_run.as_deref(), Some("20260112T101000000Z-00000003"));
+        index.save(&output).expect("save");
+
+        // An unreadable index is rebuilt from the manifests (here: hitting the broken one).
+        output.put(INDEX_FILE, "{").expect("put");
+        assert!(IngestedIndex::load(&output).is_err(), "rebuilding reads every manifest");
+        output.delete(&Manifest::path("20260112T090000000Z-00000000")).expect("delete");
+        assert_eq!(hashes(&IngestedIndex::load(&output).expect("rebuilt")), want);
+    }
+}
