@@ -26,6 +26,7 @@ use tracing::{info, info_span, warn};
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, new_run_id};
+use super::swap;
 use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -219,9 +220,9 @@ impl<'a> Run<'a> {
         checkpoint(&self.options, CrashPoint::Staged)?;
         self.timed("gold", Self::write_gold)?;
         checkpoint(&self.options, CrashPoint::GoldStaged)?;
-        let manifest = self.manifest(self.status(), None);
+        let mut manifest = self.manifest(self.status(), None);
         lock.ensure_held()?;
-        self.commit(&manifest)?;
+        self.commit(&mut manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
     }
 
@@ -424,11 +425,15 @@ impl<'a> Run<'a> {
             gold_partitions: self.touched_dates.iter().map(|d| format_date(*d)).collect(),
             outputs: self.outputs.clone(),
             stage_seconds: self.stage_seconds.clone(),
+            layer_folders: BTreeMap::new(),
             error,
         }
     }
 
-    fn commit(&mut self, manifest: &Manifest) -> Result<()> {
+    fn commit(&mut self, manifest: &mut Manifest) -> Result<()> {
+        if let (true, Some(root)) = (self.options.full_refresh, self.output.local_root()) {
+            manifest.layer_folders = swap::prepare(root, &self.run_id)?;
+        }
         self.output.put(&layout::staged(&self.run_id, COMMIT_MARKER), manifest.to_json())?;
         self.committed = true;
         checkpoint(&self.options, CrashPoint::Committed)?;
@@ -576,6 +581,16 @@ fn batches(candidates: Vec<Candidate>, batch_rows: usize) -> Vec<Vec<Candidate>>
 /// by the next run.
 fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
     let run_id = &manifest.run_id;
+    if let (false, Some(root)) = (manifest.layer_folders.is_empty(), output.local_root()) {
+        // A local full refresh: whole layer folders, each swapped atomically.
+        for (i, (layer, inode)) in manifest.layer_folders.iter().enumerate() {
+            if i == manifest.layer_folders.len() / 2 {
+                checkpoint(options, CrashPoint::MidPublish)?;
+            }
+            swap::swap_layer(root, run_id, layer, *inode)?;
+        }
+        return finish_publish(output, manifest, options);
+    }
     let staged: BTreeSet<String> =
         output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
     for (i, path) in manifest.outputs.iter().enumerate() {
@@ -597,9 +612,24 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Resul
             }
         }
     }
+    finish_publish(output, manifest, options)
+}
+
+/// Writes the manifest of a run whose files are all in place and drops its
+/// commit marker (and, on a local folder, its emptied staging folder).
+fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
+    let run_id = &manifest.run_id;
     checkpoint(options, CrashPoint::Published)?;
     output.put(&Manifest::path(run_id), manifest.to_json())?;
     output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
+    if let Some(root) = output.local_root() {
+        let dir = root.join(STAGING).join(run_id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(error = %e, dir = %dir.display(), "Could not remove an emptied staging folder.");
+        }
+    }
     info!(run_id, files = manifest.outputs.len(), "Published run.");
     Ok(())
 }

@@ -6,6 +6,7 @@ mod execute;
 mod ingested;
 mod lock;
 mod manifest;
+mod swap;
 
 pub use execute::{CrashPoint, Outcome, RunOptions, run};
 pub use ingested::{INDEX_FILE, IngestedIndex};
