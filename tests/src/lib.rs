@@ -46,23 +46,33 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-/// Every `*.parquet` file under `dir`, sorted, relative to `dir`.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file under `dir` (recursively), relative to `dir`, sorted by path
+/// bytes (the order the pipeline lists input in). A missing `dir` has none.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                out.push(path);
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).expect("inside the walked folder").to_path_buf());
             }
         }
     }
     let mut files = Vec::new();
-    walk(dir, &mut files);
-    files.sort();
+    walk(dir, dir, &mut files);
+    files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
     files
+}
+
+/// Every `*.parquet` file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| dir.join(p))
+        .collect()
 }
 
 /// All files of a layer folder as one frame, with the Hive partition value

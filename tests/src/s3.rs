@@ -39,11 +39,6 @@ impl S3Server {
         S3Server { endpoint: endpoint.to_string(), child, stdin }
     }
 
-    /// The `http://127.0.0.1:PORT` endpoint.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     /// Environment for a `pipeline`/`api` process to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

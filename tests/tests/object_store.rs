@@ -21,22 +21,10 @@ fn upload_input(dir: &Path, server: &S3Server, url: &str) {
     let out = pipeline(dir, &["generate", "--events", INPUT_EVENTS, "--seed", "11", "--out", "input"]);
     assert!(out.status.success(), "{}", text(&out));
     let input = s3(server, url);
-    for entry in walk(&dir.join("input")) {
-        let relative = entry.strip_prefix(dir.join("input")).expect("inside input").to_str().expect("utf-8");
-        input.put(relative, std::fs::read(&entry).expect("read input file")).expect("upload");
+    for relative in files_under(&dir.join("input")) {
+        let bytes = std::fs::read(dir.join("input").join(&relative)).expect("read input file");
+        input.put(relative.to_str().expect("utf-8"), bytes).expect("upload");
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        if entry.path().is_dir() {
-            files.extend(walk(&entry.path()));
-        } else {
-            files.push(entry.path());
-        }
-    }
-    files
 }
 
 /// Copies every object under an S3 location into a local folder, so the

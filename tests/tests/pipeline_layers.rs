@@ -325,10 +325,11 @@ fn generated_sample_is_deterministic_and_passes_the_gate() {
         assert!(out.status.success(), "{}", text(&out));
     }
     let listing = |d: &str| {
-        let mut files: Vec<_> = walk(&dir.path().join(d))
+        let mut files: Vec<_> = files_under(&dir.path().join(d))
             .into_iter()
             .map(|p| {
-                (p.strip_prefix(dir.path().join(d)).expect("inside").to_path_buf(), std::fs::read(&p).expect("read"))
+                let bytes = std::fs::read(dir.path().join(d).join(&p)).expect("read");
+                (p, bytes)
             })
             .collect();
         files.sort();
@@ -360,16 +361,4 @@ fn generated_sample_is_deterministic_and_passes_the_gate() {
     let gold = read_layer(&dir.path().join("out/gold/service_minute_metrics"), "event_date");
     let total: i64 = i64s(&gold, "request_count").into_iter().flatten().sum();
     assert_eq!(total as usize, events.height(), "gold request_count sums to silver rows");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        if entry.path().is_dir() {
-            out.extend(walk(&entry.path()));
-        } else {
-            out.push(entry.path());
-        }
-    }
-    out
 }

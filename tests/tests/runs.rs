@@ -14,21 +14,7 @@ fn dataset(dir: &Path) -> Vec<PathBuf> {
     copy_dir(&fixture("basic"), &all);
     let out = pipeline(dir, &["generate", "--events", "1500", "--seed", "3", "--out", "all/gen"]);
     assert!(out.status.success(), "{}", text(&out));
-    let mut files = Vec::new();
-    collect(&all, &all, &mut files);
-    files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
-    files
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, out);
-        } else {
-            out.push(path.strip_prefix(root).expect("inside root").to_path_buf());
-        }
-    }
+    files_under(&all)
 }
 
 /// Copies the given files (relative to `dir/all`) into `dir/<inbox>`.
@@ -64,6 +50,21 @@ fn reference(dir: &Path, files: &[PathBuf]) -> Vec<Vec<String>> {
     snapshot(&dir.join("ref-out"))
 }
 
+/// The points `--crash-at` and `--fail-at` can stop a run at.
+const STOP_POINTS: [&str; 5] = ["staged", "gold-staged", "committed", "mid-publish", "published"];
+
+/// Delivers the first half of `files` to `inbox` and runs into `out`, then
+/// delivers the rest; returns the layers as that first run left them.
+fn first_half_ingested(dir: &Path, files: &[PathBuf], inbox: &str, out: &str) -> Vec<Vec<String>> {
+    let half = files.len() / 2;
+    deliver(dir, inbox, &files[..half]);
+    let first = run(dir, inbox, out, &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let before = snapshot(&dir.join(out));
+    deliver(dir, inbox, &files[half..]);
+    before
+}
+
 fn staging_is_empty(out: &Path) -> bool {
     parquet_files(&out.join("_staging")).is_empty()
 }
@@ -96,16 +97,10 @@ fn crash_at_every_point_is_recovered_by_the_next_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = dataset(dir.path());
     let want = reference(dir.path(), &files);
-    let half = files.len() / 2;
-    for point in ["staged", "gold-staged", "committed", "mid-publish", "published"] {
+    for point in STOP_POINTS {
         let out_dir = format!("out-{point}");
         let inbox = format!("in-{point}");
-        deliver(dir.path(), &inbox, &files[..half]);
-        let first = run(dir.path(), &inbox, &out_dir, &[]);
-        assert!(first.status.success(), "{}", text(&first));
-        let before = snapshot(&dir.path().join(&out_dir));
-
-        deliver(dir.path(), &inbox, &files[half..]);
+        let before = first_half_ingested(dir.path(), &files, &inbox, &out_dir);
         let crashed = run(dir.path(), &inbox, &out_dir, &["--crash-at", point]);
         assert!(
             !crashed.status.success() && crashed.status.code().is_none(),
@@ -139,17 +134,11 @@ fn failure_at_every_point_is_reported_and_recovered_by_the_next_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = dataset(dir.path());
     let want = reference(dir.path(), &files);
-    let half = files.len() / 2;
-    for point in ["staged", "gold-staged", "committed", "mid-publish", "published"] {
+    for point in STOP_POINTS {
         let out_dir = dir.path().join(format!("out-fail-{point}"));
         let out = format!("out-fail-{point}");
         let inbox = format!("in-fail-{point}");
-        deliver(dir.path(), &inbox, &files[..half]);
-        let first = run(dir.path(), &inbox, &out, &[]);
-        assert!(first.status.success(), "{}", text(&first));
-        let before = snapshot(&out_dir);
-
-        deliver(dir.path(), &inbox, &files[half..]);
+        let before = first_half_ingested(dir.path(), &files, &inbox, &out);
         let failed = run(dir.path(), &inbox, &out, &["--fail-at", point]);
         assert_eq!(failed.status.code(), Some(1), "{point}: {}", text(&failed));
         assert!(String::from_utf8_lossy(&failed.stderr).contains("injected"), "{point}: {}", text(&failed));
