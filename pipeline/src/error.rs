@@ -62,6 +62,13 @@ pub enum Error {
     )]
     Locked { output: String, holder: String },
 
+    #[error("Lock object {path} is not a minutely lease; if no run is active on this output, delete it")]
+    LeaseRecord {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     #[error("Lost the lease on {output} ({reason}); this run stopped before committing")]
     LeaseLost { output: String, reason: String },
 

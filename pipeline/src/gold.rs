@@ -66,25 +66,26 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
         .map_err(Error::polars("aggregating gold"))
 }
 
-/// Microseconds in a minute: event times floor to minutes by this.
-const MINUTE_MICROS: i64 = 60_000_000;
+/// The minute (µs since the epoch) an event time falls in: the same floor
+/// as `dt().truncate("1m")` in [`aggregate`] (silver times are after 2000).
+fn minute_of(micros: i64) -> i64 {
+    const MINUTE_MICROS: i64 = 60_000_000;
+    micros.div_euclid(MINUTE_MICROS) * MINUTE_MICROS
+}
 
 /// The minutes (µs since the epoch) that `frames`' events fall in.
 pub fn minutes_of(frames: &[DataFrame]) -> Result<HashSet<i64>> {
     let mut minutes = HashSet::new();
     for df in frames {
-        minutes
-            .extend(micros(df, EVENT_TIME)?.into_no_null_iter().map(|t| t.div_euclid(MINUTE_MICROS) * MINUTE_MICROS));
+        minutes.extend(micros(df, EVENT_TIME)?.into_no_null_iter().map(minute_of));
     }
     Ok(minutes)
 }
 
 /// The events of `df` that fall in `minutes`, in their order.
 pub fn events_in(df: &DataFrame, minutes: &HashSet<i64>) -> Result<DataFrame> {
-    let mask: BooleanChunked = micros(df, EVENT_TIME)?
-        .iter()
-        .map(|t| t.is_some_and(|t| minutes.contains(&(t.div_euclid(MINUTE_MICROS) * MINUTE_MICROS))))
-        .collect();
+    let mask: BooleanChunked =
+        micros(df, EVENT_TIME)?.iter().map(|t| t.is_some_and(|t| minutes.contains(&minute_of(t)))).collect();
     df.filter(&mask).map_err(Error::polars("selecting events of touched minutes"))
 }
 

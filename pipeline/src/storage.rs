@@ -299,23 +299,22 @@ impl Storage {
 
     /// Reads a whole Parquet object; `None` when it does not exist.
     pub fn get_parquet_opt(&self, relative: &str) -> Result<Option<DataFrame>> {
-        let Some(bytes) = self.get_opt(relative)? else { return Ok(None) };
-        decode_parquet(bytes, None).map(Some).map_err(|source| Error::Parquet {
-            action: "read",
-            path: relative.to_string(),
-            source,
-        })
+        self.get_opt(relative)?.map(|bytes| read_parquet(relative, bytes, None)).transpose()
     }
 
     /// Reads a Parquet object, optionally only some columns.
     pub fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
-        let bytes = self.get(relative)?;
-        decode_parquet(bytes, columns).map_err(|source| Error::Parquet {
-            action: "read",
-            path: relative.to_string(),
-            source,
-        })
+        read_parquet(relative, self.get(relative)?, columns)
     }
+}
+
+/// Decodes the bytes of the Parquet object at `relative`, naming it on error.
+fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Result<DataFrame> {
+    decode_parquet(bytes, columns).map_err(|source| Error::Parquet {
+        action: "read",
+        path: relative.to_string(),
+        source,
+    })
 }
 
 /// A frame as Parquet bytes: zstd, min/max/null-count statistics, row

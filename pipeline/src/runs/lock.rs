@@ -266,7 +266,7 @@ impl LeaseRecord {
 
     fn from_json(bytes: &[u8], output: &Storage) -> Result<Self> {
         serde_json::from_slice(bytes)
-            .map_err(|source| Error::Manifest { path: format!("{}/{LOCK_FILE}", output.location()), source })
+            .map_err(|source| Error::LeaseRecord { path: format!("{}/{LOCK_FILE}", output.location()), source })
     }
 }
 
@@ -310,6 +310,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1500));
         held.ensure_held().expect("renewed in the background");
         assert!(Lock::acquire(&output, "run B", SECOND).is_err(), "still blocks others");
+    }
+
+    #[test]
+    fn a_foreign_lock_object_is_an_error_saying_what_to_do() {
+        let output = memory("foreign");
+        output.put(LOCK_FILE, "held by a shell script").expect("put");
+        let err = Lock::acquire(&output, "run A", SECOND).unwrap_err();
+        assert!(matches!(err, Error::LeaseRecord { .. }) && err.to_string().contains("delete it"), "{err}");
     }
 
     #[test]
