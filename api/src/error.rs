@@ -38,6 +38,38 @@ impl ApiError {
         }
     }
 
+    /// A 503: the layer files could not be read; the client may retry.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "storage_unavailable",
+            message: message.into(),
+            parameter: None,
+        }
+    }
+
+    /// A 503: gold is being replaced by a newer run; the client may retry.
+    pub fn gold_changing() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "gold_changing",
+            message: "A newer run is publishing gold; retry in a moment.".into(),
+            parameter: None,
+        }
+    }
+
+    /// A 500: a bug, never a client's mistake. The detail goes to the log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        tracing::error!(detail, "Internal error.");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "Internal error.".into(),
+            parameter: None,
+        }
+    }
+
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
             error: ErrorDetail { code: self.code, message: &self.message, parameter: self.parameter.as_deref() },

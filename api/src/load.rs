@@ -1,85 +1,179 @@
-//! Loading gold from an output location and reloading it when a newer
-//! committed run appears. Reads are lock-free: the snapshot is an `Arc`
-//! swapped atomically; requests in flight keep the one they started with.
+//! Indexing gold and the run history of an output location, and reloading
+//! when a newer committed run appears. Reads are lock-free: the snapshot is
+//! an `Arc` swapped atomically; requests in flight keep the one they
+//! started with.
+//!
+//! A reload reads only what changed: manifests listed after the last one
+//! seen, and partition files whose version tag differs from the previous
+//! snapshot's. It never builds a snapshot while a run is publishing (a
+//! commit marker is in `_staging/`) or when a run committed during the
+//! build: the next poll tries again, so a snapshot is always one run's gold.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use pipeline::layout::GOLD;
+use chrono::NaiveDate;
+use pipeline::layout::{COMMIT_MARKER, GOLD, STAGING, partition_value};
 use pipeline::runs::{Manifest, RUNS_DIR};
-use pipeline::storage::Storage;
+use pipeline::storage::{Entry, Storage};
 use tracing::{info, warn};
 
-use crate::snapshot::{Gold, Snapshot};
+use crate::reader::{ReadError, Reader};
+use crate::runs::{RunEntry, RunIndex};
+use crate::slice::ROW_BYTES;
+use crate::snapshot::{Gold, Partition, Snapshot};
+use crate::state::State;
 
-/// The shared, swappable snapshot.
-pub type Shared = Arc<ArcSwap<Snapshot>>;
-
-/// Keeps what has been read of `_runs/` between polls.
+/// What has been read of `_runs/` so far.
 pub struct Reloader {
     output: Storage,
-    shared: Shared,
-    manifests: BTreeMap<String, Manifest>,
+    runs: RunIndex,
+    /// The last manifest listed: the next listing starts after it.
+    listed_to: Option<String>,
 }
 
 impl Reloader {
-    pub fn new(output: Storage, shared: Shared) -> Self {
-        Self { output, shared, manifests: BTreeMap::new() }
+    pub fn new(output: Storage) -> Self {
+        Self { output, runs: RunIndex::default(), listed_to: None }
     }
 
-    /// Reads new manifests; loads gold when the newest committed run
-    /// differs from the snapshot's. A failed load keeps the old snapshot.
-    pub fn poll(&mut self) -> pipeline::Result<bool> {
-        let mut changed = false;
-        for entry in self.output.list(RUNS_DIR)? {
-            let Some(name) = entry.relative.strip_prefix(&format!("{RUNS_DIR}/")).and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if !self.manifests.contains_key(name) {
-                let manifest = Manifest::from_json(&self.output.get(&entry.relative)?, &entry.relative)?;
-                self.manifests.insert(name.to_string(), manifest);
-                changed = true;
-            }
+    /// Indexes new manifests; builds gold when the newest committed run
+    /// differs from the snapshot's. Returns whether the snapshot changed. A
+    /// failed build keeps the old snapshot.
+    pub fn poll(&mut self, state: &State) -> pipeline::Result<bool> {
+        let new_runs = self.read_new_runs()?;
+        let runs_changed = !new_runs.is_empty();
+        self.runs.extend(new_runs);
+        let current = state.snapshot.load_full();
+        let mut gold = current.gold.clone();
+        if let Some(run) = self.runs.newest_committed().cloned()
+            && current.gold.as_ref().is_none_or(|g| g.run_id != run.run_id)
+            && let Some(built) = self.build_gold(&run, current.gold.as_deref(), state)?
+        {
+            info!(
+                run_id = run.run_id,
+                rows = built.rows,
+                hot_rows = built.hot_rows,
+                partitions = built.partitions.len(),
+                services = built.services.len(),
+                "Loaded gold snapshot."
+            );
+            gold = Some(Arc::new(built));
         }
-        let current = self.shared.load_full();
-        let newest = self.manifests.values().rev().find(|m| m.status.committed()).map(|m| m.run_id.clone());
-        let gold = match newest {
-            Some(run_id) if current.gold.as_ref().is_none_or(|g| g.run_id != run_id) => {
-                let gold = self.load_gold(run_id.clone())?;
-                info!(run_id, rows = gold.rows, services = gold.services.len(), "Loaded gold snapshot.");
-                changed = true;
-                Some(Arc::new(gold))
-            }
-            _ => current.gold.clone(),
-        };
-        if changed {
-            let runs: Vec<Manifest> = self.manifests.values().rev().cloned().collect();
-            self.shared.store(Arc::new(Snapshot { gold, runs: Arc::new(runs) }));
+        let gold_changed = gold.as_ref().map(|g| &g.run_id) != current.gold.as_ref().map(|g| &g.run_id);
+        if runs_changed || gold_changed {
+            state.snapshot.store(Arc::new(Snapshot { gold, runs: Arc::new(self.runs.clone()) }));
         }
-        Ok(changed)
+        Ok(runs_changed || gold_changed)
     }
 
-    fn load_gold(&self, run_id: String) -> pipeline::Result<Gold> {
-        let frames = self
+    /// Manifests written since the last listing.
+    fn read_new_runs(&mut self) -> pipeline::Result<Vec<RunEntry>> {
+        let listing = self.output.list_after(RUNS_DIR, self.listed_to.as_deref())?;
+        let mut runs = Vec::new();
+        for entry in listing.iter().filter(|e| e.relative.ends_with(".json")) {
+            let manifest = Manifest::from_json(&self.output.get(&entry.relative)?, &entry.relative)?;
+            runs.push(RunEntry { run_id: manifest.run_id, status: manifest.status, finished_at: manifest.finished_at });
+        }
+        if let Some(last) = listing.last() {
+            self.listed_to = Some(last.relative.clone());
+        }
+        Ok(runs)
+    }
+
+    /// Whether a committed run is moving its files into place.
+    fn publishing(&self) -> pipeline::Result<Option<String>> {
+        let marker = format!("/{COMMIT_MARKER}");
+        Ok(self.output.list(STAGING)?.into_iter().find(|e| e.relative.ends_with(&marker)).map(|e| e.relative))
+    }
+
+    /// Indexes the gold of `run`, reusing `previous`'s partitions whose file
+    /// is unchanged. `None` when a run published meanwhile (try again later).
+    fn build_gold(&self, run: &RunEntry, previous: Option<&Gold>, state: &State) -> pipeline::Result<Option<Gold>> {
+        if let Some(marker) = self.publishing()? {
+            warn!(marker, "A run is publishing; keeping the current snapshot until it has finished.");
+            return Ok(None);
+        }
+        let mut files: Vec<(i32, Entry)> = self
             .output
             .list(GOLD)?
             .into_iter()
             .filter(|e| e.relative.ends_with(".parquet"))
-            .map(|e| self.output.get_parquet(&e.relative, None))
-            .collect::<pipeline::Result<Vec<_>>>()?;
-        Gold::from_frames(run_id, frames).map_err(pipeline::Error::polars("building the gold snapshot"))
-    }
-
-    /// Polls forever on the current thread.
-    pub fn run(mut self, interval: Duration) {
-        loop {
-            if let Err(e) = self.poll() {
-                warn!(error = %e.chain(), "Reload failed; serving the previous snapshot.");
+            .filter_map(|e| Some((partition_date(&e.relative)?, e)))
+            .collect();
+        // Newest first: the hot window is the newest dates that fit.
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut hot_left = state.budget.hot_bytes as usize;
+        let mut partitions = BTreeMap::new();
+        for (date, entry) in files {
+            let reused = previous
+                .and_then(|g| g.partitions.get(&date))
+                .filter(|p| p.e_tag.is_some() && p.path == entry.relative && p.e_tag == entry.e_tag);
+            let rows = reused.map(|p| p.rows);
+            let fits = |rows: usize| rows * ROW_BYTES <= hot_left;
+            let partition = match reused {
+                Some(p) if p.hot.is_some() == rows.is_some_and(fits) => p.clone(),
+                Some(p) if !rows.is_some_and(fits) => Partition { hot: None, ..p.clone() },
+                _ => match index_file(&state.reader, &entry, &fits) {
+                    Ok(p) => p,
+                    Err(ReadError::Stale) => return Ok(None),
+                    Err(ReadError::Storage(e)) => return Err(e),
+                    Err(e) => {
+                        return Err(pipeline::Error::Location { location: entry.relative, message: format!("{e:?}") });
+                    }
+                },
+            };
+            if partition.hot.is_some() {
+                hot_left -= partition.rows * ROW_BYTES;
+            } else {
+                hot_left = 0;
             }
-            std::thread::sleep(interval);
+            partitions.insert(date, partition);
         }
+        let newer = self.output.list_after(RUNS_DIR, self.listed_to.as_deref())?;
+        if !newer.is_empty() || self.publishing()?.is_some() {
+            info!("A run committed while gold was being indexed; indexing again at the next poll.");
+            return Ok(None);
+        }
+        Ok(Some(Gold::new(run.run_id.clone(), run.finished_at, partitions)))
+    }
+}
+
+/// Reads one partition file: its per-service summaries, and its slices when
+/// `fits` says the date belongs in the hot window.
+fn index_file(reader: &Reader, entry: &Entry, fits: &dyn Fn(usize) -> bool) -> Result<Partition, ReadError> {
+    let slices = reader.decode(&entry.relative, entry.e_tag.as_deref(), None)?;
+    let rows = slices.iter().map(|(_, s, _)| s.len()).sum();
+    let days = slices.iter().map(|(key, slice, file_rows)| (key.clone(), slice.summary(file_rows.clone()))).collect();
+    let hot = fits(rows).then(|| Arc::new(slices.into_iter().map(|(key, slice, _)| (key, Arc::new(slice))).collect()));
+    Ok(Partition { path: entry.relative.clone(), e_tag: entry.e_tag.clone(), rows, days, hot })
+}
+
+/// The date of a gold file from its `event_date=` folder.
+fn partition_date(relative: &str) -> Option<i32> {
+    let date = NaiveDate::parse_from_str(partition_value(relative, "event_date")?, "%Y-%m-%d").ok()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    Some((date - epoch).num_days() as i32)
+}
+
+/// Loads `state` now, then polls every `interval` on the current thread.
+pub fn run(state: Arc<State>, interval: std::time::Duration) {
+    loop {
+        if let Err(e) = state.reload() {
+            warn!(error = %e.chain(), "Reload failed; serving the previous snapshot.");
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dates_come_from_the_hive_folder() {
+        assert_eq!(partition_date("gold/service_minute_metrics/event_date=1970-01-02/data.parquet"), Some(1));
+        assert_eq!(partition_date("gold/x/event_date=2026-13-01/data.parquet"), None);
+        assert_eq!(partition_date("gold/x/data.parquet"), None);
     }
 }

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
+use api::reader::Budget;
+use api::state::State;
 use clap::Parser;
 use pipeline::config::{ConfigFile, Overrides};
 use pipeline::storage::Storage;
@@ -29,6 +29,9 @@ struct Args {
     /// Seconds between checks for a newer run [default: the config's, 5].
     #[arg(long, env = "MINUTELY_RELOAD_INTERVAL_SECS")]
     reload_interval_secs: Option<u64>,
+    /// MiB for gold in memory (hot window and cache) [default: the config's, 256].
+    #[arg(long, env = "MINUTELY_API_MEMORY_BUDGET_MB")]
+    memory_budget_mb: Option<u64>,
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "MINUTELY_LOG_FORMAT")]
     log_format: String,
@@ -60,13 +63,19 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let bind = args.bind.unwrap_or(file.api.bind.clone());
     let addr: SocketAddr = bind.parse().with_context(|| format!("Invalid bind address {bind:?}."))?;
     let interval = Duration::from_secs(args.reload_interval_secs.unwrap_or(file.api.reload_interval_secs).max(1));
+    let budget_mb = args.memory_budget_mb.unwrap_or(file.api.memory_budget_mb);
+    if budget_mb == 0 {
+        anyhow::bail!(
+            "Invalid memory_budget_mb 0 (--memory-budget-mb, MINUTELY_API_MEMORY_BUDGET_MB or [api] memory_budget_mb): must be at least 1."
+        );
+    }
     let output = Storage::open(&config.output, true).map_err(|e| anyhow::anyhow!(e.chain()))?;
 
-    let shared = Arc::new(ArcSwap::from_pointee(api::snapshot::Snapshot::default()));
-    let reloader = api::load::Reloader::new(output, shared.clone());
+    let state = State::new(output, Budget::from_mb(budget_mb));
+    let reloader = state.clone();
     std::thread::Builder::new()
         .name("reloader".into())
-        .spawn(move || reloader.run(interval))
+        .spawn(move || api::load::run(reloader, interval))
         .context("Failed to start the reloader.")?;
 
     let runtime = tokio::runtime::Runtime::new().context("Failed to start the async runtime.")?;
@@ -74,8 +83,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Failed to bind {addr}."))?;
         let local = listener.local_addr().context("Failed to read the bound address.")?;
         println!("Listening on http://{local}");
-        tracing::info!(%local, output = config.output, "Serving gold.");
-        warp::serve(api::routes::routes(shared)).incoming(listener).graceful(shutdown_signal()).run().await;
+        tracing::info!(%local, output = config.output, budget_mb, "Serving gold.");
+        warp::serve(api::routes::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await;
         tracing::info!("Shut down gracefully.");
         Ok(())
     })

@@ -3,8 +3,17 @@
 use serde_json::{Value, json};
 
 /// Paths the server answers, as documented.
-pub const PATHS: [&str; 7] =
-    ["/health", "/metrics", "/metrics/rollup", "/services", "/runs", "/runs/{run_id}", "/openapi.json"];
+pub const PATHS: [&str; 9] = [
+    "/",
+    "/health",
+    "/metrics",
+    "/metrics/rollup",
+    "/services",
+    "/runs",
+    "/runs/{run_id}",
+    "/openapi.json",
+    "/-/metrics",
+];
 
 pub fn document() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
@@ -24,33 +33,41 @@ pub fn document() -> Value {
         })
     };
     let not_modified = json!({"description": "Not modified (If-None-Match matched the ETag)."});
+    let run_limit = json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}});
+    let status = json!({"name": "status", "in": "query", "required": false, "description": "Only runs with this status.", "schema": {"type": "string", "enum": ["succeeded", "quality_gate_failed", "failed"]}});
+    let unavailable = "No gold loaded yet, the layer files could not be read, or a newer run is publishing (retry).";
     let number = json!({"type": ["number", "null"]});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "minutely gold API", "version": env!("CARGO_PKG_VERSION"), "description": "Per-service, per-minute request metrics from the gold layer."},
         "paths": {
+            "/": {"get": {"summary": "The dashboard: charts per service and the latest runs (HTML; assets under /ui/).", "responses": {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/health": {"get": {"summary": "Whether gold is loaded, and what it holds.", "responses": {
                 "200": {"description": "Gold loaded.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                 "503": {"description": "No gold loaded yet (same shape, status unavailable).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
             }}},
             "/metrics": {"get": {"summary": "Gold rows ordered by service, minute.", "parameters": [services, from, to, limit, offset], "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/MetricRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
-                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("No gold loaded yet.")
+                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response(unavailable)
             }}},
             "/metrics/rollup": {"get": {"summary": "Gold rows summed per service and UTC-aligned bucket.", "parameters": [services, from, to, bucket, limit, offset], "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/RollupRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
-                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("No gold loaded yet.")
+                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response(unavailable)
             }}},
             "/services": {"get": {"summary": "Each service with its row count and first/last minute.", "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object", "properties": {
                     "service": {"type": "string"}, "rows": {"type": "integer"}, "first_minute": {"type": "string", "format": "date-time"}, "last_minute": {"type": "string", "format": "date-time"}}}}}})),
                 "304": not_modified, "503": error_response("No gold loaded yet.")
             }}},
-            "/runs": {"get": {"summary": "Run manifests, newest first.", "responses": {"200": cached(json!({"type": "array", "items": {"$ref": "#/components/schemas/Manifest"}})), "304": not_modified}}},
-            "/runs/{run_id}": {"get": {"summary": "One run manifest.", "parameters": [{"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {
-                "200": cached(json!({"$ref": "#/components/schemas/Manifest"})), "304": not_modified, "404": error_response("Unknown run id.")
+            "/runs": {"get": {"summary": "Run manifests, newest first, one page at a time.", "parameters": [status, run_limit, offset], "responses": {
+                "200": cached(json!({"type": "object", "required": ["data", "meta"], "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Manifest"}}, "meta": {"$ref": "#/components/schemas/RunsMeta"}}})),
+                "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("The manifests could not be read.")
             }}},
-            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}}
+            "/runs/{run_id}": {"get": {"summary": "One run manifest.", "parameters": [{"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {
+                "200": cached(json!({"$ref": "#/components/schemas/Manifest"})), "304": not_modified, "404": error_response("Unknown run id."), "503": error_response("The manifest could not be read.")
+            }}},
+            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
+            "/-/metrics": {"get": {"summary": "The server's own metrics (requests, durations, snapshot, cache, reloads, memory).", "responses": {"200": {"description": "Prometheus text exposition (OpenMetrics).", "content": {crate::telemetry::CONTENT_TYPE: {"schema": {"type": "string"}}}}}}}
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "parameter"], "properties": {
@@ -58,6 +75,7 @@ pub fn document() -> Value {
             "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "gold": {"type": "object", "properties": {
                 "rows": {"type": "integer"}, "services": {"type": "integer"}, "first_minute": {"type": ["string", "null"]}, "last_minute": {"type": ["string", "null"]},
                 "run_id": {"type": ["string", "null"]}, "loaded_at": {"type": ["string", "null"]}}}}},
+            "RunsMeta": {"type": "object", "required": ["count", "total", "limit", "offset"], "properties": {"count": {"type": "integer"}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
             "Meta": {"type": "object", "properties": {"count": {"type": "integer"}, "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
                 "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}, "bucket": {"type": "string"}}},
             "MetricRow": {"type": "object", "properties": {

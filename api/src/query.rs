@@ -2,11 +2,16 @@
 //! values; every problem is a 400 naming the parameter.
 
 use chrono::{DateTime, NaiveDate};
+use pipeline::runs::RunStatus;
 
 use crate::error::ApiError;
 
 pub const DEFAULT_LIMIT: usize = 1000;
 pub const MAX_LIMIT: usize = 10_000;
+pub const RUNS_DEFAULT_LIMIT: usize = 100;
+pub const RUNS_MAX_LIMIT: usize = 1000;
+/// Run statuses a `/runs` page may be filtered by.
+pub const STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed];
 /// Longer parameter values are refused outright.
 const MAX_VALUE_LEN: usize = 2048;
 const MAX_SERVICES: usize = 100;
@@ -70,14 +75,9 @@ impl MetricsQuery {
             MetricsQuery { services: Vec::new(), from: None, to: None, limit: DEFAULT_LIMIT, offset: 0, bucket: None };
         let mut seen: Vec<String> = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-            if value.len() > MAX_VALUE_LEN {
-                return Err(ApiError::bad_parameter(&key, format!("value longer than {MAX_VALUE_LEN} characters")));
-            }
+            check_value(&key, &value)?;
             if key != "service" {
-                if seen.iter().any(|k| *k == key) {
-                    return Err(ApiError::bad_parameter(&key, "given more than once"));
-                }
-                seen.push(key.to_string());
+                check_once(&mut seen, &key)?;
             }
             match key.as_ref() {
                 "service" => {
@@ -93,12 +93,7 @@ impl MetricsQuery {
                 }
                 "from" => q.from = Some(parse_instant("from", &value)?),
                 "to" => q.to = Some(parse_instant("to", &value)?),
-                "limit" => {
-                    q.limit = parse_count("limit", &value)?;
-                    if !(1..=MAX_LIMIT).contains(&q.limit) {
-                        return Err(ApiError::bad_parameter("limit", format!("must be between 1 and {MAX_LIMIT}")));
-                    }
-                }
+                "limit" => q.limit = parse_limit(&value, MAX_LIMIT)?,
                 "offset" => q.offset = parse_count("offset", &value)?,
                 "bucket" if rollup => {
                     q.bucket = Some(Bucket::parse(&value).ok_or_else(|| {
@@ -118,6 +113,60 @@ impl MetricsQuery {
         }
         Ok(q)
     }
+}
+
+/// Parameters of `/runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunsQuery {
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl RunsQuery {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let mut q = RunsQuery { status: None, limit: RUNS_DEFAULT_LIMIT, offset: 0 };
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            check_value(&key, &value)?;
+            check_once(&mut seen, &key)?;
+            match key.as_ref() {
+                "status" => {
+                    q.status = Some(STATUSES.into_iter().find(|s| s.as_str() == value).ok_or_else(|| {
+                        let names: Vec<&str> = STATUSES.iter().map(|s| s.as_str()).collect();
+                        ApiError::bad_parameter("status", format!("must be one of {}", names.join(", ")))
+                    })?)
+                }
+                "limit" => q.limit = parse_limit(&value, RUNS_MAX_LIMIT)?,
+                "offset" => q.offset = parse_count("offset", &value)?,
+                other => return Err(ApiError::bad_parameter(other, "unknown parameter")),
+            }
+        }
+        Ok(q)
+    }
+}
+
+fn check_value(key: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(ApiError::bad_parameter(key, format!("value longer than {MAX_VALUE_LEN} characters")));
+    }
+    Ok(())
+}
+
+fn check_once(seen: &mut Vec<String>, key: &str) -> Result<(), ApiError> {
+    if seen.iter().any(|k| k == key) {
+        return Err(ApiError::bad_parameter(key, "given more than once"));
+    }
+    seen.push(key.to_string());
+    Ok(())
+}
+
+fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
+    let limit = parse_count("limit", value)?;
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_parameter("limit", format!("must be between 1 and {max}")));
+    }
+    Ok(limit)
 }
 
 /// RFC 3339 or `YYYY-MM-DD` (midnight UTC), within years 1000–9999, as µs.
@@ -178,6 +227,20 @@ mod tests {
         assert_eq!(param(&format!("service={}", "a".repeat(3000))), Some("service".into()));
         assert_eq!(param("from=99999-01-01T00:00:00Z"), Some("from".into()));
         assert_eq!(MetricsQuery::parse("bucket=1h", false).err().and_then(|e| e.parameter), Some("bucket".into()));
+    }
+
+    #[test]
+    fn runs_pages_default_to_100_and_filter_by_status() {
+        assert_eq!(RunsQuery::parse("").expect("valid"), RunsQuery { status: None, limit: 100, offset: 0 });
+        let q = RunsQuery::parse("status=quality_gate_failed&limit=1000&offset=7").expect("valid");
+        assert_eq!(q, RunsQuery { status: Some(RunStatus::QualityGateFailed), limit: 1000, offset: 7 });
+        let param = |raw: &str| RunsQuery::parse(raw).err().and_then(|e| e.parameter);
+        assert_eq!(param("limit=1001"), Some("limit".into()));
+        assert_eq!(param("limit=0"), Some("limit".into()));
+        assert_eq!(param("status=ok"), Some("status".into()));
+        assert_eq!(param("offset=-1"), Some("offset".into()));
+        assert_eq!(param("service=a"), Some("service".into()));
+        assert_eq!(param("limit=1&limit=2"), Some("limit".into()));
     }
 
     #[test]

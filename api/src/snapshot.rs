@@ -1,136 +1,99 @@
-//! The in-memory gold snapshot: per service, rows sorted by minute, so a
-//! filtered read is two binary searches and a slice.
+//! What the server answers from: one committed run's gold, pinned, and the
+//! run history.
+//!
+//! Gold is indexed, not held: every partition file is pinned by its
+//! version tag and summarized per service (rows, first and last minute, the
+//! whole day as one rollup bucket). The newest dates that fit the hot budget
+//! are also held decoded; older ones are read on demand (see [`crate::reader`]).
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use pipeline::runs::Manifest;
-use polars::prelude::*;
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 
-/// One gold row as served (SPEC §5), with its minute pre-formatted.
-#[derive(Debug, Clone, Serialize)]
-pub struct MetricRow {
-    pub service: Arc<str>,
-    pub minute: Arc<str>,
-    #[serde(skip)]
-    pub minute_micros: i64,
-    pub request_count: i64,
-    pub latency_count: i64,
-    pub avg_latency_ms: Option<f64>,
-    pub p50_latency_ms: Option<f64>,
-    pub p95_latency_ms: Option<f64>,
-    pub p99_latency_ms: Option<f64>,
-    pub max_latency_ms: Option<f64>,
-    pub status_count: i64,
-    pub error_count: i64,
-    pub error_rate: Option<f64>,
-    /// This row as JSON, rendered once when the snapshot is built.
-    #[serde(skip)]
-    pub json: Box<str>,
-}
-
-impl MetricRow {
-    /// Renders and stores the row's JSON; call once all fields are set.
-    pub fn render(mut self) -> Self {
-        self.json = serde_json::to_string(&self).unwrap_or_default().into();
-        self
-    }
-}
+use crate::runs::RunIndex;
+use crate::slice::{DaySummary, Slice, day_of};
 
 /// The gold layer of one committed run.
 #[derive(Debug, Default)]
 pub struct Gold {
     pub run_id: String,
+    /// When the run finished (how fresh the data is).
+    pub run_finished_at: DateTime<Utc>,
     pub loaded_at: DateTime<Utc>,
-    /// By lowercase service name; rows sorted by minute.
-    pub services: BTreeMap<String, Vec<MetricRow>>,
+    /// By date (days since 1970-01-01).
+    pub partitions: BTreeMap<i32, Partition>,
+    /// By lowercase service name.
+    pub services: BTreeMap<String, ServiceSummary>,
     pub rows: usize,
+    /// Rows held decoded in the hot window.
+    pub hot_rows: usize,
 }
 
-/// What the server answers from: gold (once loaded) and the run history.
+/// One `event_date=` partition file, as this snapshot saw it.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// Path relative to the output root.
+    pub path: String,
+    /// The file's version tag when listed: reads of any other version fail.
+    pub e_tag: Option<String>,
+    pub rows: usize,
+    /// By lowercase service name.
+    pub days: BTreeMap<String, DaySummary>,
+    /// The decoded slices, when the date is in the hot window.
+    pub hot: Option<Arc<BTreeMap<String, Arc<Slice>>>>,
+}
+
+/// One service over all of gold.
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    pub service: Arc<str>,
+    pub rows: usize,
+    pub first_minute: i64,
+    pub last_minute: i64,
+}
+
+/// The server's state for one moment: gold (once loaded) and the run index.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub gold: Option<Arc<Gold>>,
-    /// Manifests, newest first.
-    pub runs: Arc<Vec<Manifest>>,
-}
-
-/// RFC 3339, UTC, `Z`, seconds precision unless there are sub-seconds.
-pub fn format_micros(micros: i64) -> String {
-    DateTime::from_timestamp_micros(micros).map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    pub runs: Arc<RunIndex>,
 }
 
 impl Gold {
-    /// Builds the snapshot from gold frames (one per partition file).
-    pub fn from_frames(run_id: String, frames: Vec<DataFrame>) -> PolarsResult<Gold> {
-        let mut services: BTreeMap<String, Vec<MetricRow>> = BTreeMap::new();
-        let mut rows = 0;
-        for df in frames {
-            let col = |name: &str| df.column(name).map(|c| c.as_materialized_series().clone());
-            let service = col("service")?;
-            let service = service.str()?;
-            let minute = col("minute")?;
-            let minute = minute.datetime()?.physical().clone();
-            let int = |name: &str| -> PolarsResult<Int64Chunked> { Ok(col(name)?.i64()?.clone()) };
-            let float = |name: &str| -> PolarsResult<Float64Chunked> { Ok(col(name)?.f64()?.clone()) };
-            let (requests, latency_count, status_count, error_count) =
-                (int("request_count")?, int("latency_count")?, int("status_count")?, int("error_count")?);
-            let (avg, p50, p95, p99, max, rate) = (
-                float("avg_latency_ms")?,
-                float("p50_latency_ms")?,
-                float("p95_latency_ms")?,
-                float("p99_latency_ms")?,
-                float("max_latency_ms")?,
-                float("error_rate")?,
-            );
-            let mut names: BTreeMap<String, Arc<str>> = BTreeMap::new();
-            for i in 0..df.height() {
-                let (Some(name), Some(micros)) = (service.get(i), minute.get(i)) else { continue };
-                let key = name.to_lowercase();
-                let shared = names.entry(key.clone()).or_insert_with(|| Arc::from(name)).clone();
-                services.entry(key).or_default().push(
-                    MetricRow {
-                        service: shared,
-                        minute: Arc::from(format_micros(micros)),
-                        minute_micros: micros,
-                        request_count: requests.get(i).unwrap_or(0),
-                        latency_count: latency_count.get(i).unwrap_or(0),
-                        avg_latency_ms: avg.get(i),
-                        p50_latency_ms: p50.get(i),
-                        p95_latency_ms: p95.get(i),
-                        p99_latency_ms: p99.get(i),
-                        max_latency_ms: max.get(i),
-                        status_count: status_count.get(i).unwrap_or(0),
-                        error_count: error_count.get(i).unwrap_or(0),
-                        error_rate: rate.get(i),
-                        json: Box::default(),
-                    }
-                    .render(),
-                );
-                rows += 1;
+    /// Indexes `partitions` for `run_id`.
+    pub fn new(run_id: String, run_finished_at: DateTime<Utc>, partitions: BTreeMap<i32, Partition>) -> Self {
+        let mut services: BTreeMap<String, ServiceSummary> = BTreeMap::new();
+        for partition in partitions.values() {
+            for (key, day) in &partition.days {
+                let summary = services.entry(key.clone()).or_insert_with(|| ServiceSummary {
+                    service: day.service.clone(),
+                    rows: 0,
+                    first_minute: day.first_minute,
+                    last_minute: day.last_minute,
+                });
+                summary.rows += day.rows;
+                summary.first_minute = summary.first_minute.min(day.first_minute);
+                summary.last_minute = summary.last_minute.max(day.last_minute);
             }
         }
-        for series in services.values_mut() {
-            series.sort_by_key(|r| r.minute_micros);
-        }
-        Ok(Gold { run_id, loaded_at: Utc::now(), services, rows })
-    }
-
-    /// Rows of `service` with `from <= minute < to`.
-    pub fn range(&self, service: &str, from: Option<i64>, to: Option<i64>) -> &[MetricRow] {
-        let Some(rows) = self.services.get(service) else { return &[] };
-        let start = from.map_or(0, |f| rows.partition_point(|r| r.minute_micros < f));
-        let end = to.map_or(rows.len(), |t| rows.partition_point(|r| r.minute_micros < t));
-        &rows[start..end.max(start)]
+        let rows = partitions.values().map(|p| p.rows).sum();
+        let hot_rows = partitions.values().filter(|p| p.hot.is_some()).map(|p| p.rows).sum();
+        Gold { run_id, run_finished_at, loaded_at: Utc::now(), partitions, services, rows, hot_rows }
     }
 
     pub fn first_minute(&self) -> Option<i64> {
-        self.services.values().filter_map(|r| r.first()).map(|r| r.minute_micros).min()
+        self.services.values().map(|s| s.first_minute).min()
     }
 
     pub fn last_minute(&self) -> Option<i64> {
-        self.services.values().filter_map(|r| r.last()).map(|r| r.minute_micros).max()
+        self.services.values().map(|s| s.last_minute).max()
+    }
+
+    /// Partitions whose date meets `[from, to)`, oldest first.
+    pub fn dates(&self, from: i64, to: i64) -> impl Iterator<Item = (i32, &Partition)> {
+        let days: RangeInclusive<i32> = day_of(from)..=day_of(to.saturating_sub(1));
+        self.partitions.range(days).map(|(d, p)| (*d, p))
     }
 }

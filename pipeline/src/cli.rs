@@ -107,6 +107,10 @@ struct GenerateArgs {
     /// Minutes the events are spread over.
     #[arg(long, default_value_t = 3 * 24 * 60)]
     span_minutes: i64,
+    /// Distinct services (1-1000).
+    #[arg(long, default_value_t = GenerateOptions::DEFAULT_SERVICES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    services: usize,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +177,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 out: args.out.clone(),
                 start_seconds: args.start.and_time(chrono::NaiveTime::MIN).and_utc().timestamp(),
                 span_seconds: args.span_minutes.max(1) * 60,
+                services: args.services,
             };
             let done = generate(&options)?;
             println!(

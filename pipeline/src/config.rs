@@ -66,11 +66,15 @@ pub struct ApiSection {
     pub bind: String,
     /// Seconds between polls of `_runs/` for a newer successful run.
     pub reload_interval_secs: u64,
+    /// Memory the server may use for gold, in MiB: the newest dates are kept
+    /// decoded (the hot window) and older ones are read from the layer files
+    /// on demand into a cache, both within this budget.
+    pub memory_budget_mb: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), reload_interval_secs: 5 }
+        Self { bind: "127.0.0.1:8080".into(), reload_interval_secs: 5, memory_budget_mb: 256 }
     }
 }
 

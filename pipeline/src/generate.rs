@@ -29,12 +29,16 @@ pub struct GenerateOptions {
     pub start_seconds: i64,
     /// Events spread evenly over this many seconds after `start_seconds`.
     pub span_seconds: i64,
+    /// Distinct services: the first eight have real names, the rest are
+    /// `service-09`, `service-10`, ...
+    pub services: usize,
 }
 
 impl GenerateOptions {
     /// 2026-01-12T00:00:00Z, over three days.
     pub const DEFAULT_START_SECONDS: i64 = 1_768_176_000;
     pub const DEFAULT_SPAN_SECONDS: i64 = 3 * 86_400;
+    pub const DEFAULT_SERVICES: usize = SERVICES.len();
 }
 
 /// What was written.
@@ -172,7 +176,9 @@ impl FileSpec {
             seconds -= rng.random_range(60..7_200); // late event
         }
         let micros = rng.random_range(0..1_000_000i64);
-        let service = SERVICES[rng.random_range(0..SERVICES.len())];
+        let k = rng.random_range(0..options.services.max(1));
+        let service = SERVICES.get(k).map_or_else(|| format!("service-{:02}", k + 1), |s| s.to_string());
+        let service = service.as_str();
         Event {
             id: if chance(rng, 0.002) { "null".to_string() } else { format!("evt-{seed:x}-{i:010}") },
             service: messy_case(rng, service),

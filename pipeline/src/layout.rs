@@ -8,6 +8,9 @@ pub const SILVER_REJECTS: &str = "silver/rejects";
 pub const GOLD: &str = "gold/service_minute_metrics";
 /// Files of a run in progress, moved into the layers when it commits.
 pub const STAGING: &str = "_staging";
+/// Written into a run's staging folder when it commits; present until its
+/// files are all published and its manifest is written.
+pub const COMMIT_MARKER: &str = "_commit.json";
 /// The single file of a gold partition, replaced whole by each run that touches it.
 pub const GOLD_FILE: &str = "data.parquet";
 

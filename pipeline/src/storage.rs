@@ -17,7 +17,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 /// The version of an object, for [`Storage::update`].
 pub use object_store::UpdateVersion as Version;
@@ -46,6 +46,9 @@ pub struct Entry {
     pub relative: String,
     pub size: u64,
     pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// The object's version tag (local: inode, mtime and size), for
+    /// [`Storage::get_if_match`].
+    pub e_tag: Option<String>,
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -189,7 +192,12 @@ impl Storage {
             .block_on(listing.try_collect::<Vec<ObjectMeta>>())
             .map_err(Error::storage(prefix.as_ref()))?
             .into_iter()
-            .map(|m| Entry { relative: self.relative(&m.location), size: m.size, last_modified: m.last_modified })
+            .map(|m| Entry {
+                relative: self.relative(&m.location),
+                size: m.size,
+                last_modified: m.last_modified,
+                e_tag: m.e_tag,
+            })
             .collect();
         entries.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
         Ok(entries)
@@ -219,6 +227,20 @@ impl Storage {
         match self.get(relative) {
             Err(Error::Storage { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
             other => other.map(Some),
+        }
+    }
+
+    /// Reads an object only if it is still the version listed with `e_tag`;
+    /// `None` when it changed or vanished since (S3: `If-Match`; local: the
+    /// opened file's inode, mtime and size). Without a tag it reads whatever
+    /// is there.
+    pub fn get_if_match(&self, relative: &str, e_tag: Option<&str>) -> Result<Option<Bytes>> {
+        let path = self.path(relative);
+        let options = GetOptions { if_match: e_tag.map(str::to_string), ..GetOptions::default() };
+        match runtime().block_on(async { self.store.get_opts(&path, options).await?.bytes().await }) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
         }
     }
 
@@ -365,6 +387,24 @@ mod tests {
         assert!(a.update("lock", "4", &first).expect("update").is_none(), "stale version");
         let (bytes, version) = a.get_versioned("lock").expect("get").expect("exists");
         assert_eq!((bytes.as_ref(), version), (b"3".as_slice(), second));
+    }
+
+    #[test]
+    fn get_if_match_reads_only_the_listed_version_on_memory_and_local() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().to_string_lossy().to_string();
+        for location in ["memory://storage-test/if-match", local.as_str()] {
+            let s = Storage::open(location, true).expect("open");
+            s.put("g/data.parquet", "old").expect("put");
+            let tag = s.list("g").expect("list")[0].e_tag.clone();
+            assert!(tag.is_some(), "{location} lists versions");
+            let got = s.get_if_match("g/data.parquet", tag.as_deref()).expect("get");
+            assert_eq!(got.as_deref(), Some(b"old".as_slice()), "{location}");
+            s.put("g/data.parquet", "newer").expect("replace");
+            assert_eq!(s.get_if_match("g/data.parquet", tag.as_deref()).expect("get"), None, "{location}");
+            s.delete("g/data.parquet").expect("delete");
+            assert_eq!(s.get_if_match("g/data.parquet", tag.as_deref()).expect("get"), None, "{location}");
+        }
     }
 
     #[test]

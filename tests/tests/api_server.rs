@@ -75,7 +75,8 @@ fn api_serves_fixture_gold_rejects_bad_requests_and_reloads_after_a_run() {
     );
 
     let (_, runs) = server.get("/runs");
-    assert_eq!(runs[0]["run_id"], first_run);
+    assert_eq!(runs["data"][0]["run_id"], first_run);
+    assert_eq!(runs["meta"], json!({"count": 1, "total": 1, "limit": 100, "offset": 0}));
     let (status, manifest) = server.get(&format!("/runs/{}", first_run.as_str().unwrap_or_default()));
     assert_eq!((status, manifest["rows"]["silver_events"].clone()), (200, json!(10)));
 

@@ -31,12 +31,10 @@ use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input::{self, FileKind};
-use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
+use crate::layout::{self, BRONZE, COMMIT_MARKER, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
 use crate::silver::{self, Counters, Dedupe, Evaluated, Load, Reason, Rules, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 use crate::{gold, silver::columns::EVENT_ID};
-
-const COMMIT_MARKER: &str = "_commit.json";
 
 /// How a run was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]

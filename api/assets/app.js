@@ -1,0 +1,213 @@
+// minutely dashboard. It reads only the public API (/health, /services,
+// /metrics, /metrics/rollup, /runs) and draws with uPlot. All times are UTC.
+// After each render, window.minutely describes what was drawn (for the
+// browser test, and for anyone debugging from the console).
+"use strict";
+
+const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
+const BUCKETS = [["1m", 60], ["5m", 300], ["15m", 900], ["1h", 3600], ["1d", 86400]];
+// The smallest bucket that keeps a chart within this many points.
+const MAX_POINTS = 1500;
+// Up to this span the latency chart shows per-minute quantiles (at most
+// 10080 rows); beyond, quantiles cannot be summed, so it shows the rollup's
+// weighted mean and max.
+const QUANTILE_MAX_SECONDS = 7 * 86400;
+
+const view = { state: "loading", service: null, from: null, to: null, bucket: null, charts: {}, runs: 0, error: null };
+window.minutely = view;
+
+const $ = (id) => document.getElementById(id);
+const iso = (seconds) => new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
+const utcLabel = (seconds) => iso(seconds).slice(0, 16).replace("T", " ");
+const epoch = (text) => Date.parse(text) / 1000;
+
+async function api(path) {
+  const response = await fetch(path, { headers: { accept: "application/json" } });
+  return { status: response.status, body: await response.json() };
+}
+
+// Every page of a paged endpoint.
+async function allPages(path, limit) {
+  const rows = [];
+  for (let offset = 0; ; offset += limit) {
+    const { status, body } = await api(`${path}&limit=${limit}&offset=${offset}`);
+    if (status !== 200) throw new Error(`${path}: HTTP ${status} ${body?.error?.message ?? ""}`);
+    rows.push(...body.data);
+    if (body.meta.count === 0 || offset + body.meta.count >= body.meta.total) return rows;
+  }
+}
+
+function bucketFor(seconds) {
+  return BUCKETS.find(([, width]) => seconds / width <= MAX_POINTS) ?? BUCKETS[BUCKETS.length - 1];
+}
+
+function chart(id, series, data, yValues) {
+  const el = $(id);
+  el.replaceChildren();
+  const plot = new uPlot({
+    width: Math.max(el.clientWidth, 260),
+    height: 220,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: { x: { time: true } },
+    axes: [{ label: "time (UTC)" }, { size: 64, values: yValues }],
+    series: [{ label: "UTC", value: (u, v) => (v == null ? "–" : utcLabel(v)) }, ...series],
+  }, data, el);
+  el.dataset.points = String(data[0].length);
+  view.charts[id] = plot;
+  return plot;
+}
+
+const sum = (values) => values.reduce((a, v) => a + (v ?? 0), 0);
+const max = (values) => values.reduce((a, v) => (v == null ? a : a == null ? v : Math.max(a, v)), null);
+
+// The window to show: a preset ends at the service's newest minute (the
+// latest data, however old), a custom one is taken as UTC.
+function window_(services) {
+  const range = $("range").value;
+  if (range === "custom") {
+    const from = epoch(`${$("from").value}:00Z`);
+    const to = epoch(`${$("to").value}:00Z`);
+    if (!(from < to)) throw new Error("Custom range: From must be before To.");
+    return [from, to, "custom range"];
+  }
+  const last = services.get($("service").value);
+  const to = epoch(last.last_minute) + 60;
+  return [to - RANGES[range], to, `the latest ${$("range").selectedOptions[0].text.replace("Last ", "")} with data`];
+}
+
+async function render(services, health) {
+  view.state = "loading";
+  $("status").textContent = "Loading…";
+  const service = $("service").value;
+  const [from, to, what] = window_(services);
+  const seconds = to - from;
+  const [bucket, width] = bucketFor(seconds);
+  Object.assign(view, { service, from: iso(from), to: iso(to), bucket, charts: {} });
+  location.hash = new URLSearchParams({ service, range: $("range").value }).toString();
+
+  const q = `service=${encodeURIComponent(service)}&from=${iso(from)}&to=${iso(to)}`;
+  const buckets = await allPages(`/metrics/rollup?${q}&bucket=${bucket}`, 10000);
+  // Every bucket of the window: none means no events (0 requests, no error rate).
+  const byStart = new Map(buckets.map((b) => [epoch(b.bucket), b]));
+  const xs = [];
+  for (let t = Math.floor(from / width) * width; t < to; t += width) xs.push(t);
+  const requests = xs.map((t) => byStart.get(t)?.request_count ?? 0);
+  const errorRate = xs.map((t) => byStart.get(t)?.error_rate ?? null);
+
+  const perBucket = `per ${bucket} bucket`;
+  $("requests-unit").textContent = perBucket;
+  $("errors-unit").textContent = perBucket;
+  chart("chart-requests", [{ label: "requests", stroke: "#0969da", fill: "#0969da22", width: 1.5 }], [xs, requests]);
+  $("chart-requests").dataset.total = String(sum(requests));
+  const percent = (u, ticks) => ticks.map((v) => `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`);
+  chart("chart-errors", [{ label: "error rate", stroke: "#cf222e", width: 1.5, value: (u, v) => (v == null ? "–" : `${(v * 100).toFixed(2)}%`) }], [xs, errorRate], percent);
+  $("chart-errors").dataset.max = String(max(errorRate));
+
+  if (seconds <= QUANTILE_MAX_SECONDS) {
+    const rows = await allPages(`/metrics?${q}`, 10000);
+    const minutes = rows.map((r) => epoch(r.minute));
+    const pick = (key) => rows.map((r) => r[key]);
+    $("latency-unit").textContent = "per minute";
+    chart("chart-latency", [
+      { label: "p50", stroke: "#1a7f37", width: 1.5 },
+      { label: "p95", stroke: "#9a6700", width: 1.5 },
+      { label: "p99", stroke: "#cf222e", width: 1.5 },
+    ], [minutes, pick("p50_latency_ms"), pick("p95_latency_ms"), pick("p99_latency_ms")]);
+    $("chart-latency").dataset.maxP99 = String(max(pick("p99_latency_ms")));
+  } else {
+    const pick = (key) => xs.map((t) => byStart.get(t)?.[key] ?? null);
+    $("latency-unit").textContent = `${perBucket}: mean and max (quantiles do not sum over buckets)`;
+    chart("chart-latency", [
+      { label: "mean", stroke: "#1a7f37", width: 1.5 },
+      { label: "max", stroke: "#cf222e", width: 1.5 },
+    ], [xs, pick("avg_latency_ms"), pick("max_latency_ms")]);
+    $("chart-latency").dataset.max = String(max(pick("max_latency_ms")));
+  }
+
+  $("window").textContent = `${service}: ${utcLabel(from)} – ${utcLabel(to)} UTC (${what}). ` +
+    `Gold from run ${health.gold.run_id}, last minute ${utcLabel(epoch(health.gold.last_minute))} UTC.`;
+  $("status").textContent = "";
+  $("charts").hidden = false;
+  view.state = "ready";
+}
+
+async function loadRuns() {
+  const { status, body } = await api("/runs?limit=10");
+  if (status !== 200) throw new Error(`/runs: HTTP ${status}`);
+  const rows = body.data.map((m) => {
+    const tr = document.createElement("tr");
+    const rejects = m.rows.silver_rejects;
+    const cells = [
+      [m.run_id, ""],
+      [m.status.replaceAll("_", " "), `status-${m.status}`],
+      [m.finished_at.slice(0, 19).replace("T", " "), ""],
+      [String(m.files.length), "num"],
+      [m.rows.bronze.toLocaleString("en-US"), "num"],
+      [`${rejects.toLocaleString("en-US")} (${(m.reject_ratio * 100).toFixed(2)}%)`, "num"],
+      [m.rows.gold.toLocaleString("en-US"), "num"],
+    ];
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.append(td);
+    }
+    tr.dataset.runId = m.run_id;
+    return tr;
+  });
+  $("runs").tBodies[0].replaceChildren(...rows);
+  view.runs = rows.length;
+}
+
+function fail(error) {
+  view.state = "error";
+  view.error = String(error.message ?? error);
+  $("status").className = "empty";
+  $("status").textContent = `Could not load the dashboard: ${view.error}`;
+  console.error(error);
+}
+
+async function main() {
+  const runs = loadRuns();
+  const health = await api("/health");
+  if (health.status === 503) {
+    $("status").className = "empty";
+    $("status").textContent = "No gold yet: no pipeline run has committed to this output. " +
+      "Charts appear once `pipeline run` has published gold (the API picks it up by itself).";
+    $("controls").hidden = true;
+    await runs;
+    view.state = "empty";
+    return;
+  }
+  const { body } = await api("/services");
+  const services = new Map(body.data.map((s) => [s.service, s]));
+  const select = $("service");
+  select.replaceChildren(...[...services.keys()].map((name) => new Option(name, name)));
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  if (services.has(wanted.get("service"))) select.value = wanted.get("service");
+  if (wanted.get("range") in RANGES) $("range").value = wanted.get("range");
+
+  const last = services.get(select.value);
+  const to = new Date(epoch(last.last_minute) * 1000 + 60000);
+  $("to").value = to.toISOString().slice(0, 16);
+  $("from").value = new Date(to - 86400000).toISOString().slice(0, 16);
+  $("range").addEventListener("change", () => {
+    $("custom").hidden = $("range").value !== "custom";
+    if ($("range").value !== "custom") render(services, health.body).catch(fail);
+  });
+  $("controls").addEventListener("submit", (event) => {
+    event.preventDefault();
+    render(services, health.body).catch(fail);
+  });
+  select.addEventListener("change", () => render(services, health.body).catch(fail));
+  let resize;
+  addEventListener("resize", () => {
+    clearTimeout(resize);
+    resize = setTimeout(() => {
+      for (const [id, plot] of Object.entries(view.charts)) plot.setSize({ width: Math.max($(id).clientWidth, 260), height: 220 });
+    }, 100);
+  });
+  await Promise.all([render(services, health.body), runs]);
+}
+
+main().catch(fail);

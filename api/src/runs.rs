@@ -1,0 +1,84 @@
+//! The run history: an index of run ids and statuses (a few dozen bytes a
+//! run), with manifests read from `_runs/` when a page needs them.
+
+use chrono::{DateTime, Utc};
+use pipeline::runs::RunStatus;
+
+/// One run, as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEntry {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Every run of the output, oldest first (run ids sort by start time).
+#[derive(Debug, Clone, Default)]
+pub struct RunIndex {
+    entries: Vec<RunEntry>,
+}
+
+impl RunIndex {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds runs seen after the ones already indexed; keeps id order.
+    pub fn extend(&mut self, runs: impl IntoIterator<Item = RunEntry>) {
+        self.entries.extend(runs);
+        if !self.entries.is_sorted_by(|a, b| a.run_id <= b.run_id) {
+            self.entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        }
+        self.entries.dedup_by(|a, b| a.run_id == b.run_id);
+    }
+
+    pub fn newest(&self) -> Option<&RunEntry> {
+        self.entries.last()
+    }
+
+    /// The newest run whose layers were published.
+    pub fn newest_committed(&self) -> Option<&RunEntry> {
+        self.entries.iter().rev().find(|e| e.status.committed())
+    }
+
+    pub fn find(&self, run_id: &str) -> Option<&RunEntry> {
+        self.entries.binary_search_by(|e| e.run_id.as_str().cmp(run_id)).ok().map(|i| &self.entries[i])
+    }
+
+    /// One page, newest first, of the runs with `status` (all when `None`),
+    /// and how many such runs there are.
+    pub fn page(&self, status: Option<RunStatus>, offset: usize, limit: usize) -> (Vec<&RunEntry>, usize) {
+        let matching = || self.entries.iter().rev().filter(|e| status.is_none_or(|s| e.status == s));
+        (matching().skip(offset).take(limit).collect(), matching().count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, status: RunStatus) -> RunEntry {
+        RunEntry { run_id: id.into(), status, finished_at: DateTime::UNIX_EPOCH }
+    }
+
+    #[test]
+    fn pages_are_newest_first_filtered_and_counted() {
+        let mut index = RunIndex::default();
+        index.extend([entry("r1", RunStatus::Succeeded), entry("r3", RunStatus::Failed)]);
+        index.extend([entry("r2", RunStatus::QualityGateFailed), entry("r4", RunStatus::Succeeded)]);
+        let ids = |page: Vec<&RunEntry>| page.iter().map(|e| e.run_id.clone()).collect::<Vec<_>>();
+        let (page, total) = index.page(None, 1, 2);
+        assert_eq!((ids(page), total), (vec!["r3".to_string(), "r2".into()], 4));
+        let (page, total) = index.page(Some(RunStatus::Succeeded), 0, 10);
+        assert_eq!((ids(page), total), (vec!["r4".to_string(), "r1".into()], 2));
+        assert_eq!(index.newest_committed().map(|e| e.run_id.as_str()), Some("r4"));
+        assert_eq!(index.find("r2").map(|e| e.status), Some(RunStatus::QualityGateFailed));
+        assert!(index.find("r9").is_none());
+        let (page, total) = index.page(None, 10, 5);
+        assert_eq!((page.len(), total), (0, 4));
+    }
+}

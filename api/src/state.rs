@@ -1,0 +1,54 @@
+//! Everything a request needs, shared by the routes and the reloader: the
+//! current snapshot, the cached reader of the output, the server's metrics.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use pipeline::storage::Storage;
+
+use crate::load::Reloader;
+use crate::reader::{Budget, Reader};
+use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
+
+pub struct State {
+    /// Swapped whole by a reload; a request keeps the one it started with.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub reader: Reader,
+    pub telemetry: Telemetry,
+    pub budget: Budget,
+    /// Permits for requests that read layer files ([`crate::routes::COLD_READS`]).
+    pub cold_reads: tokio::sync::Semaphore,
+    reloader: Mutex<Reloader>,
+}
+
+/// The state as the routes hold it.
+pub type Shared = Arc<State>;
+
+impl State {
+    /// A server over `output` with nothing loaded yet; call [`State::reload`].
+    pub fn new(output: Storage, budget: Budget) -> Shared {
+        let telemetry = Telemetry::new(budget.total_bytes);
+        let reader = Reader::new(output.clone(), &budget, telemetry.cache_hits.clone(), telemetry.cache_misses.clone());
+        Arc::new(State {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            reader,
+            telemetry,
+            budget,
+            cold_reads: tokio::sync::Semaphore::new(crate::routes::COLD_READS),
+            reloader: Mutex::new(Reloader::new(output)),
+        })
+    }
+
+    /// Polls the output for new runs (one poll at a time); returns whether
+    /// the snapshot changed.
+    pub fn reload(&self) -> pipeline::Result<bool> {
+        let mut reloader = self.reloader.lock().unwrap_or_else(PoisonError::into_inner);
+        self.telemetry.reloads.inc();
+        let result = reloader.poll(self);
+        if result.is_err() {
+            self.telemetry.reload_failures.inc();
+        }
+        result
+    }
+}

@@ -1,0 +1,172 @@
+//! The server's own metrics, served at `/-/metrics` in the Prometheus text
+//! exposition format (OpenMetrics flavour, which Prometheus scrapes as is).
+//!
+//! Counters and the request histogram are updated as requests finish;
+//! gauges that describe the snapshot are set when the endpoint is scraped.
+
+use std::sync::atomic::AtomicU64;
+
+use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::slice::ROW_BYTES;
+use crate::snapshot::Snapshot;
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    run_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceLabels {
+    place: &'static str,
+}
+
+/// Every metric the server exposes.
+pub struct Telemetry {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+    snapshot_run: Family<RunLabels, Gauge>,
+    snapshot_age: Gauge<f64, AtomicU64>,
+    gold_rows: Family<PlaceLabels, Gauge>,
+    cache_bytes: Gauge,
+    budget_bytes: Gauge,
+    resident_bytes: Gauge,
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs to about 3 s.
+    Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+}
+
+impl Telemetry {
+    pub fn new(budget_bytes: u64) -> Self {
+        let mut registry = Registry::with_prefix("minutely_api");
+        let t = Telemetry {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
+            snapshot_run: Family::default(),
+            snapshot_age: Gauge::default(),
+            gold_rows: Family::default(),
+            cache_bytes: Gauge::default(),
+            budget_bytes: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        t.budget_bytes.set(budget_bytes as i64);
+        registry.register("http_requests", "HTTP requests answered, by route and status", t.requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            t.durations.clone(),
+        );
+        registry.register("cache_hits", "Gold slice reads answered by the cache", t.cache_hits.clone());
+        registry.register("cache_misses", "Gold slice reads that went to the layer files", t.cache_misses.clone());
+        registry.register("reloads", "Polls of the output for new runs", t.reloads.clone());
+        registry.register(
+            "reload_failures",
+            "Polls that failed (the previous snapshot is served)",
+            t.reload_failures.clone(),
+        );
+        registry.register("snapshot_run", "The run whose gold is served (value 1)", t.snapshot_run.clone());
+        registry.register("snapshot_age_seconds", "Seconds since the served run finished", t.snapshot_age.clone());
+        registry.register("gold_rows", "Gold rows: place=memory (decoded) or place=disk (all)", t.gold_rows.clone());
+        registry.register("cache_bytes", "Bytes of gold slices in the cache", t.cache_bytes.clone());
+        registry.register("memory_budget_bytes", "The configured memory budget", t.budget_bytes.clone());
+        registry.register("resident_memory_bytes", "The process's resident memory (Linux)", t.resident_bytes.clone());
+        Telemetry { registry, ..t }
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, path: &str, status: u16, seconds: f64) {
+        let route = route_of(path);
+        self.requests.get_or_create(&RequestLabels { route, status }).inc();
+        self.durations.get_or_create(&RouteLabels { route }).observe(seconds);
+    }
+
+    /// The exposition, with the snapshot gauges set from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot, cached_bytes: u64) -> String {
+        self.snapshot_run.clear();
+        if let Some(gold) = &snapshot.gold {
+            self.snapshot_run.get_or_create(&RunLabels { run_id: gold.run_id.clone() }).set(1);
+            let age = (Utc::now() - gold.run_finished_at).num_milliseconds() as f64 / 1000.0;
+            self.snapshot_age.set(age);
+        }
+        let (hot, all) = snapshot.gold.as_ref().map_or((0, 0), |g| (g.hot_rows, g.rows));
+        let cached_rows = cached_bytes as usize / ROW_BYTES;
+        self.gold_rows.get_or_create(&PlaceLabels { place: "memory" }).set((hot + cached_rows) as i64);
+        self.gold_rows.get_or_create(&PlaceLabels { place: "disk" }).set(all as i64);
+        self.cache_bytes.set(cached_bytes as i64);
+        if let Some(rss) = resident_bytes() {
+            self.resident_bytes.set(rss as i64);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The route template of a path, so that labels stay few.
+pub fn route_of(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        "/metrics/rollup" => "/metrics/rollup",
+        "/services" => "/services",
+        "/runs" => "/runs",
+        "/openapi.json" => "/openapi.json",
+        "/-/metrics" => "/-/metrics",
+        p if p.starts_with("/runs/") && !p["/runs/".len()..].contains('/') => "/runs/{run_id}",
+        _ => "other",
+    }
+}
+
+/// Resident set size from `/proc/self/statm`, where there is one.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_templates_not_paths() {
+        assert_eq!(route_of("/runs/20260112T101500042Z-1234abcd"), "/runs/{run_id}");
+        assert_eq!(route_of("/runs/a/b"), "other");
+        assert_eq!(route_of("/metrics/rollup"), "/metrics/rollup");
+        assert_eq!(route_of("/nope"), "other");
+    }
+}
