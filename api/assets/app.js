@@ -49,7 +49,10 @@ function chart(id, series, data, yValues) {
     height: 220,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     scales: { x: { time: true } },
-    axes: [{ label: "time (UTC)" }, { size: 64, values: yValues }],
+    axes: [
+      { label: "time (UTC)", space: 70, size: 56, values: (u, ticks) => ticks.map((t) => `${utcLabel(t).slice(11)}\n${utcLabel(t).slice(5, 10)}`) },
+      { size: 64, values: yValues },
+    ],
     series: [{ label: "UTC", value: (u, v) => (v == null ? "–" : utcLabel(v)) }, ...series],
   }, data, el);
   el.dataset.points = String(data[0].length);
@@ -94,13 +97,19 @@ async function render(services, health) {
   const requests = xs.map((t) => byStart.get(t)?.request_count ?? 0);
   const errorRate = xs.map((t) => byStart.get(t)?.error_rate ?? null);
 
+  // Visible before drawing, so that charts take their container's width.
+  $("charts").hidden = false;
   const perBucket = `per ${bucket} bucket`;
   $("requests-unit").textContent = perBucket;
   $("errors-unit").textContent = perBucket;
   chart("chart-requests", [{ label: "requests", stroke: "#0969da", fill: "#0969da22", width: 1.5 }], [xs, requests]);
   $("chart-requests").dataset.total = String(sum(requests));
   const percent = (u, ticks) => ticks.map((v) => `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`);
-  chart("chart-errors", [{ label: "error rate", stroke: "#cf222e", width: 1.5, value: (u, v) => (v == null ? "–" : `${(v * 100).toFixed(2)}%`) }], [xs, errorRate], percent);
+  // Buckets without status codes have no error rate: join the ones that do, and mark them.
+  chart("chart-errors", [{
+    label: "error rate", stroke: "#cf222e", width: 1.5, spanGaps: true, points: { show: true, size: 4 },
+    value: (u, v) => (v == null ? "–" : `${(v * 100).toFixed(2)}%`),
+  }], [xs, errorRate], percent);
   $("chart-errors").dataset.max = String(max(errorRate));
 
   if (seconds <= QUANTILE_MAX_SECONDS) {
@@ -127,7 +136,6 @@ async function render(services, health) {
   $("window").textContent = `${service}: ${utcLabel(from)} – ${utcLabel(to)} UTC (${what}). ` +
     `Gold from run ${health.gold.run_id}, last minute ${utcLabel(epoch(health.gold.last_minute))} UTC.`;
   $("status").textContent = "";
-  $("charts").hidden = false;
   view.state = "ready";
 }
 
@@ -169,8 +177,9 @@ function fail(error) {
 
 async function main() {
   const runs = loadRuns();
-  const health = await api("/health");
-  if (health.status === 503) {
+  // The server marks the page when no gold is loaded, so that the page need
+  // not ask /health (a 503 is logged by browsers as a console error).
+  if (document.body.dataset.gold !== "loaded") {
     $("status").className = "empty";
     $("status").textContent = "No gold yet: no pipeline run has committed to this output. " +
       "Charts appear once `pipeline run` has published gold (the API picks it up by itself).";
@@ -179,6 +188,7 @@ async function main() {
     view.state = "empty";
     return;
   }
+  const health = await api("/health");
   const { body } = await api("/services");
   const services = new Map(body.data.map((s) => [s.service, s]));
   const select = $("service");

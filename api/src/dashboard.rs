@@ -7,6 +7,8 @@ use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use crate::state::Shared;
+
 const INDEX: &str = include_str!("../assets/index.html");
 const APP: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/style.css");
@@ -16,9 +18,16 @@ const UPLOT_CSS: &str = include_str!("../assets/vendor/uplot/uPlot.min.css");
 /// Nothing but this origin: no CDN, no inline script.
 const CSP: &str = "default-src 'self'; img-src 'self' data:";
 
-/// The page and its assets.
-pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let page = warp::path::end().or(warp::path!("ui")).unify().map(|| asset(INDEX, "text/html; charset=utf-8"));
+/// The page and its assets. The page's `<body data-gold>` says whether gold
+/// is loaded, so a page over an output without gold makes no request that
+/// answers 503.
+pub fn routes(state: Shared) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let page = warp::path::end().or(warp::path!("ui")).unify().map(move || {
+        let gold = if state.snapshot.load().gold.is_some() { "loaded" } else { "none" };
+        let mut response = asset("", "text/html; charset=utf-8");
+        *response.body_mut() = INDEX.replacen("data-gold=\"\"", &format!("data-gold=\"{gold}\""), 1).into();
+        response
+    });
     let app = warp::path!("ui" / "app.js").map(|| asset(APP, "text/javascript; charset=utf-8"));
     let style = warp::path!("ui" / "style.css").map(|| asset(STYLE, "text/css; charset=utf-8"));
     let uplot_js =

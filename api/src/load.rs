@@ -102,7 +102,7 @@ impl Reloader {
             .filter_map(|e| Some((partition_date(&e.relative)?, e)))
             .collect();
         // Newest first: the hot window is the newest dates that fit.
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut hot_left = state.budget.hot_bytes as usize;
         let mut partitions = BTreeMap::new();
         for (date, entry) in files {
@@ -142,10 +142,10 @@ impl Reloader {
 /// Reads one partition file: its per-service summaries, and its slices when
 /// `fits` says the date belongs in the hot window.
 fn index_file(reader: &Reader, entry: &Entry, fits: &dyn Fn(usize) -> bool) -> Result<Partition, ReadError> {
-    let slices = reader.decode(&entry.relative, entry.e_tag.as_deref(), None)?;
-    let rows = slices.iter().map(|(_, s, _)| s.len()).sum();
-    let days = slices.iter().map(|(key, slice, file_rows)| (key.clone(), slice.summary(file_rows.clone()))).collect();
-    let hot = fits(rows).then(|| Arc::new(slices.into_iter().map(|(key, slice, _)| (key, Arc::new(slice))).collect()));
+    let services = reader.decode(&entry.relative, entry.e_tag.as_deref(), None)?;
+    let rows = services.iter().map(|s| s.slice.len()).sum();
+    let days = services.iter().map(|s| (s.key.clone(), s.slice.summary(s.file_rows.clone()))).collect();
+    let hot = fits(rows).then(|| Arc::new(services.into_iter().map(|s| (s.key, Arc::new(s.slice))).collect()));
     Ok(Partition { path: entry.relative.clone(), e_tag: entry.e_tag.clone(), rows, days, hot })
 }
 

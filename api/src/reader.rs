@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use crate::slice::{Slice, split};
+use crate::slice::{ServiceRows, Slice, split};
 use crate::snapshot::Gold;
 
 const MIB: u64 = 1024 * 1024;
@@ -146,7 +146,7 @@ impl Reader {
         self.misses.inc();
         let slice = self.slices.get_or_insert_with(&key, || {
             let slices = self.decode(&partition.path, partition.e_tag.as_deref(), day.file_rows.clone())?;
-            slices.into_iter().find(|(k, _, _)| k == service).map(|(_, s, _)| Arc::new(s)).ok_or_else(|| {
+            slices.into_iter().find(|s| s.key == service).map(|s| Arc::new(s.slice)).ok_or_else(|| {
                 ReadError::Invalid(format!("{} does not hold service {service:?} at the indexed rows", partition.path))
             })
         })?;
@@ -155,13 +155,12 @@ impl Reader {
 
     /// Decodes a gold partition file (only `rows`, when given) in the
     /// version `e_tag`, split per service.
-    #[allow(clippy::type_complexity)]
     pub fn decode(
         &self,
         path: &str,
         e_tag: Option<&str>,
         rows: Option<Range<usize>>,
-    ) -> Result<Vec<(String, Slice, Option<Range<usize>>)>, ReadError> {
+    ) -> Result<Vec<ServiceRows>, ReadError> {
         let bytes = self.output.get_if_match(path, e_tag)?.ok_or(ReadError::Stale)?;
         let parquet = |source| pipeline::Error::Parquet { action: "read", path: path.to_string(), source };
         let df = ParquetReader::new(Cursor::new(bytes))

@@ -100,7 +100,7 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
         .or(run)
         .or(openapi)
         .or(ops)
-        .or(crate::dashboard::routes())
+        .or(crate::dashboard::routes(state.clone()))
         .recover(handle_rejection);
     warp::header::optional::<String>("x-request-id")
         .and(api)

@@ -232,11 +232,20 @@ fn push_float(out: &mut Vec<u8>, key: &str, v: f64) {
     }
 }
 
-/// A gold frame (one partition file, or part of one) split into one slice
-/// per lowercase service name, each sorted by minute, with the rows it came
-/// from in the frame when they were contiguous. Rows without a service or
+/// One service's part of a decoded gold frame.
+#[derive(Debug)]
+pub struct ServiceRows {
+    /// The lowercase service name.
+    pub key: String,
+    pub slice: Slice,
+    /// Where the rows sat in the frame, when they were contiguous.
+    pub file_rows: Option<Range<usize>>,
+}
+
+/// A gold frame (one partition file, or part of one) split per lowercase
+/// service name, each slice sorted by minute. Rows without a service or
 /// minute are left out, as they were always.
-pub fn split(df: &DataFrame) -> PolarsResult<Vec<(String, Slice, Option<Range<usize>>)>> {
+pub fn split(df: &DataFrame) -> PolarsResult<Vec<ServiceRows>> {
     let column = |name: &str| df.column(name).map(|c| c.as_materialized_series().clone());
     let service = column("service")?;
     let service = service.str()?;
@@ -295,7 +304,7 @@ pub fn split(df: &DataFrame) -> PolarsResult<Vec<(String, Slice, Option<Range<us
             max_latency_ms: pick_f(&max),
             error_rate: pick_f(&rate),
         };
-        slices.push((key, slice, file_rows));
+        slices.push(ServiceRows { key, slice, file_rows });
     }
     Ok(slices)
 }
@@ -352,8 +361,8 @@ mod tests {
         let minutes = [t0 + 1, t0 - 10 * MINUTE, t0, 1_768_262_340_000_000];
         let avg = [Some(0.1), None, Some(1e21), Some(12.5)];
         let df = frame("Say \"hi\"", &minutes, &avg);
-        let (key, slice, rows) = split(&df).expect("split").pop().expect("one service");
-        assert_eq!((key.as_str(), rows), ("say \"hi\"", Some(0..4)));
+        let ServiceRows { key, slice, file_rows } = split(&df).expect("split").pop().expect("one service");
+        assert_eq!((key.as_str(), file_rows), ("say \"hi\"", Some(0..4)));
         assert_eq!(slice.minute, [t0 - 10 * MINUTE, t0, t0 + 1, 1_768_262_340_000_000], "sorted by minute");
         for i in 0..slice.len() {
             let mut out = Vec::new();
@@ -385,9 +394,9 @@ mod tests {
         df.vstack_mut(&frame("A", &[2 * MINUTE], &[Some(3.0)])).expect("stack");
         let slices = split(&df).expect("split");
         let a = &slices[0];
-        assert_eq!((a.0.as_str(), a.1.len(), &*a.1.service, a.2.clone()), ("a", 3, "a", None));
-        assert_eq!(slices[1].2, Some(2..3), "b is contiguous");
-        let summary = a.1.summary(None);
+        assert_eq!((a.key.as_str(), a.slice.len(), &*a.slice.service, a.file_rows.clone()), ("a", 3, "a", None));
+        assert_eq!(slices[1].file_rows, Some(2..3), "b is contiguous");
+        let summary = a.slice.summary(None);
         assert_eq!((summary.rows, summary.first_minute, summary.last_minute), (3, 0, 2 * MINUTE));
         assert_eq!(summary.day.latency_sum, 12.0, "(1 + 2 + 3) × 2");
         assert_eq!(summary.day.max_latency_ms, Some(3.0));

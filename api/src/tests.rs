@@ -374,7 +374,7 @@ fn a_tiny_budget_evicts_yet_answers_the_same() {
     assert_eq!(cold.snapshot.load().gold.as_ref().map(|g| g.hot_rows), Some(0));
     let q = MetricsQuery::parse("limit=10000", false).expect("valid");
     for _ in 0..2 {
-        let answer = |s: &Shared| handlers::metrics(s, &s.snapshot.load(), &q, true).ok().expect("answer");
+        let answer = |s: &Shared| handlers::metrics(s, &s.snapshot.load(), &q, true).expect("answer");
         assert_eq!(answer(&hot), answer(&cold));
     }
     assert!(cold.reader.cached_bytes() <= cold.budget.cache_bytes, "the cache stays within its share");
@@ -613,8 +613,8 @@ proptest! {
             let Ok(q) = MetricsQuery::parse(raw, true) else { continue };
             let mut plain = q.clone();
             plain.bucket = None;
-            let metrics = |s: &Shared| handlers::metrics(s, &s.snapshot.load(), &plain, true).ok().expect("metrics");
-            let rollup = |s: &Shared| handlers::rollup(s, &s.snapshot.load(), &q, true).ok().expect("rollup");
+            let metrics = |s: &Shared| handlers::metrics(s, &s.snapshot.load(), &plain, true).expect("metrics");
+            let rollup = |s: &Shared| handlers::rollup(s, &s.snapshot.load(), &q, true).expect("rollup");
             // Byte for byte: the same JSON the all-in-memory server wrote.
             let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8");
             let expected = text(ref_metrics(&rows, &plain));
@@ -630,6 +630,12 @@ proptest! {
 #[test]
 fn the_dashboard_and_its_assets_are_served_from_the_binary() {
     let routes = crate::routes::routes(State::new(output(), Budget::from_mb(1)));
+    let page = block_on(warp::test::request().path("/").reply(&routes));
+    assert!(String::from_utf8_lossy(page.body()).contains("<body data-gold=\"none\">"), "no gold yet");
+    let loaded = block_on(
+        warp::test::request().path("/").reply(&crate::routes::routes(serve(&fixture_rows(), Budget::from_mb(1)))),
+    );
+    assert!(String::from_utf8_lossy(loaded.body()).contains("<body data-gold=\"loaded\">"));
     for (path, content_type, needle) in [
         ("/", "text/html", "/ui/vendor/uPlot.iife.min.js"),
         ("/ui", "text/html", "/ui/app.js"),

@@ -73,8 +73,9 @@ async function verify(page, label) {
   check(await page.getAttribute("#runs tbody tr:first-child", "data-run-id") === runs.data[0].run_id, "newest run first");
   const firstRow = await page.textContent("#runs tbody tr:first-child");
   check(firstRow.includes(runs.data[0].rows.bronze.toLocaleString("en-US")), "runs table shows bronze rows");
-  check((await page.textContent("#window")).includes("UTC") && (await page.textContent("#charts")).includes("time (UTC)"),
-    "times are labelled UTC");
+  const legends = await page.locator("#charts .u-legend").allTextContents();
+  check((await page.textContent("#window")).includes("UTC") && legends.length === 3 && legends.every((l) => l.includes("UTC")),
+    "times are labelled UTC (window note and every chart's legend)");
   await page.screenshot({ path: `${outDir}/dashboard-1280x800.png` });
 
   // Another service over 7 days: redrawn with that service's numbers.
