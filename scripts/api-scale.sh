@@ -20,10 +20,8 @@ duration="${2:-15s}"
 target="${CARGO_TARGET_DIR:-target}"
 work="$target/bench/year-$events"
 
-if ! command -v wrk >/dev/null; then
-  echo "Installing wrk from Debian..."
-  (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
+source scripts/lib.sh
+need_debian wrk wrk
 cargo build -q -p pipeline -p api
 if [ ! -d "$work/out/gold" ]; then
   rm -rf "$work"
@@ -34,16 +32,10 @@ if [ ! -d "$work/out/gold" ]; then
 fi
 
 # The shipped config: default memory budget (256 MiB).
-RUST_LOG="warn,warp::server=off" "$target/debug/api" --config config/minutely.toml \
-  --output "$work/out" --bind 127.0.0.1:0 > "$work/api.out" &
-api_pid=$!
-trap 'kill $api_pid 2>/dev/null || true' EXIT
-addr=""
-for _ in $(seq 600); do
-  addr="$(sed -n 's|^Listening on http://||p' "$work/api.out")"
-  if [ -n "$addr" ] && curl -sf "http://$addr/health" >/dev/null; then break; fi
-  sleep 0.2
-done
+trap 'kill ${API_PID:-} 2>/dev/null || true' EXIT
+RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api.out"
+api_pid="$API_PID" addr="$API_ADDR"
+wait_for_gold "$addr"
 echo "== health"
 curl -sf "http://$addr/health"; echo
 echo "   startup RSS: $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$api_pid/status")"

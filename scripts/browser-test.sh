@@ -12,10 +12,8 @@ target="${CARGO_TARGET_DIR:-target}"
 shots="$target/browser"
 mkdir -p "$shots"
 
-if ! command -v chromium >/dev/null; then
-  echo "Installing Chromium from Debian..."
-  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null
-fi
+source scripts/lib.sh
+need_debian chromium chromium
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
 cargo build -q -p pipeline -p api
 
@@ -30,29 +28,12 @@ trap cleanup EXIT
 RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input input --output "$work/out" >/dev/null
 mkdir -p "$work/empty"
 
-# Starts `api` over $1 and sets the variable named $2 to its address.
-start_api() {
-  local log="$work/api-$2.out" addr
-  RUST_LOG=warn "$target/debug/api" --config config/minutely.toml --output "$1" --bind 127.0.0.1:0 >"$log" &
-  pids+=($!)
-  for _ in $(seq 100); do
-    addr="$(sed -n 's|^Listening on http://||p' "$log")"
-    if [ -n "$addr" ] && curl -s -o /dev/null "http://$addr/health"; then
-      printf -v "$2" '%s' "$addr"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "api over $1 did not start" >&2
-  return 1
-}
-full="" empty=""
-start_api "$work/out" full
-start_api "$work/empty" empty
-# Wait until the first reload has loaded gold.
-for _ in $(seq 100); do
-  if curl -sf "http://$full/health" >/dev/null; then break; fi
-  sleep 0.1
-done
+RUST_LOG=warn start_api "$work/out" "$work/api-full.out"
+pids+=("$API_PID")
+full="$API_ADDR"
+RUST_LOG=warn start_api "$work/empty" "$work/api-empty.out"
+pids+=("$API_PID")
+empty="$API_ADDR"
+wait_for_gold "$full"
 
 node tests/browser/dashboard.mjs "http://$full" "http://$empty" "$shots"

@@ -15,10 +15,8 @@ duration="${2:-15s}"
 target="${CARGO_TARGET_DIR:-target}"
 work="$target/bench/$events"
 
-if ! command -v wrk >/dev/null; then
-  echo "Installing wrk from Debian..."
-  (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
+source scripts/lib.sh
+need_debian wrk wrk
 cargo build -q -p pipeline -p api
 if [ ! -d "$work/out/gold" ]; then
   rm -rf "$work"
@@ -26,14 +24,10 @@ if [ ! -d "$work/out/gold" ]; then
   RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input "$work/in" --output "$work/out" --max-reject-ratio 1 >/dev/null
 fi
 
-RUST_LOG="warn,warp::server=off" "$target/debug/api" --output "$work/out" --bind 127.0.0.1:0 > "$work/api.out" &
-api_pid=$!
-trap 'kill $api_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  addr="$(sed -n 's|^Listening on http://||p' "$work/api.out")"
-  if [ -n "$addr" ] && curl -sf "http://$addr/health" >/dev/null; then break; fi
-  sleep 0.2
-done
+trap 'kill ${API_PID:-} 2>/dev/null || true' EXIT
+RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api.out"
+addr="$API_ADDR"
+wait_for_gold "$addr"
 curl -sf "http://$addr/health"; echo
 
 run() {

@@ -18,7 +18,7 @@ use pipeline::runs::{Manifest, RUNS_DIR};
 use pipeline::storage::{Entry, Storage};
 use tracing::{info, warn};
 
-use crate::reader::{ReadError, Reader};
+use crate::reader::Reader;
 use crate::runs::{RunEntry, RunIndex};
 use crate::slice::ROW_BYTES;
 use crate::snapshot::{Gold, Partition, Snapshot};
@@ -109,17 +109,18 @@ impl Reloader {
             let reused = previous
                 .and_then(|g| g.partitions.get(&date))
                 .filter(|p| p.e_tag.is_some() && p.path == entry.relative && p.e_tag == entry.e_tag);
-            let rows = reused.map(|p| p.rows);
             let fits = |rows: usize| rows * ROW_BYTES <= hot_left;
             let partition = match reused {
-                Some(p) if p.hot.is_some() == rows.is_some_and(fits) => p.clone(),
-                Some(p) if !rows.is_some_and(fits) => Partition { hot: None, ..p.clone() },
-                _ => match index_file(&state.reader, &entry, &fits) {
-                    Ok(p) => p,
-                    Err(ReadError::Stale) => return Ok(None),
-                    Err(ReadError::Storage(e)) => return Err(e),
-                    Err(e) => {
-                        return Err(pipeline::Error::Location { location: entry.relative, message: format!("{e:?}") });
+                // Unchanged file, and it stays in (or out of) the hot window.
+                Some(p) if fits(p.rows) == p.hot.is_some() => p.clone(),
+                // Unchanged, but it has left the hot window.
+                Some(p) if !fits(p.rows) => Partition { hot: None, ..p.clone() },
+                // New or changed, or it has entered the hot window: read it.
+                _ => match index_file(&state.reader, &entry, &fits)? {
+                    Some(p) => p,
+                    None => {
+                        info!(path = entry.relative, "A gold file changed while it was indexed; indexing again later.");
+                        return Ok(None);
                     }
                 },
             };
@@ -140,13 +141,14 @@ impl Reloader {
 }
 
 /// Reads one partition file: its per-service summaries, and its slices when
-/// `fits` says the date belongs in the hot window.
-fn index_file(reader: &Reader, entry: &Entry, fits: &dyn Fn(usize) -> bool) -> Result<Partition, ReadError> {
-    let services = reader.decode(&entry.relative, entry.e_tag.as_deref(), None)?;
+/// `fits` says the date belongs in the hot window. `None` when the file
+/// changed since it was listed.
+fn index_file(reader: &Reader, entry: &Entry, fits: &dyn Fn(usize) -> bool) -> pipeline::Result<Option<Partition>> {
+    let Some(services) = reader.decode(&entry.relative, entry.e_tag.as_deref(), None)? else { return Ok(None) };
     let rows = services.iter().map(|s| s.slice.len()).sum();
     let days = services.iter().map(|s| (s.key.clone(), s.slice.summary(s.file_rows.clone()))).collect();
     let hot = fits(rows).then(|| Arc::new(services.into_iter().map(|s| (s.key, Arc::new(s.slice))).collect()));
-    Ok(Partition { path: entry.relative.clone(), e_tag: entry.e_tag.clone(), rows, days, hot })
+    Ok(Some(Partition { path: entry.relative.clone(), e_tag: entry.e_tag.clone(), rows, days, hot }))
 }
 
 /// The date of a gold file from its `event_date=` folder.

@@ -145,7 +145,9 @@ impl Reader {
         }
         self.misses.inc();
         let slice = self.slices.get_or_insert_with(&key, || {
-            let slices = self.decode(&partition.path, partition.e_tag.as_deref(), day.file_rows.clone())?;
+            let slices = self
+                .decode(&partition.path, partition.e_tag.as_deref(), day.file_rows.clone())?
+                .ok_or(ReadError::Stale)?;
             slices.into_iter().find(|s| s.key == service).map(|s| Arc::new(s.slice)).ok_or_else(|| {
                 ReadError::Invalid(format!("{} does not hold service {service:?} at the indexed rows", partition.path))
             })
@@ -154,20 +156,21 @@ impl Reader {
     }
 
     /// Decodes a gold partition file (only `rows`, when given) in the
-    /// version `e_tag`, split per service.
+    /// version `e_tag`, split per service; `None` when the file is no longer
+    /// that version (a newer run replaced it).
     pub fn decode(
         &self,
         path: &str,
         e_tag: Option<&str>,
         rows: Option<Range<usize>>,
-    ) -> Result<Vec<ServiceRows>, ReadError> {
-        let bytes = self.output.get_if_match(path, e_tag)?.ok_or(ReadError::Stale)?;
+    ) -> pipeline::Result<Option<Vec<ServiceRows>>> {
+        let Some(bytes) = self.output.get_if_match(path, e_tag)? else { return Ok(None) };
         let parquet = |source| pipeline::Error::Parquet { action: "read", path: path.to_string(), source };
         let df = ParquetReader::new(Cursor::new(bytes))
             .with_slice(rows.map(|r| (r.start, r.len())))
             .finish()
             .map_err(parquet)?;
-        Ok(split(&df).map_err(parquet)?)
+        Ok(Some(split(&df).map_err(parquet)?))
     }
 
     /// A run's manifest as compact JSON.

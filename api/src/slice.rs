@@ -313,23 +313,6 @@ pub fn split(df: &DataFrame) -> PolarsResult<Vec<ServiceRows>> {
 mod tests {
     use super::*;
 
-    /// The row as the all-in-memory server rendered it: serde_json of a struct.
-    #[derive(Serialize)]
-    struct Reference<'a> {
-        service: &'a str,
-        minute: String,
-        request_count: i64,
-        latency_count: i64,
-        avg_latency_ms: Option<f64>,
-        p50_latency_ms: Option<f64>,
-        p95_latency_ms: Option<f64>,
-        p99_latency_ms: Option<f64>,
-        max_latency_ms: Option<f64>,
-        status_count: i64,
-        error_count: i64,
-        error_rate: Option<f64>,
-    }
-
     fn frame(service: &str, minutes: &[i64], avg: &[Option<f64>]) -> DataFrame {
         let n = minutes.len();
         let float = |name: &str, v: &[Option<f64>]| Column::new(name.into(), v.to_vec());
@@ -368,7 +351,7 @@ mod tests {
             let mut out = Vec::new();
             slice.write_row(i, &mut out);
             let nan = |v: f64| (!v.is_nan()).then_some(v);
-            let expected = serde_json::to_string(&Reference {
+            let expected = serde_json::to_string(&crate::tests::RefRow {
                 service: "Say \"hi\"",
                 minute: format_micros(slice.minute[i]),
                 request_count: 3,

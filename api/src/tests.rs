@@ -424,20 +424,21 @@ fn a_publish_in_progress_keeps_the_previous_snapshot() {
 
 // ---- The all-in-memory design, as a reference for the answers ----
 
+/// A row as the all-in-memory server rendered it: serde_json of this struct.
 #[derive(Serialize)]
-struct RefRow<'a> {
-    service: &'a str,
-    minute: String,
-    request_count: i64,
-    latency_count: i64,
-    avg_latency_ms: Option<f64>,
-    p50_latency_ms: Option<f64>,
-    p95_latency_ms: Option<f64>,
-    p99_latency_ms: Option<f64>,
-    max_latency_ms: Option<f64>,
-    status_count: i64,
-    error_count: i64,
-    error_rate: Option<f64>,
+pub(crate) struct RefRow<'a> {
+    pub service: &'a str,
+    pub minute: String,
+    pub request_count: i64,
+    pub latency_count: i64,
+    pub avg_latency_ms: Option<f64>,
+    pub p50_latency_ms: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub p99_latency_ms: Option<f64>,
+    pub max_latency_ms: Option<f64>,
+    pub status_count: i64,
+    pub error_count: i64,
+    pub error_rate: Option<f64>,
 }
 
 fn ref_row(r: &Row) -> RefRow<'_> {
