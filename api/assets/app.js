@@ -149,7 +149,7 @@ async function loadRuns() {
       [m.run_id, ""],
       [m.status.replaceAll("_", " "), `status-${m.status}`],
       [m.finished_at.slice(0, 19).replace("T", " "), ""],
-      [String(m.files.length), "num"],
+      [m.unreadable_files?.length ? `${m.files.length} (+${m.unreadable_files.length} unreadable)` : String(m.files.length), "num"],
       [m.rows.bronze.toLocaleString("en-US"), "num"],
       [`${rejects.toLocaleString("en-US")} (${(m.reject_ratio * 100).toFixed(2)}%)`, "num"],
       [m.rows.gold.toLocaleString("en-US"), "num"],

@@ -84,6 +84,8 @@ fn write_manifest(output: &Storage, run_id: &str, status: RunStatus) {
         output: "out".into(),
         full_refresh: false,
         files: Vec::new(),
+        unreadable_files: Vec::new(),
+        max_unreadable_files: 0,
         files_skipped: 0,
         rows: LayerRows::default(),
         rejects_by_reason: BTreeMap::new(),

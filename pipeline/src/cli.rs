@@ -69,6 +69,9 @@ struct RunArgs {
     /// Quality gate: maximum rejected/bronze row ratio before exit code 3.
     #[arg(long, env = "MINUTELY_MAX_REJECT_RATIO")]
     max_reject_ratio: Option<f64>,
+    /// Quality gate: maximum unreadable input files before exit code 3.
+    #[arg(long, env = "MINUTELY_MAX_UNREADABLE_FILES")]
+    max_unreadable_files: Option<u64>,
     /// Rows per processing batch (bounds memory).
     #[arg(long, env = "MINUTELY_BATCH_ROWS")]
     batch_rows: Option<usize>,
@@ -143,6 +146,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 input: args.input,
                 output: args.common.output,
                 max_reject_ratio: args.max_reject_ratio,
+                max_unreadable_files: args.max_unreadable_files,
                 timestamp_formats: args.timestamp_formats,
                 batch_rows: args.batch_rows,
                 lease_secs: args.lease_secs,
@@ -159,10 +163,19 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 Outcome::Committed(manifest) => {
                     print_summary(&manifest, started.elapsed().as_secs_f64());
                     if manifest.status == RunStatus::QualityGateFailed {
-                        eprintln!(
-                            "error: quality gate failed: reject ratio {:.4} is above the maximum {}",
-                            manifest.reject_ratio, manifest.max_reject_ratio
-                        );
+                        if manifest.reject_ratio > manifest.max_reject_ratio {
+                            eprintln!(
+                                "error: quality gate failed: reject ratio {:.4} is above the maximum {}",
+                                manifest.reject_ratio, manifest.max_reject_ratio
+                            );
+                        }
+                        let unreadable = manifest.unreadable_files.len() as u64;
+                        if unreadable > manifest.max_unreadable_files {
+                            eprintln!(
+                                "error: quality gate failed: {unreadable} unreadable input file(s), more than the maximum {}",
+                                manifest.max_unreadable_files
+                            );
+                        }
                         return Ok(ExitCode::from(3));
                     }
                     Ok(ExitCode::SUCCESS)
@@ -202,7 +215,15 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
 
 fn print_summary(m: &Manifest, seconds: f64) {
     println!("Run {} {} in {seconds:.2}s.", m.run_id, m.status.as_str());
-    println!("  input files: {} ingested, {} already ingested", m.files.len(), m.files_skipped);
+    println!(
+        "  input files: {} ingested, {} already ingested, {} unreadable",
+        m.files.len(),
+        m.files_skipped,
+        m.unreadable_files.len()
+    );
+    for file in &m.unreadable_files {
+        println!("  unreadable (skipped until it changes): {}: {}", file.path, file.error);
+    }
     println!(
         "  bronze {} rows -> silver {} events + {} rejects ({:.2}%) -> gold {} rows in {} partitions",
         m.rows.bronze,

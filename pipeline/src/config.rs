@@ -36,6 +36,8 @@ pub struct PipelineSection {
     pub output: String,
     /// Quality gate: a run whose rejected/bronze row ratio exceeds this exits with code 3.
     pub max_reject_ratio: f64,
+    /// Quality gate: a run that finds more unreadable input files than this exits with code 3.
+    pub max_unreadable_files: u64,
     /// Extra chrono `strftime` patterns tried after the built-in timestamp forms, in order.
     pub timestamp_formats: Vec<String>,
     /// Rows parsed per processing batch; bounds memory (measured ≈ 0.55 KB per row in flight).
@@ -51,6 +53,7 @@ impl Default for PipelineSection {
             input: "input".into(),
             output: "output".into(),
             max_reject_ratio: 0.25,
+            max_unreadable_files: 0,
             timestamp_formats: Vec::new(),
             batch_rows: 500_000,
             lease_secs: 60,
@@ -84,6 +87,7 @@ pub struct Overrides {
     pub input: Option<String>,
     pub output: Option<String>,
     pub max_reject_ratio: Option<f64>,
+    pub max_unreadable_files: Option<u64>,
     /// Added to the file's formats (not replacing them).
     pub timestamp_formats: Vec<String>,
     pub batch_rows: Option<usize>,
@@ -96,6 +100,7 @@ pub struct PipelineConfig {
     pub input: String,
     pub output: String,
     pub max_reject_ratio: f64,
+    pub max_unreadable_files: u64,
     pub timestamp_formats: Vec<String>,
     pub batch_rows: usize,
     pub lease_secs: u64,
@@ -131,6 +136,7 @@ impl ConfigFile {
             input: overrides.input.unwrap_or_else(|| file.input.clone()),
             output: overrides.output.unwrap_or_else(|| file.output.clone()),
             max_reject_ratio: overrides.max_reject_ratio.unwrap_or(file.max_reject_ratio),
+            max_unreadable_files: overrides.max_unreadable_files.unwrap_or(file.max_unreadable_files),
             timestamp_formats,
             batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
             lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),

@@ -109,16 +109,24 @@ fn inspect_runs(output: &Storage, report: &mut String) -> Result<()> {
     for m in manifests.iter().rev() {
         let _ = writeln!(
             report,
-            "   {}  {:<19}  files {:>4}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",
+            "   {}  {:<19}  files {:>4}  unreadable {:>3}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",
             m.run_id,
             m.status.as_str(),
             m.files.len(),
+            m.unreadable_files.len(),
             m.rows.bronze,
             m.rows.silver_events,
             m.rows.silver_rejects,
             m.rows.gold,
             m.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
         );
+        for file in &m.unreadable_files {
+            let _ = writeln!(
+                report,
+                "      unreadable: {} ({} bytes, xxh3 {}): {}",
+                file.path, file.size, file.content_hash, file.error
+            );
+        }
     }
     Ok(())
 }

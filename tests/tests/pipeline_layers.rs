@@ -289,23 +289,68 @@ fn gzip_files_are_read_and_ignore_rules_hold() {
     assert_eq!(strs(&bronze, "_source_file"), [s("day/x.csv.gz"), s("day/y.jsonl.gz")]);
 }
 
+/// The newest manifest under `out`, as JSON.
+fn newest_manifest(out: &std::path::Path) -> serde_json::Value {
+    let mut runs: Vec<_> = std::fs::read_dir(out.join("_runs")).expect("runs").flatten().map(|e| e.path()).collect();
+    runs.sort();
+    serde_json::from_slice(&std::fs::read(runs.last().expect("a manifest")).expect("read")).expect("json")
+}
+
 #[test]
-fn unreadable_file_stops_the_run_naming_it() {
+fn unreadable_files_are_recorded_and_skipped_until_they_change_while_the_rest_is_published() {
+    use std::io::Write as _;
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("in");
     std::fs::create_dir_all(&input).expect("dir");
-    std::fs::write(input.join("a.csv"), "event_id\nx\n").expect("write");
+    let csv = |id: &str| format!("event_id,service,event_type,timestamp\n{id},api,request,2026-01-12T10:00:00Z\n");
+    std::fs::write(input.join("a.csv"), csv("e1")).expect("write");
     std::fs::write(input.join("broken.csv.gz"), "this is not gzip").expect("write");
-    let out = pipeline(dir.path(), &["run", "--input", "in", "--output", "out"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.csv.gz"), "{}", text(&out));
-    assert!(parquet_files(&dir.path().join("out")).is_empty(), "a failed run publishes nothing");
-    let manifest =
-        std::fs::read_dir(dir.path().join("out/_runs")).expect("runs").flatten().next().expect("failed manifest");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(manifest.path()).expect("read")).expect("json");
-    assert_eq!(manifest["status"], "failed");
-    assert!(manifest["error"].as_str().unwrap_or_default().contains("broken.csv.gz"));
+    std::fs::write(input.join("binary.csv"), [0xff, 0xfe, 0x00, 0x81, b'\n', 0xc3, 0x28, b'\n']).expect("write");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--input", "in", "--output", "out"];
+        args.extend_from_slice(extra);
+        pipeline(dir.path(), &args)
+    };
+    let silver_ids = || strs(&read_layer(&dir.path().join("out/silver/events"), "event_date"), "event_id");
+
+    // The good file is published; the run fails the quality gate (exit 3).
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("2 unreadable input file(s)"), "{}", text(&out));
+    assert_eq!(silver_ids(), [s("e1")]);
+    let manifest = newest_manifest(&dir.path().join("out"));
+    assert_eq!(manifest["status"], "quality_gate_failed");
+    let unreadable = manifest["unreadable_files"].as_array().expect("unreadable files");
+    let paths: Vec<&str> = unreadable.iter().map(|f| f["path"].as_str().unwrap_or_default()).collect();
+    assert_eq!(paths, ["binary.csv", "broken.csv.gz"]);
+    assert_eq!(unreadable[1]["size"], 16);
+    assert_eq!(unreadable[1]["content_hash"].as_str().map(str::len), Some(32));
+    assert!(unreadable[0]["error"].as_str().unwrap_or_default().contains("not valid UTF-8"), "{manifest}");
+    assert!(unreadable[1]["error"].as_str().unwrap_or_default().contains("gzip"), "{manifest}");
+    let inspect = pipeline(dir.path(), &["inspect", "runs", "--output", "out"]);
+    assert!(text(&inspect).contains("unreadable: broken.csv.gz (16 bytes"), "{}", text(&inspect));
+
+    // Later runs skip them while they are unchanged.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("Nothing new"), "{}", text(&out));
+
+    // A fixed re-upload is ingested normally.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv("e2").as_bytes()).expect("gzip");
+    std::fs::write(input.join("broken.csv.gz"), gz.finish().expect("gzip")).expect("write");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(silver_ids(), [s("e1"), s("e2")]);
+    assert_eq!(newest_manifest(&dir.path().join("out"))["unreadable_files"], serde_json::json!([]));
+
+    // Within the configured limit, an unreadable file passes the gate.
+    std::fs::write(input.join("late.ndjson.gz"), "still not gzip").expect("write");
+    let out = run(&["--max-unreadable-files", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let manifest = newest_manifest(&dir.path().join("out"));
+    assert_eq!((manifest["status"].clone(), manifest["max_unreadable_files"].clone()), ("succeeded".into(), 1.into()));
+    assert_eq!(manifest["unreadable_files"][0]["path"], "late.ndjson.gz");
 }
 
 #[test]

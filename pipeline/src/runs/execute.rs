@@ -25,7 +25,7 @@ use tracing::{info, info_span, warn};
 
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
-use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, new_run_id};
+use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
 use super::swap;
 use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
@@ -135,6 +135,15 @@ struct Ingested {
     evaluated: Evaluated,
 }
 
+/// What reading one candidate file gave.
+enum FileOutcome {
+    /// Its content equals what an earlier run ingested at the same path.
+    Unchanged,
+    Ingested(Box<Ingested>),
+    /// It cannot be read at all; the run goes on without it.
+    Unreadable(UnreadableFile),
+}
+
 struct Run<'a> {
     config: &'a PipelineConfig,
     options: RunOptions,
@@ -145,6 +154,7 @@ struct Run<'a> {
     rules: Rules,
     dedupe: Dedupe,
     files: Vec<FileRecord>,
+    unreadable: Vec<UnreadableFile>,
     files_skipped: u64,
     rows: LayerRows,
     reject_counts: [u64; Reason::ALL.len()],
@@ -180,6 +190,7 @@ impl<'a> Run<'a> {
             rules: Rules { timestamps: silver::TimestampParser::new(&config.timestamp_formats) },
             dedupe: Dedupe::default(),
             files: Vec::new(),
+            unreadable: Vec::new(),
             files_skipped: 0,
             rows: LayerRows::default(),
             reject_counts: [0; Reason::ALL.len()],
@@ -210,7 +221,7 @@ impl<'a> Run<'a> {
             self.outputs.extend(paths);
         }
         progress.finish_and_clear();
-        if self.files.is_empty() {
+        if self.files.is_empty() && self.unreadable.is_empty() {
             self.save_index();
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
             return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
@@ -248,7 +259,7 @@ impl<'a> Run<'a> {
         let span = info_span!("batch", files = batch.len());
         let _enter = span.enter();
         let lineage_time = self.started_at.timestamp_micros();
-        let ingested: Vec<Option<Ingested>> = self.timed("bronze", |run| {
+        let outcomes: Vec<FileOutcome> = self.timed("bronze", |run| {
             let (input, rules, run_id) = (&run.input, &run.rules, run.run_id.as_str());
             batch
                 .par_iter()
@@ -264,9 +275,21 @@ impl<'a> Run<'a> {
                 })
                 .collect()
         })?;
-        let (records, mut evaluated): (Vec<FileRecord>, Vec<Evaluated>) =
-            ingested.into_iter().flatten().map(|i| (i.record, i.evaluated)).unzip();
-        self.files_skipped += (batch.len() - records.len()) as u64;
+        let mut records = Vec::new();
+        let mut evaluated = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                FileOutcome::Unchanged => self.files_skipped += 1,
+                FileOutcome::Ingested(file) => {
+                    records.push(file.record);
+                    evaluated.push(file.evaluated);
+                }
+                FileOutcome::Unreadable(file) => {
+                    warn!(path = file.path, error = file.error, "Skipping an unreadable input file.");
+                    self.unreadable.push(file);
+                }
+            }
+        }
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -388,7 +411,9 @@ impl<'a> Run<'a> {
     }
 
     fn status(&self) -> RunStatus {
-        if self.reject_ratio() > self.config.max_reject_ratio {
+        if self.reject_ratio() > self.config.max_reject_ratio
+            || self.unreadable.len() as u64 > self.config.max_unreadable_files
+        {
             RunStatus::QualityGateFailed
         } else {
             RunStatus::Succeeded
@@ -409,6 +434,8 @@ impl<'a> Run<'a> {
             output: self.config.output.clone(),
             full_refresh: self.options.full_refresh,
             files: self.files.clone(),
+            unreadable_files: self.unreadable.clone(),
+            max_unreadable_files: self.config.max_unreadable_files,
             files_skipped: self.files_skipped,
             rows: self.rows,
             rejects_by_reason: Reason::ALL
@@ -489,18 +516,34 @@ fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Res
     Ok(written.into_iter().flatten().collect())
 }
 
-/// Reads, hashes, parses and evaluates one file; `None` when its content
-/// equals what an earlier run ingested at the same path.
-fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: Lineage) -> Result<Option<Ingested>> {
+/// Reads, hashes, parses and evaluates one file. A file that cannot be
+/// decoded or read as text is an outcome, not an error; a storage failure
+/// is an error (the run fails).
+fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: Lineage) -> Result<FileOutcome> {
     let path = &candidate.entry.relative;
     let bytes = input.get(path)?;
     let content_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
     if candidate.known_hash.as_deref() == Some(content_hash.as_str()) {
-        return Ok(None);
+        return Ok(FileOutcome::Unchanged);
     }
-    let data = input::decode(&bytes, candidate.kind, path)?;
+    let unreadable = |message: String| UnreadableFile {
+        path: path.clone(),
+        size: candidate.entry.size,
+        content_hash: content_hash.clone(),
+        last_modified: candidate.entry.last_modified,
+        error: message,
+    };
+    let data = match input::decode(&bytes, candidate.kind, path) {
+        Ok(data) => data,
+        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
+        Err(e) => return Err(e),
+    };
     let mut builder = BronzeBuilder::with_capacity(data.len() / 96 + 16);
-    let stats = input::read_file(&data, candidate.kind, path, &mut builder)?;
+    let stats = match input::read_file(&data, candidate.kind, path, &mut builder) {
+        Ok(stats) => stats,
+        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
+        Err(e) => return Err(e),
+    };
     let bronze = builder.finish(lineage)?;
     let evaluated = silver::evaluate(bronze, rules)?;
     let record = FileRecord {
@@ -511,7 +554,7 @@ fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: L
         rows: stats.records,
         malformed: stats.malformed,
     };
-    Ok(Some(Ingested { record, evaluated }))
+    Ok(FileOutcome::Ingested(Box::new(Ingested { record, evaluated })))
 }
 
 /// Event id fingerprints committed on `date` by earlier runs; with `probe`,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use super::manifest::{FileRecord, Manifest, RUNS_DIR};
+use super::manifest::{Manifest, RUNS_DIR};
 use crate::error::Result;
 use crate::storage::Storage;
 
@@ -59,12 +59,16 @@ impl IngestedIndex {
         Ok(index)
     }
 
-    /// Adds a run's manifest (its files count only if it committed).
+    /// Adds a run's manifest (its files count only if it committed). Files
+    /// it found unreadable count too: they are not read again until their
+    /// content changes.
     pub fn fold(&mut self, manifest: &Manifest) {
         if manifest.status.committed() {
-            for FileRecord { path, size, content_hash, last_modified, .. } in &manifest.files {
-                let file =
-                    IngestedFile { size: *size, last_modified: *last_modified, content_hash: content_hash.clone() };
+            let ingested = manifest.files.iter().map(|f| (&f.path, f.size, f.last_modified, &f.content_hash));
+            let unreadable =
+                manifest.unreadable_files.iter().map(|f| (&f.path, f.size, f.last_modified, &f.content_hash));
+            for (path, size, last_modified, hash) in ingested.chain(unreadable) {
+                let file = IngestedFile { size, last_modified, content_hash: hash.clone() };
                 self.files.insert(path.clone(), file);
             }
         }
@@ -108,6 +112,26 @@ mod tests {
             "gold_partitions": [], "outputs": [], "stage_seconds": {}, "error": null
         });
         serde_json::from_value(json).expect("a valid manifest")
+    }
+
+    #[test]
+    fn unreadable_files_of_committed_runs_count_as_known_content() {
+        let mut m = manifest("20260112T100000000Z-00000001", RunStatus::QualityGateFailed, &[("a.csv", "h1")]);
+        m.unreadable_files.push(crate::runs::UnreadableFile {
+            path: "bad.csv.gz".into(),
+            size: 3,
+            content_hash: "h2".into(),
+            last_modified: m.started_at,
+            error: "not a valid gzip stream".into(),
+        });
+        let mut index = IngestedIndex::default();
+        index.fold(&m);
+        assert_eq!(index.get("bad.csv.gz").map(|f| f.content_hash.as_str()), Some("h2"));
+        assert_eq!(index.get("a.csv").map(|f| f.content_hash.as_str()), Some("h1"));
+        m.status = RunStatus::Failed;
+        let mut index = IngestedIndex::default();
+        index.fold(&m);
+        assert!(index.get("bad.csv.gz").is_none(), "a failed run's files are read again");
     }
 
     fn write(output: &Storage, m: &Manifest) {

@@ -53,6 +53,20 @@ pub struct FileRecord {
     pub malformed: u64,
 }
 
+/// An input file that could not be read at all (bad gzip, not text): the
+/// run goes on without it, and later runs skip it until its content changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadableFile {
+    /// Path relative to the input root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// xxh3-128 of the file's bytes as stored, hex.
+    pub content_hash: String,
+    pub last_modified: DateTime<Utc>,
+    /// Why it could not be read.
+    pub error: String,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRows {
     pub bronze: u64,
@@ -73,6 +87,12 @@ pub struct Manifest {
     pub full_refresh: bool,
     /// Files ingested by this run, in processing order.
     pub files: Vec<FileRecord>,
+    /// Files this run could not read (absent in manifests of older versions).
+    #[serde(default)]
+    pub unreadable_files: Vec<UnreadableFile>,
+    /// The quality gate's limit on unreadable files.
+    #[serde(default)]
+    pub max_unreadable_files: u64,
     /// Event files skipped because an earlier run ingested the same content.
     pub files_skipped: u64,
     pub rows: LayerRows,

@@ -11,4 +11,4 @@ mod swap;
 pub use execute::{CrashPoint, Outcome, RunOptions, run};
 pub use ingested::{INDEX_FILE, IngestedIndex};
 pub use lock::{LOCK_FILE, Lock};
-pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, load_manifests, new_run_id};
+pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile, load_manifests, new_run_id};
