@@ -7,11 +7,8 @@
 //! fingerprints of touched dates (16 bytes per id, for duplicate detection)
 //! and, for gold, the four silver columns of one event date at a time.
 //!
-//! Everything a run writes goes to `_staging/<run_id>/` first. Commit
-//! writes `_staging/<run_id>/_commit.json`, moves each file into place, then
-//! writes `_runs/<run_id>.json`. A run that dies before the commit marker
-//! leaves only staging, which the next run deletes; one that dies after it
-//! is finished by the next run.
+//! Everything a run writes goes to `_staging/<run_id>/` first; committing
+//! and publishing it is [`super::commit`]'s.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::BuildHasher;
@@ -23,17 +20,19 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
+use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
+use super::ingest::{Candidate, FileOutcome, batches, ingest_file};
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
 use super::swap;
-use crate::bronze::{BronzeBuilder, Lineage};
+use crate::bronze::Lineage;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::input::{self, FileKind};
+use crate::input;
 use crate::layout::{self, BRONZE, COMMIT_MARKER, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::silver::{self, Counters, Dedupe, Evaluated, Load, Reason, Rules, timestamp::format_date};
-use crate::storage::{Entry, Storage};
+use crate::silver::{self, Counters, Dedupe, Load, Reason, Rules, timestamp::format_date};
+use crate::storage::Storage;
 use crate::{gold, silver::columns::EVENT_ID};
 
 /// How a run was asked to behave.
@@ -46,48 +45,6 @@ pub struct RunOptions {
     /// For failure tests: fail with an error at this point, as a storage
     /// error would.
     pub fail_at: Option<CrashPoint>,
-}
-
-/// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)
-/// or by failing with an error (`MINUTELY_FAIL_AT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Bronze and silver staged, before gold.
-    Staged,
-    /// Gold staged, before the commit marker.
-    GoldStaged,
-    /// Commit marker written, before any file is moved into place.
-    Committed,
-    /// Half of the staged files moved into place.
-    MidPublish,
-    /// All files in place, before the manifest.
-    Published,
-}
-
-impl CrashPoint {
-    pub const ALL: [(&'static str, CrashPoint); 5] = [
-        ("staged", CrashPoint::Staged),
-        ("gold-staged", CrashPoint::GoldStaged),
-        ("committed", CrashPoint::Committed),
-        ("mid-publish", CrashPoint::MidPublish),
-        ("published", CrashPoint::Published),
-    ];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
-    }
-}
-
-/// Aborts or fails here when a test asked for it.
-fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
-    if options.crash_at == Some(point) {
-        tracing::error!(?point, "Crash point reached: aborting as requested by MINUTELY_CRASH_AT.");
-        std::process::abort();
-    }
-    if options.fail_at == Some(point) {
-        return Err(Error::Injected(format!("{point:?}")));
-    }
-    Ok(())
 }
 
 /// What a run did.
@@ -119,29 +76,6 @@ pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
             Err(error)
         }
     }
-}
-
-/// A file chosen for ingestion.
-struct Candidate {
-    entry: Entry,
-    kind: FileKind,
-    /// Hash of the content an earlier run ingested at this path, if any.
-    known_hash: Option<String>,
-}
-
-/// One file after parsing and rules 1–4.
-struct Ingested {
-    record: FileRecord,
-    evaluated: Evaluated,
-}
-
-/// What reading one candidate file gave.
-enum FileOutcome {
-    /// Its content equals what an earlier run ingested at the same path.
-    Unchanged,
-    Ingested(Box<Ingested>),
-    /// It cannot be read at all; the run goes on without it.
-    Unreadable(UnreadableFile),
 }
 
 struct Run<'a> {
@@ -516,47 +450,6 @@ fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Res
     Ok(written.into_iter().flatten().collect())
 }
 
-/// Reads, hashes, parses and evaluates one file. A file that cannot be
-/// decoded or read as text is an outcome, not an error; a storage failure
-/// is an error (the run fails).
-fn ingest_file(input: &Storage, candidate: &Candidate, rules: &Rules, lineage: Lineage) -> Result<FileOutcome> {
-    let path = &candidate.entry.relative;
-    let bytes = input.get(path)?;
-    let content_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-    if candidate.known_hash.as_deref() == Some(content_hash.as_str()) {
-        return Ok(FileOutcome::Unchanged);
-    }
-    let unreadable = |message: String| UnreadableFile {
-        path: path.clone(),
-        size: candidate.entry.size,
-        content_hash: content_hash.clone(),
-        last_modified: candidate.entry.last_modified,
-        error: message,
-    };
-    let data = match input::decode(&bytes, candidate.kind, path) {
-        Ok(data) => data,
-        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
-        Err(e) => return Err(e),
-    };
-    let mut builder = BronzeBuilder::with_capacity(data.len() / 96 + 16);
-    let stats = match input::read_file(&data, candidate.kind, path, &mut builder) {
-        Ok(stats) => stats,
-        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
-        Err(e) => return Err(e),
-    };
-    let bronze = builder.finish(lineage)?;
-    let evaluated = silver::evaluate(bronze, rules)?;
-    let record = FileRecord {
-        path: path.clone(),
-        size: candidate.entry.size,
-        content_hash,
-        last_modified: candidate.entry.last_modified,
-        rows: stats.records,
-        malformed: stats.malformed,
-    };
-    Ok(FileOutcome::Ingested(Box::new(Ingested { record, evaluated })))
-}
-
 /// Event id fingerprints committed on `date` by earlier runs; with `probe`,
 /// only those in it (a small incremental batch need not hold millions).
 fn committed_ids(
@@ -595,111 +488,6 @@ fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
     }
     first.rechunk_mut();
     Ok(first)
-}
-
-/// Groups files into batches of about `batch_rows` rows, estimated from
-/// size (≈ 100 bytes a row, gzip ≈ 8× smaller), keeping path order.
-fn batches(candidates: Vec<Candidate>, batch_rows: usize) -> Vec<Vec<Candidate>> {
-    let budget = batch_rows as u64 * 100;
-    let mut batches: Vec<Vec<Candidate>> = Vec::new();
-    let mut used = 0;
-    for candidate in candidates {
-        let estimate = candidate.entry.size * if candidate.kind.gzip { 8 } else { 1 };
-        if batches.is_empty() || (used + estimate > budget && used > 0) {
-            batches.push(Vec::new());
-            used = 0;
-        }
-        used += estimate;
-        if let Some(last) = batches.last_mut() {
-            last.push(candidate);
-        }
-    }
-    batches
-}
-
-/// Moves a committed run's staged files into place, then writes its manifest.
-/// Idempotent: files already moved are skipped, so a crash here is finished
-/// by the next run.
-fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
-    let run_id = &manifest.run_id;
-    if let (false, Some(root)) = (manifest.layer_folders.is_empty(), output.local_root()) {
-        // A local full refresh: whole layer folders, each swapped atomically.
-        for (i, (layer, inode)) in manifest.layer_folders.iter().enumerate() {
-            if i == manifest.layer_folders.len() / 2 {
-                checkpoint(options, CrashPoint::MidPublish)?;
-            }
-            swap::swap_layer(root, run_id, layer, *inode)?;
-        }
-        return finish_publish(output, manifest, options);
-    }
-    let staged: BTreeSet<String> =
-        output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
-    for (i, path) in manifest.outputs.iter().enumerate() {
-        if i == manifest.outputs.len() / 2 {
-            checkpoint(options, CrashPoint::MidPublish)?;
-        }
-        let from = layout::staged(run_id, path);
-        if staged.contains(&from) {
-            output.rename(&from, path)?;
-        }
-    }
-    if manifest.full_refresh {
-        let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
-        for (layer, _) in layout::LAYERS {
-            for entry in output.list(layer)? {
-                if !keep.contains(entry.relative.as_str()) {
-                    output.delete(&entry.relative)?;
-                }
-            }
-        }
-    }
-    finish_publish(output, manifest, options)
-}
-
-/// Writes the manifest of a run whose files are all in place and drops its
-/// commit marker (and, on a local folder, its emptied staging folder).
-fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
-    let run_id = &manifest.run_id;
-    checkpoint(options, CrashPoint::Published)?;
-    output.put(&Manifest::path(run_id), manifest.to_json())?;
-    output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
-    if let Some(root) = output.local_root() {
-        let dir = root.join(STAGING).join(run_id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(error = %e, dir = %dir.display(), "Could not remove an emptied staging folder.");
-        }
-    }
-    info!(run_id, files = manifest.outputs.len(), "Published run.");
-    Ok(())
-}
-
-/// Finishes runs that crashed after committing and deletes the staging of
-/// runs that crashed before.
-fn recover_staging(output: &Storage) -> Result<()> {
-    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for entry in output.list(STAGING)? {
-        let run_id =
-            entry.relative.trim_start_matches(STAGING).trim_start_matches('/').split('/').next().unwrap_or_default();
-        by_run.entry(run_id.to_string()).or_default().push(entry.relative.clone());
-    }
-    for (run_id, files) in by_run {
-        let marker = layout::staged(&run_id, COMMIT_MARKER);
-        match output.get_opt(&marker)? {
-            Some(bytes) => {
-                warn!(run_id, "Finishing the publish of a run that stopped after committing.");
-                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default())?;
-            }
-            None => {
-                warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");
-                for file in files {
-                    output.delete(&file)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn progress_bar(total_bytes: u64) -> ProgressBar {

@@ -1,14 +1,18 @@
 //! Runs: the manifest that records each run, the index of ingested files
 //! folded from the manifests, the lock that keeps runs on one output from
-//! interleaving, and the run itself (SPEC §6).
+//! interleaving, and the run itself (SPEC §6): `execute` orchestrates it,
+//! `ingest` does the per-file work, `commit` publishes it.
 
+mod commit;
 mod execute;
+mod ingest;
 mod ingested;
 mod lock;
 mod manifest;
 mod swap;
 
-pub use execute::{CrashPoint, Outcome, RunOptions, run};
+pub use commit::CrashPoint;
+pub use execute::{Outcome, RunOptions, run};
 pub use ingested::{INDEX_FILE, IngestedIndex};
 pub use lock::{LOCK_FILE, Lock};
 pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile, load_manifests, new_run_id};

@@ -1,0 +1,147 @@
+//! Committing a run: the commit marker, moving staged files into place,
+//! the manifest written last, and recovery of runs that stopped part way.
+//! Also the points where tests stop a run (`--crash-at`, `--fail-at`).
+//!
+//! Everything a run writes goes to `_staging/<run_id>/` first. Commit
+//! writes `_staging/<run_id>/_commit.json`, moves each file into place, then
+//! writes `_runs/<run_id>.json`. A run that dies before the commit marker
+//! leaves only staging, which the next run deletes; one that dies after it
+//! is finished by the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tracing::{info, warn};
+
+use super::execute::RunOptions;
+use super::manifest::Manifest;
+use super::swap;
+use crate::error::{Error, Result};
+use crate::layout::{self, COMMIT_MARKER, STAGING};
+use crate::storage::Storage;
+
+/// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)
+/// or by failing with an error (`MINUTELY_FAIL_AT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Bronze and silver staged, before gold.
+    Staged,
+    /// Gold staged, before the commit marker.
+    GoldStaged,
+    /// Commit marker written, before any file is moved into place.
+    Committed,
+    /// Half of the staged files moved into place.
+    MidPublish,
+    /// All files in place, before the manifest.
+    Published,
+}
+
+impl CrashPoint {
+    pub const ALL: [(&'static str, CrashPoint); 5] = [
+        ("staged", CrashPoint::Staged),
+        ("gold-staged", CrashPoint::GoldStaged),
+        ("committed", CrashPoint::Committed),
+        ("mid-publish", CrashPoint::MidPublish),
+        ("published", CrashPoint::Published),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+}
+
+/// Aborts or fails here when a test asked for it.
+pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
+    if options.crash_at == Some(point) {
+        tracing::error!(?point, "Crash point reached: aborting as requested by MINUTELY_CRASH_AT.");
+        std::process::abort();
+    }
+    if options.fail_at == Some(point) {
+        return Err(Error::Injected(format!("{point:?}")));
+    }
+    Ok(())
+}
+
+/// Moves a committed run's staged files into place, then writes its manifest.
+/// Idempotent: files already moved are skipped, so a crash here is finished
+/// by the next run.
+pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
+    let run_id = &manifest.run_id;
+    if let (false, Some(root)) = (manifest.layer_folders.is_empty(), output.local_root()) {
+        // A local full refresh: whole layer folders, each swapped atomically.
+        for (i, (layer, inode)) in manifest.layer_folders.iter().enumerate() {
+            if i == manifest.layer_folders.len() / 2 {
+                checkpoint(options, CrashPoint::MidPublish)?;
+            }
+            swap::swap_layer(root, run_id, layer, *inode)?;
+        }
+        return finish_publish(output, manifest, options);
+    }
+    let staged: BTreeSet<String> =
+        output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
+    for (i, path) in manifest.outputs.iter().enumerate() {
+        if i == manifest.outputs.len() / 2 {
+            checkpoint(options, CrashPoint::MidPublish)?;
+        }
+        let from = layout::staged(run_id, path);
+        if staged.contains(&from) {
+            output.rename(&from, path)?;
+        }
+    }
+    if manifest.full_refresh {
+        let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
+        for (layer, _) in layout::LAYERS {
+            for entry in output.list(layer)? {
+                if !keep.contains(entry.relative.as_str()) {
+                    output.delete(&entry.relative)?;
+                }
+            }
+        }
+    }
+    finish_publish(output, manifest, options)
+}
+
+/// Writes the manifest of a run whose files are all in place and drops its
+/// commit marker (and, on a local folder, its emptied staging folder).
+fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
+    let run_id = &manifest.run_id;
+    checkpoint(options, CrashPoint::Published)?;
+    output.put(&Manifest::path(run_id), manifest.to_json())?;
+    output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
+    if let Some(root) = output.local_root() {
+        let dir = root.join(STAGING).join(run_id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(error = %e, dir = %dir.display(), "Could not remove an emptied staging folder.");
+        }
+    }
+    info!(run_id, files = manifest.outputs.len(), "Published run.");
+    Ok(())
+}
+
+/// Finishes runs that crashed after committing and deletes the staging of
+/// runs that crashed before.
+pub(super) fn recover_staging(output: &Storage) -> Result<()> {
+    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in output.list(STAGING)? {
+        let run_id =
+            entry.relative.trim_start_matches(STAGING).trim_start_matches('/').split('/').next().unwrap_or_default();
+        by_run.entry(run_id.to_string()).or_default().push(entry.relative.clone());
+    }
+    for (run_id, files) in by_run {
+        let marker = layout::staged(&run_id, COMMIT_MARKER);
+        match output.get_opt(&marker)? {
+            Some(bytes) => {
+                warn!(run_id, "Finishing the publish of a run that stopped after committing.");
+                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default())?;
+            }
+            None => {
+                warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");
+                for file in files {
+                    output.delete(&file)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
