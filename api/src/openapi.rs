@@ -20,10 +20,11 @@ pub fn document() -> Value {
     let error_response =
         |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
     let services = json!({"name": "service", "in": "query", "required": false, "description": "Service name, case-insensitive; repeat or comma-separate for several. All services when absent.", "schema": {"type": "string", "maxLength": 2048}});
-    let from = json!({"name": "from", "in": "query", "required": false, "description": "Inclusive start: RFC 3339 or YYYY-MM-DD (UTC midnight).", "schema": {"type": "string"}});
-    let to = json!({"name": "to", "in": "query", "required": false, "description": "Exclusive end: RFC 3339 or YYYY-MM-DD; must be after from.", "schema": {"type": "string"}});
+    let instant = json!({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]});
+    let from = json!({"name": "from", "in": "query", "required": false, "description": "Inclusive start: RFC 3339 or YYYY-MM-DD (UTC midnight), years 0000-9999.", "schema": instant});
+    let to = json!({"name": "to", "in": "query", "required": false, "description": "Exclusive end: RFC 3339 or YYYY-MM-DD; must be after from (400 otherwise).", "schema": instant});
     let limit = json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}});
-    let offset = json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}});
+    let offset = json!({"name": "offset", "in": "query", "required": false, "description": "Rows to skip; past the last row the page is empty.", "schema": {"type": "integer", "minimum": 0, "default": 0}});
     let bucket = json!({"name": "bucket", "in": "query", "required": false, "schema": {"type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"], "default": "1h"}});
     let cached = |schema: Value| {
         json!({
@@ -33,6 +34,10 @@ pub fn document() -> Value {
         })
     };
     let not_modified = json!({"description": "Not modified (If-None-Match matched the ETag)."});
+    let with_links = |mut response: Value, links: Value| {
+        response["links"] = links;
+        response
+    };
     let run_limit = json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}});
     let status = json!({"name": "status", "in": "query", "required": false, "description": "Only runs with this status.", "schema": {"type": "string", "enum": ["succeeded", "quality_gate_failed", "failed"]}});
     let unavailable = "No gold loaded yet, the layer files could not be read, or a newer run is publishing (retry).";
@@ -41,33 +46,34 @@ pub fn document() -> Value {
         "openapi": "3.1.0",
         "info": {"title": "minutely gold API", "version": env!("CARGO_PKG_VERSION"), "description": "Per-service, per-minute request metrics from the gold layer."},
         "paths": {
-            "/": {"get": {"summary": "The dashboard: charts per service and the latest runs (HTML; assets under /ui/).", "responses": {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-            "/health": {"get": {"summary": "Whether gold is loaded, and what it holds.", "responses": {
+            "/": {"get": {"operationId": "dashboard", "summary": "The dashboard: charts per service and the latest runs (HTML; assets under /ui/).", "responses": {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/health": {"get": {"operationId": "health", "summary": "Whether gold is loaded, and what it holds.", "responses": {
                 "200": {"description": "Gold loaded.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                 "503": {"description": "No gold loaded yet (same shape, status unavailable).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
             }}},
-            "/metrics": {"get": {"summary": "Gold rows ordered by service, minute.", "parameters": [services, from, to, limit, offset], "responses": {
+            "/metrics": {"get": {"operationId": "metrics", "summary": "Gold rows ordered by service, minute.", "parameters": [services, from, to, limit, offset], "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/MetricRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
                 "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response(unavailable)
             }}},
-            "/metrics/rollup": {"get": {"summary": "Gold rows summed per service and UTC-aligned bucket.", "parameters": [services, from, to, bucket, limit, offset], "responses": {
+            "/metrics/rollup": {"get": {"operationId": "rollup", "summary": "Gold rows summed per service and UTC-aligned bucket.", "parameters": [services, from, to, bucket, limit, offset], "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/RollupRow"}}, "meta": {"$ref": "#/components/schemas/Meta"}}})),
                 "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response(unavailable)
             }}},
-            "/services": {"get": {"summary": "Each service with its row count and first/last minute.", "responses": {
+            "/services": {"get": {"operationId": "services", "summary": "Each service with its row count and first/last minute.", "responses": {
                 "200": cached(json!({"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object", "properties": {
                     "service": {"type": "string"}, "rows": {"type": "integer"}, "first_minute": {"type": "string", "format": "date-time"}, "last_minute": {"type": "string", "format": "date-time"}}}}}})),
                 "304": not_modified, "503": error_response("No gold loaded yet.")
             }}},
-            "/runs": {"get": {"summary": "Run manifests, newest first, one page at a time.", "parameters": [status, run_limit, offset], "responses": {
-                "200": cached(json!({"type": "object", "required": ["data", "meta"], "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Manifest"}}, "meta": {"$ref": "#/components/schemas/RunsMeta"}}})),
+            "/runs": {"get": {"operationId": "runs", "summary": "Run manifests, newest first, one page at a time.", "parameters": [status, run_limit, offset], "responses": {
+                "200": with_links(cached(json!({"type": "object", "required": ["data", "meta"], "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Manifest"}}, "meta": {"$ref": "#/components/schemas/RunsMeta"}}})),
+                    json!({"newestRun": {"operationId": "run", "parameters": {"run_id": "$response.body#/data/0/run_id"}, "description": "The newest run on the page."}})),
                 "304": not_modified, "400": error_response("Invalid parameter."), "503": error_response("The manifests could not be read.")
             }}},
-            "/runs/{run_id}": {"get": {"summary": "One run manifest.", "parameters": [{"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {
+            "/runs/{run_id}": {"get": {"operationId": "run", "summary": "One run manifest.", "parameters": [{"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {
                 "200": cached(json!({"$ref": "#/components/schemas/Manifest"})), "304": not_modified, "404": error_response("Unknown run id."), "503": error_response("The manifest could not be read.")
             }}},
-            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
-            "/-/metrics": {"get": {"summary": "The server's own metrics (requests, durations, snapshot, cache, reloads, memory).", "responses": {"200": {"description": "Prometheus text exposition (OpenMetrics).", "content": {crate::telemetry::CONTENT_TYPE: {"schema": {"type": "string"}}}}}}}
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document.", "responses": {"200": {"description": "OpenAPI 3 document.", "content": {"application/json": {}}}}}},
+            "/-/metrics": {"get": {"operationId": "serverMetrics", "summary": "The server's own metrics (requests, durations, snapshot, cache, reloads, memory).", "responses": {"200": {"description": "Prometheus text exposition (OpenMetrics).", "content": {crate::telemetry::CONTENT_TYPE: {"schema": {"type": "string"}}}}}}}
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "parameter"], "properties": {

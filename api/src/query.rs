@@ -94,7 +94,7 @@ impl MetricsQuery {
                 "from" => q.from = Some(parse_instant("from", &value)?),
                 "to" => q.to = Some(parse_instant("to", &value)?),
                 "limit" => q.limit = parse_limit(&value, MAX_LIMIT)?,
-                "offset" => q.offset = parse_count("offset", &value)?,
+                "offset" => q.offset = parse_offset(&value)?,
                 "bucket" if rollup => {
                     q.bucket = Some(Bucket::parse(&value).ok_or_else(|| {
                         ApiError::bad_parameter("bucket", format!("must be one of {}", Bucket::NAMES.join(", ")))
@@ -138,7 +138,7 @@ impl RunsQuery {
                     })?)
                 }
                 "limit" => q.limit = parse_limit(&value, RUNS_MAX_LIMIT)?,
-                "offset" => q.offset = parse_count("offset", &value)?,
+                "offset" => q.offset = parse_offset(&value)?,
                 other => return Err(ApiError::bad_parameter(other, "unknown parameter")),
             }
         }
@@ -169,7 +169,7 @@ fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
     Ok(limit)
 }
 
-/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), within years 1000–9999, as µs.
+/// RFC 3339 or `YYYY-MM-DD` (midnight UTC), within years 0000–9999 (UTC), as µs.
 fn parse_instant(name: &str, value: &str) -> Result<i64, ApiError> {
     let micros = if value.len() == 10 {
         NaiveDate::parse_from_str(value, "%Y-%m-%d")
@@ -179,7 +179,7 @@ fn parse_instant(name: &str, value: &str) -> Result<i64, ApiError> {
     } else {
         DateTime::parse_from_rfc3339(value).ok().and_then(|t| t.timestamp_micros().into())
     };
-    micros.filter(|m| (-30_610_224_000_000_000..253_402_300_800_000_000).contains(m)).ok_or_else(|| {
+    micros.filter(|m| (-62_167_219_200_000_000..253_402_300_800_000_000).contains(m)).ok_or_else(|| {
         ApiError::bad_parameter(name, format!("{value:?} is not an RFC 3339 timestamp or YYYY-MM-DD date"))
     })
 }
@@ -188,6 +188,14 @@ fn parse_count(name: &str, value: &str) -> Result<usize, ApiError> {
     value
         .parse::<usize>()
         .map_err(|_| ApiError::bad_parameter(name, format!("{value:?} is not a non-negative integer")))
+}
+
+/// An offset: any non-negative integer; one past every row is an empty page.
+fn parse_offset(value: &str) -> Result<usize, ApiError> {
+    parse_count("offset", value).or_else(|e| {
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+        if digits { Ok(usize::MAX) } else { Err(e) }
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +249,15 @@ mod tests {
         assert_eq!(param("offset=-1"), Some("offset".into()));
         assert_eq!(param("service=a"), Some("service".into()));
         assert_eq!(param("limit=1&limit=2"), Some("limit".into()));
+    }
+
+    #[test]
+    fn any_non_negative_offset_is_accepted_and_years_0000_to_9999() {
+        let huge = "375551720631127028222918656";
+        assert_eq!(MetricsQuery::parse(&format!("offset={huge}"), false).map(|q| q.offset).ok(), Some(usize::MAX));
+        assert_eq!(RunsQuery::parse(&format!("offset={huge}")).map(|q| q.offset).ok(), Some(usize::MAX));
+        assert!(MetricsQuery::parse("from=0001-01-01&to=0001-01-01T00:00:01Z", false).is_ok());
+        assert_eq!(param("offset=1e3"), Some("offset".into()));
     }
 
     #[test]

@@ -280,5 +280,10 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
         tracing::error!(?err, "Unhandled rejection.");
         ApiError::internal("unhandled rejection")
     };
-    Ok(json_response(error.status, &error.body()))
+    let mut response = json_response(error.status, &error.body());
+    if error.status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 lists the methods the resource supports.
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+    }
+    Ok(response)
 }
