@@ -5,8 +5,8 @@
 //! version tag): if a newer run has replaced the file since, the read says
 //! [`ReadError::Stale`] instead of mixing two runs' gold in one answer.
 //! Within a file, a service's rows are contiguous (gold is sorted by
-//! service, minute), so a cold read decodes only the row groups that hold
-//! them.
+//! service, minute), so a cold read asks polars for that row range only;
+//! polars skips the row groups outside it.
 
 use std::io::Cursor;
 use std::ops::Range;
