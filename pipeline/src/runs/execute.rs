@@ -20,7 +20,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
-use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
+use super::commit::{CrashPoint, checkpoint, publish, recover_staging, remove_local_staging};
 use super::ingest::{Candidate, FileOutcome, batches, ingest_file};
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
@@ -424,6 +424,7 @@ impl<'a> Run<'a> {
         for entry in self.output.list(&staging).unwrap_or_default() {
             let _ = self.output.delete(&entry.relative);
         }
+        remove_local_staging(&self.output, &self.run_id);
         if let Err(e) = self.output.put(&Manifest::path(&self.run_id), manifest.to_json()) {
             warn!(error = %e, "Could not write the failed run's manifest.");
         }
