@@ -8,13 +8,11 @@
 //! service, minute), so a cold read asks polars for that row range only;
 //! polars skips the row groups outside it.
 
-use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
 
 use pipeline::runs::Manifest;
 use pipeline::storage::Storage;
-use polars::prelude::*;
 use prometheus_client::metrics::counter::Counter;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -116,10 +114,6 @@ impl Reader {
         }
     }
 
-    pub fn output(&self) -> &Storage {
-        &self.output
-    }
-
     /// Bytes the slice cache holds.
     pub fn cached_bytes(&self) -> u64 {
         self.slices.weight()
@@ -164,13 +158,10 @@ impl Reader {
         e_tag: Option<&str>,
         rows: Option<Range<usize>>,
     ) -> pipeline::Result<Option<Vec<ServiceRows>>> {
-        let Some(bytes) = self.output.get_if_match(path, e_tag)? else { return Ok(None) };
-        let parquet = |source| pipeline::Error::Parquet { action: "read", path: path.to_string(), source };
-        let df = ParquetReader::new(Cursor::new(bytes))
-            .with_slice(rows.map(|r| (r.start, r.len())))
-            .finish()
-            .map_err(parquet)?;
-        Ok(Some(split(&df).map_err(parquet)?))
+        let Some(df) = self.output.get_parquet_if_match(path, e_tag, rows)? else { return Ok(None) };
+        let services =
+            split(&df).map_err(|source| pipeline::Error::Parquet { action: "read", path: path.into(), source })?;
+        Ok(Some(services))
     }
 
     /// A run's manifest as compact JSON.

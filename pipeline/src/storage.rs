@@ -298,6 +298,25 @@ impl Storage {
         runtime().block_on(self.store.rename(&src, &dst)).map_err(Error::storage(format!("{}/{from}", self.location)))
     }
 
+    /// Deletes every object under `relative`; on a local folder also the
+    /// folder itself (object stores have no folders, local ones keep empty
+    /// ones). What is already gone is not an error.
+    pub fn delete_all(&self, relative: &str) -> Result<()> {
+        for entry in self.list(relative)? {
+            self.delete(&entry.relative)?;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(relative);
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io { path: dir, source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes an object; a missing one is not an error.
     pub fn delete(&self, relative: &str) -> Result<()> {
         let path = self.path(relative);
@@ -317,6 +336,23 @@ impl Storage {
         let size = bytes.len() as u64;
         self.put(relative, bytes)?;
         Ok(size)
+    }
+
+    /// Reads rows `rows` (all when `None`) of a Parquet object, only if it
+    /// is still the version listed with `e_tag` (see [`Storage::get_if_match`]);
+    /// `None` when it changed or vanished since.
+    pub fn get_parquet_if_match(
+        &self,
+        relative: &str,
+        e_tag: Option<&str>,
+        rows: Option<std::ops::Range<usize>>,
+    ) -> Result<Option<DataFrame>> {
+        let Some(bytes) = self.get_if_match(relative, e_tag)? else { return Ok(None) };
+        ParquetReader::new(Cursor::new(bytes))
+            .with_slice(rows.map(|r| (r.start, r.len())))
+            .finish()
+            .map(Some)
+            .map_err(|source| Error::Parquet { action: "read", path: relative.to_string(), source })
     }
 
     /// Reads a whole Parquet object; `None` when it does not exist.
@@ -405,6 +441,23 @@ mod tests {
             s.delete("g/data.parquet").expect("delete");
             assert_eq!(s.get_if_match("g/data.parquet", tag.as_deref()).expect("get"), None, "{location}");
         }
+    }
+
+    #[test]
+    fn delete_all_removes_every_object_under_a_prefix_and_the_local_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().to_string_lossy().to_string();
+        for location in ["memory://storage-test/delete-all", local.as_str()] {
+            let s = Storage::open(location, true).expect("open");
+            for path in ["_staging/r1/a/x.parquet", "_staging/r1/b.json", "_staging/r2/keep.json"] {
+                s.put(path, "x").expect("put");
+            }
+            s.delete_all("_staging/r1").expect("delete");
+            let left: Vec<String> = s.list("_staging").expect("list").into_iter().map(|e| e.relative).collect();
+            assert_eq!(left, ["_staging/r2/keep.json"], "{location}");
+            s.delete_all("_staging/r1").expect("deleting what is gone is not an error");
+        }
+        assert!(!dir.path().join("_staging/r1").exists(), "no emptied folder is left");
     }
 
     #[test]

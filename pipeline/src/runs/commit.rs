@@ -107,7 +107,10 @@ fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -
     checkpoint(options, CrashPoint::Published)?;
     output.put(&Manifest::path(run_id), manifest.to_json())?;
     output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
-    remove_local_staging(output, run_id);
+    // Published: what is left is an emptied folder (local outputs).
+    if let Err(e) = output.delete_all(&format!("{STAGING}/{run_id}")) {
+        warn!(error = %e.chain(), run_id, "Could not remove an emptied staging folder.");
+    }
     info!(run_id, files = manifest.outputs.len(), "Published run.");
     Ok(())
 }
@@ -130,25 +133,9 @@ pub(super) fn recover_staging(output: &Storage) -> Result<()> {
             }
             None => {
                 warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");
-                for file in files {
-                    output.delete(&file)?;
-                }
-                remove_local_staging(output, &run_id);
+                output.delete_all(&format!("{STAGING}/{run_id}"))?;
             }
         }
     }
     Ok(())
-}
-
-/// On a local folder, removes a run's emptied staging folder (object
-/// stores have no folders; deleting the files was all there was).
-pub(super) fn remove_local_staging(output: &Storage, run_id: &str) {
-    if let Some(root) = output.local_root() {
-        let dir = root.join(STAGING).join(run_id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(error = %e, dir = %dir.display(), "Could not remove an emptied staging folder.");
-        }
-    }
 }

@@ -20,7 +20,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
-use super::commit::{CrashPoint, checkpoint, publish, recover_staging, remove_local_staging};
+use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
 use super::ingest::{Candidate, FileOutcome, batches, ingest_file};
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
@@ -420,11 +420,9 @@ impl<'a> Run<'a> {
         }
         let mut manifest = self.manifest(RunStatus::Failed, Some(error.chain()));
         manifest.outputs.clear();
-        let staging = format!("{STAGING}/{}", self.run_id);
-        for entry in self.output.list(&staging).unwrap_or_default() {
-            let _ = self.output.delete(&entry.relative);
+        if let Err(e) = self.output.delete_all(&format!("{STAGING}/{}", self.run_id)) {
+            warn!(error = %e.chain(), "Could not remove the failed run's staging; the next run removes it.");
         }
-        remove_local_staging(&self.output, &self.run_id);
         if let Err(e) = self.output.put(&Manifest::path(&self.run_id), manifest.to_json()) {
             warn!(error = %e, "Could not write the failed run's manifest.");
         }
