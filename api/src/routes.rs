@@ -133,11 +133,12 @@ where
     F: Fn(&State, &Snapshot, bool) -> Answer + Send + 'static,
 {
     let snapshot = state.snapshot.load_full();
-    if let Some(response) = not_modified(&snapshot, &headers) {
+    let tag = etag(&snapshot);
+    if let Some(response) = not_modified(&tag, &headers) {
         return Ok(response);
     }
     let answered = match compute(&state, &snapshot, false) {
-        Ok(body) => Ok((body, snapshot)),
+        Ok(body) => Ok((body, tag)),
         Err(Failure::NeedsIo | Failure::Stale) => {
             // The semaphore is never closed, so acquiring cannot fail.
             let _permit = state.cold_reads.acquire().await;
@@ -145,11 +146,13 @@ where
             tokio::task::spawn_blocking(move || with_io(&blocking, snapshot, &compute))
                 .await
                 .unwrap_or_else(|e| Err(ApiError::internal(format!("a blocking read failed: {e}"))))
+                // The answer may come from a newer snapshot: tag it with that one's.
+                .map(|(body, answered_from)| (body, etag(&answered_from)))
         }
         Err(Failure::Api(e)) => Err(e),
     };
     match answered {
-        Ok((body, snapshot)) => Ok(data_response(body, &snapshot, &headers)),
+        Ok((body, tag)) => Ok(data_response(body, &tag, &headers)),
         Err(e) => Err(warp::reject::custom(e)),
     }
 }
@@ -216,21 +219,20 @@ fn cache_headers(response: &mut Response, etag: &str) {
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
 }
 
-/// A 304 when the client already has what this snapshot would answer.
-fn not_modified(snapshot: &Snapshot, headers: &RequestHeaders) -> Option<Response> {
-    let etag = etag(snapshot);
+/// A 304 when the client already has what the snapshot tagged `etag` would answer.
+fn not_modified(etag: &str, headers: &RequestHeaders) -> Option<Response> {
     let matches = headers.if_none_match.as_deref()?.split(',').any(|t| t.trim() == etag || t.trim() == "*");
     matches.then(|| {
         let mut response = Response::new(Vec::new().into());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
-        cache_headers(&mut response, &etag);
+        cache_headers(&mut response, etag);
         response
     })
 }
 
-/// A 200 JSON response with caching headers keyed by the snapshot's run id,
-/// gzipped when accepted.
-fn data_response(body: Vec<u8>, snapshot: &Snapshot, headers: &RequestHeaders) -> Response {
+/// A 200 JSON response with caching headers (`etag`: the answering
+/// snapshot's), gzipped when accepted.
+fn data_response(body: Vec<u8>, etag: &str, headers: &RequestHeaders) -> Response {
     let (bytes, gzipped) = match accepts_gzip(headers.accept_encoding.as_deref()).then(|| gzip(&body)).flatten() {
         Some(zipped) => (zipped, true),
         None => (body, false),
@@ -239,7 +241,7 @@ fn data_response(body: Vec<u8>, snapshot: &Snapshot, headers: &RequestHeaders) -
     if gzipped {
         response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    cache_headers(&mut response, &etag(snapshot));
+    cache_headers(&mut response, etag);
     response
 }
 

@@ -36,10 +36,6 @@ impl RunIndex {
         self.entries.dedup_by(|a, b| a.run_id == b.run_id);
     }
 
-    pub fn newest(&self) -> Option<&RunEntry> {
-        self.entries.last()
-    }
-
     /// The newest run whose layers were published.
     pub fn newest_committed(&self) -> Option<&RunEntry> {
         self.entries.iter().rev().find(|e| e.status.committed())
