@@ -9,7 +9,8 @@
 #      hot window, one client, each date once (every read goes to the files);
 #   2. hot window: wrk, 64 connections, the same query on the newest date;
 #   3. a whole-year rollup of one service in 1d buckets (3 tries);
-#   4. the server's peak RSS (VmHWM) and its own metrics (/-/metrics).
+#   4. the server's peak RSS (VmHWM) and its own metrics (/-/metrics),
+# after the time from start until gold is served (every partition indexed).
 # Installs wrk from Debian if missing.
 #
 # Usage: scripts/api-scale.sh [EVENTS] [DURATION]     (default 10000000 15s)
@@ -23,19 +24,15 @@ work="$target/bench/year-$events"
 source scripts/lib.sh
 need_debian wrk wrk
 cargo build -q -p pipeline -p api
-if [ ! -d "$work/out/gold" ]; then
-  rm -rf "$work"
-  "$target/debug/pipeline" generate --events "$events" --seed 7 --out "$work/in" \
-    --start 2025-01-01 --span-minutes 525600 --services 20 >/dev/null
-  RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml \
-    --input "$work/in" --output "$work/out" --max-reject-ratio 1 >/dev/null
-fi
+build_gold "$events" "$work" --seed 7 --start 2025-01-01 --span-minutes 525600 --services 20
 
 # The shipped config: default memory budget (256 MiB).
 trap 'kill ${API_PID:-} 2>/dev/null || true' EXIT
+started="$(date +%s.%N)"
 RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api.out"
 api_pid="$API_PID" addr="$API_ADDR"
 wait_for_gold "$addr"
+echo "== gold indexed and served $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)") s after start"
 echo "== health"
 curl -sf "http://$addr/health"; echo
 echo "   startup RSS: $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$api_pid/status")"

@@ -23,25 +23,12 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 cargo build -q -p pipeline -p api
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input input --output "$work/out" >/dev/null
-mkdir -p "$work/empty"
-
-for output in out empty; do
-  # Requests with malformed headers make hyper log connection errors: expected.
-  RUST_LOG="warn,warp::server=off" start_api "$work/$output" "$work/api-$output.out"
-  pids+=("$API_PID")
-  if [ "$output" = out ]; then wait_for_gold "$API_ADDR"; fi
-  exclude=positive_data_acceptance
-  if [ "$output" = empty ]; then exclude="$exclude,not_a_server_error"; fi
-  echo "== schemathesis against api over ${output} ($API_ADDR)"
-  "$venv/bin/schemathesis" run "http://$API_ADDR/openapi.json" \
+serve_sample_and_empty
+for output in sample empty; do
+  exclude=positive_data_acceptance addr="$SAMPLE_ADDR"
+  if [ "$output" = empty ]; then exclude="$exclude,not_a_server_error" addr="$EMPTY_ADDR"; fi
+  echo "== schemathesis against api over the ${output} output ($addr)"
+  "$venv/bin/schemathesis" run "http://$addr/openapi.json" \
     --checks all --exclude-checks "$exclude" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --seed 1 --no-color
 done

@@ -17,23 +17,5 @@ need_debian chromium chromium
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
 cargo build -q -p pipeline -p api
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input input --output "$work/out" >/dev/null
-mkdir -p "$work/empty"
-
-RUST_LOG=warn start_api "$work/out" "$work/api-full.out"
-pids+=("$API_PID")
-full="$API_ADDR"
-RUST_LOG=warn start_api "$work/empty" "$work/api-empty.out"
-pids+=("$API_PID")
-empty="$API_ADDR"
-wait_for_gold "$full"
-
-node tests/browser/dashboard.mjs "http://$full" "http://$empty" "$shots"
+serve_sample_and_empty
+node tests/browser/dashboard.mjs "http://$SAMPLE_ADDR" "http://$EMPTY_ADDR" "$shots"

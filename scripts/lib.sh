@@ -37,3 +37,36 @@ wait_for_gold() {
   echo "no gold loaded at $1" >&2
   return 1
 }
+
+# Unless $2/out/gold exists: generates $1 events (further `generate` flags
+# after them) into $2/in and runs the pipeline into $2/out.
+build_gold() {
+  local events="$1" work="$2" bin="${CARGO_TARGET_DIR:-target}/debug/pipeline"
+  shift 2
+  if [ ! -d "$work/out/gold" ]; then
+    rm -rf "$work"
+    "$bin" generate --events "$events" --out "$work/in" "$@" >/dev/null
+    RUST_LOG=warn "$bin" run --config config/minutely.toml --input "$work/in" --output "$work/out" \
+      --max-reject-ratio 1 >/dev/null
+  fi
+}
+
+# Gold from the committed sample in a fresh folder, and `api` over it and
+# over an empty output: sets WORK, SAMPLE_ADDR and EMPTY_ADDR. On exit the
+# servers are stopped by their PIDs and WORK is removed.
+serve_sample_and_empty() {
+  WORK="$(mktemp -d)"
+  SERVER_PIDS=()
+  trap 'for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+  RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/pipeline" run --config config/minutely.toml \
+    --input input --output "$WORK/out" >/dev/null
+  mkdir -p "$WORK/empty"
+  # Requests with malformed headers make hyper log connection errors: expected.
+  RUST_LOG="warn,warp::server=off" start_api "$WORK/out" "$WORK/api-sample.log"
+  SERVER_PIDS+=("$API_PID")
+  SAMPLE_ADDR="$API_ADDR"
+  RUST_LOG="warn,warp::server=off" start_api "$WORK/empty" "$WORK/api-empty.log"
+  SERVER_PIDS+=("$API_PID")
+  EMPTY_ADDR="$API_ADDR"
+  wait_for_gold "$SAMPLE_ADDR"
+}

@@ -18,11 +18,7 @@ work="$target/bench/$events"
 source scripts/lib.sh
 need_debian wrk wrk
 cargo build -q -p pipeline -p api
-if [ ! -d "$work/out/gold" ]; then
-  rm -rf "$work"
-  "$target/debug/pipeline" generate --events "$events" --seed 1 --out "$work/in" >/dev/null
-  RUST_LOG=warn "$target/debug/pipeline" run --config config/minutely.toml --input "$work/in" --output "$work/out" --max-reject-ratio 1 >/dev/null
-fi
+build_gold "$events" "$work" --seed 1
 
 trap 'kill ${API_PID:-} 2>/dev/null || true' EXIT
 RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api.out"
