@@ -99,11 +99,11 @@ impl RecordSink for BronzeBuilder {
         self.lines.push(line);
     }
 
-    fn malformed(&mut self, line: i64, raw: &str) {
+    fn malformed(&mut self, line: i64, raw: &str, extra: Option<&str>) {
         for builder in &mut self.fields {
             builder.append_null();
         }
-        self.extra.append_null();
+        self.extra.append_option(extra);
         self.raw.append_value(raw);
         self.lines.push(line);
     }
@@ -117,7 +117,7 @@ mod tests {
     fn finished_frame_has_the_bronze_schema() {
         let mut b = BronzeBuilder::with_capacity(2);
         b.record(2, [Some(" e1 "), Some("api"), None, None, None, None, None], Some(r#"{"x":"1"}"#));
-        b.malformed(3, "a,b,c");
+        b.malformed(3, "a,b,c", None);
         let df = b
             .finish(Lineage { source_file: "a/b.csv", ingested_at_micros: 1_000_000, run_id: "r1" })
             .expect("valid frame");

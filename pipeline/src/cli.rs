@@ -75,6 +75,9 @@ struct RunArgs {
     /// Rows per processing batch (bounds memory).
     #[arg(long, env = "MINUTELY_BATCH_ROWS")]
     batch_rows: Option<usize>,
+    /// Longest CSV record or NDJSON line, in bytes; longer ones are malformed rows.
+    #[arg(long, env = "MINUTELY_MAX_RECORD_BYTES")]
+    max_record_bytes: Option<usize>,
     /// Object store outputs: seconds the run's lease lasts unless renewed.
     #[arg(long, env = "MINUTELY_LEASE_SECS")]
     lease_secs: Option<u64>,
@@ -149,6 +152,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 max_unreadable_files: args.max_unreadable_files,
                 timestamp_formats: args.timestamp_formats,
                 batch_rows: args.batch_rows,
+                max_record_bytes: args.max_record_bytes,
                 lease_secs: args.lease_secs,
             })?;
             let started = Instant::now();

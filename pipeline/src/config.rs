@@ -42,6 +42,9 @@ pub struct PipelineSection {
     pub timestamp_formats: Vec<String>,
     /// Rows parsed per processing batch; bounds memory (measured ≈ 0.55 KB per row in flight).
     pub batch_rows: usize,
+    /// A CSV record or NDJSON line longer than this many bytes is malformed;
+    /// bronze keeps its first bytes and the reader skips the rest unread.
+    pub max_record_bytes: usize,
     /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
     /// A crashed run blocks the next one for at most this long.
     pub lease_secs: u64,
@@ -56,6 +59,7 @@ impl Default for PipelineSection {
             max_unreadable_files: 0,
             timestamp_formats: Vec::new(),
             batch_rows: 500_000,
+            max_record_bytes: 1 << 20,
             lease_secs: 60,
         }
     }
@@ -91,6 +95,7 @@ pub struct Overrides {
     /// Added to the file's formats (not replacing them).
     pub timestamp_formats: Vec<String>,
     pub batch_rows: Option<usize>,
+    pub max_record_bytes: Option<usize>,
     pub lease_secs: Option<u64>,
 }
 
@@ -103,6 +108,7 @@ pub struct PipelineConfig {
     pub max_unreadable_files: u64,
     pub timestamp_formats: Vec<String>,
     pub batch_rows: usize,
+    pub max_record_bytes: usize,
     pub lease_secs: u64,
 }
 
@@ -139,6 +145,7 @@ impl ConfigFile {
             max_unreadable_files: overrides.max_unreadable_files.unwrap_or(file.max_unreadable_files),
             timestamp_formats,
             batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
+            max_record_bytes: overrides.max_record_bytes.unwrap_or(file.max_record_bytes),
             lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
         };
         config.validate()?;
@@ -153,6 +160,12 @@ impl PipelineConfig {
         }
         if self.batch_rows == 0 {
             return Err(Error::Config("batch_rows must be at least 1".into()));
+        }
+        if !(16..=1 << 30).contains(&self.max_record_bytes) {
+            return Err(Error::Config(format!(
+                "max_record_bytes must be within 16..=1073741824, got {}",
+                self.max_record_bytes
+            )));
         }
         if !(1..=86_400).contains(&self.lease_secs) {
             return Err(Error::Config(format!("lease_secs must be within 1..=86400, got {}", self.lease_secs)));

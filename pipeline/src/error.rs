@@ -72,6 +72,11 @@ pub enum Error {
     #[error("Lost the lease on {output} ({reason}); this run stopped before committing")]
     LeaseLost { output: String, reason: String },
 
+    /// Internal: input reading stopped early on purpose (the run stopped
+    /// taking pieces, or a file must be checked whole first). Never reported.
+    #[error("Input reading stopped early")]
+    ReadStopped,
+
     #[error("Failure injected by a test at {0} (MINUTELY_FAIL_AT)")]
     Injected(String),
 

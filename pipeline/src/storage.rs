@@ -17,7 +17,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 /// The version of an object, for [`Storage::update`].
 pub use object_store::UpdateVersion as Version;
@@ -244,6 +244,26 @@ impl Storage {
         }
     }
 
+    /// A reader of one listed object's bytes that never holds more than a
+    /// block of it: the file itself on a local folder, ranged reads of the
+    /// listed version elsewhere (a newer version fails the read). Errors
+    /// surface as `io::Error`s wrapping [`SourceError`].
+    pub fn open_read(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + Send>> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(&entry.relative);
+            let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            return Ok(Box::new(LocalRead { file, path }));
+        }
+        Ok(Box::new(RangedRead {
+            storage: self.clone(),
+            relative: entry.relative.clone(),
+            e_tag: entry.e_tag.clone(),
+            size: entry.size,
+            position: 0,
+            block: Bytes::new(),
+        }))
+    }
+
     /// Writes an object; it appears whole or not at all (local: temp file + rename).
     pub fn put(&self, relative: &str, data: impl Into<Bytes>) -> Result<()> {
         let path = self.path(relative);
@@ -367,6 +387,93 @@ impl Storage {
 }
 
 /// Decodes the bytes of the Parquet object at `relative`, naming it on error.
+/// A storage failure while streaming an object, carried through the
+/// `io::Read` layers (gzip) above it so callers can tell it from bad content.
+#[derive(Debug)]
+pub struct SourceError(pub Error);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl SourceError {
+    /// The storage error inside `e`, if it is one.
+    pub fn take(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+        if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
+            if let Some(Ok(source)) = e.into_inner().map(|inner| inner.downcast::<SourceError>()) {
+                return Ok(source.0);
+            }
+            unreachable!("checked to be a SourceError");
+        }
+        Err(e)
+    }
+}
+
+struct LocalRead {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl std::io::Read for LocalRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf).map_err(|source| {
+            std::io::Error::other(SourceError(Error::Io { path: self.path.clone(), source }))
+        })
+    }
+}
+
+/// Reads an object in ranges of [`RangedRead::BLOCK`] bytes.
+struct RangedRead {
+    storage: Storage,
+    relative: String,
+    e_tag: Option<String>,
+    size: u64,
+    position: u64,
+    block: Bytes,
+}
+
+impl RangedRead {
+    const BLOCK: u64 = 8 << 20;
+}
+
+impl std::io::Read for RangedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.block.is_empty() {
+            if self.position >= self.size {
+                return Ok(0);
+            }
+            let end = (self.position + Self::BLOCK).min(self.size);
+            let options = GetOptions {
+                if_match: self.e_tag.clone(),
+                range: Some(GetRange::Bounded(self.position..end)),
+                ..GetOptions::default()
+            };
+            let path = self.storage.path(&self.relative);
+            let store = &self.storage.store;
+            self.block = runtime()
+                .block_on(async { store.get_opts(&path, options).await?.bytes().await })
+                .map_err(|e| {
+                    let location = format!("{}/{}", self.storage.location, self.relative);
+                    std::io::Error::other(SourceError(Error::storage(location)(e)))
+                })?;
+            if self.block.is_empty() {
+                return Err(std::io::Error::other(SourceError(Error::Storage {
+                    path: format!("{}/{}", self.storage.location, self.relative),
+                    source: object_store::Error::Generic { store: "read", source: "the object got shorter".into() },
+                })));
+            }
+            self.position += self.block.len() as u64;
+        }
+        let n = buf.len().min(self.block.len());
+        buf[..n].copy_from_slice(&self.block.split_to(n));
+        Ok(n)
+    }
+}
+
 fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Result<DataFrame> {
     decode_parquet(bytes, columns).map_err(|source| Error::Parquet {
         action: "read",

@@ -1,69 +1,111 @@
 //! CSV reader (RFC 4180 with the dialect points of SPEC §2), on the `csv`
 //! crate in flexible mode so a field-count mismatch is a malformed record,
 //! not a failed file, and every record knows its physical start line.
+//!
+//! The header is read by the [`super::split::Splitter`], which hands each
+//! piece of records its [`Columns`]; a piece is parsed on its own.
 
-use super::{FIELDS, ReadStats, RecordSink, check_text, field_index, push_json_key};
+use super::{FIELDS, Format, ReadStats, RecordSink, field_index, push_json_key};
 use crate::error::{Error, Result};
 
-/// Where a header column goes.
-enum Target {
+/// Reads a whole decoded CSV file (BOM included or not) into `sink`.
+pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<ReadStats> {
+    super::read_all(data, Format::Csv, path, super::Limits::default(), sink)
+}
+
+/// Where each header column goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns(pub(super) Vec<Target>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
     Known(usize),
     Extra(String),
 }
 
-/// Reads a decoded CSV file (BOM already stripped) into `sink`.
-pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<ReadStats> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
+impl Columns {
+    /// Maps each header column to a known field (first occurrence wins) or
+    /// to `_extra` under its trimmed name (`_col<N>` when the name is empty).
+    pub fn from_header(header: &[&[u8]], path: &str) -> Result<Self> {
+        let mut seen = [false; FIELDS.len()];
+        let targets = header
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let name = std::str::from_utf8(name).map_err(|_| Error::UnreadableInput {
+                    path: path.to_string(),
+                    message: "the CSV header is not valid UTF-8".into(),
+                })?;
+                Ok(match field_index(name) {
+                    Some(k) if !seen[k] => {
+                        seen[k] = true;
+                        Target::Known(k)
+                    }
+                    _ if name.trim().is_empty() => Target::Extra(format!("_col{}", i + 1)),
+                    _ => Target::Extra(name.trim().to_string()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self(targets))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Parses one piece of whole records (after the header) into `sink`.
+/// `data[0]` is on physical line `first_line`.
+pub fn read_csv_piece(data: &[u8], first_line: i64, columns: &Columns, sink: &mut impl RecordSink) -> ReadStats {
+    // A reader strips a byte-order mark at the start of its input; mid-file
+    // one is data. An empty line first (skipped by every reader) keeps it so.
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(std::io::Read::chain(&b"\n"[..], data));
     let mut record = csv::ByteRecord::new();
     let mut stats = ReadStats::default();
-
-    let header = loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(stats),
-            Ok(true) if is_blank(&record) => continue,
-            Ok(true) => break record.clone(),
-            Err(e) => return Err(unreadable(path, &e)),
-        }
+    let targets = &columns.0;
+    // Offsets below are into "\n" + data.
+    let (mut line, mut counted_to) = (first_line - 1, 0usize);
+    let byte = |offset: usize| if offset == 0 { b'\n' } else { data[offset - 1] };
+    let newlines = |from: usize, to: usize| {
+        let prefix = i64::from(from == 0 && to > 0);
+        prefix + memchr::memchr_iter(b'\n', &data[from.saturating_sub(1)..to.saturating_sub(1)]).count() as i64
     };
-    let targets = header_targets(&header, path)?;
-
-    let mut invalid_utf8 = 0;
-    let (mut line, mut counted_to) = (1i64, 0usize);
+    let len = data.len() + 1;
     let mut fields: [Option<&str>; 7];
     let mut extra = String::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(unreadable(path, &e)),
-        }
+    // Reading from memory cannot fail.
+    while reader.read_byte_record(&mut record).unwrap_or(false) {
         if is_blank(&record) && targets.len() > 1 {
             continue;
         }
         stats.records += 1;
         // The csv crate's positions start at the previous record's line
-        // terminator and its line counter skips blank lines: find the
-        // record's first byte and count `\n` up to it (incrementally).
-        let mut start = record.position().map_or(counted_to, |p| p.byte() as usize).clamp(counted_to, data.len());
-        while matches!(data.get(start), Some(b'\r' | b'\n')) {
+        // terminator: find the record's first byte and count `\n` up to it.
+        let mut start = record.position().map_or(counted_to, |p| p.byte() as usize).clamp(counted_to, len);
+        while start < len && matches!(byte(start), b'\r' | b'\n') {
             start += 1;
         }
-        line += data[counted_to..start].iter().filter(|&&b| b == b'\n').count() as i64;
+        let start = start.max(1);
+        line += newlines(counted_to, start);
         counted_to = start;
         let raw = || {
-            let end = (reader.position().byte() as usize).min(data.len());
-            let text = String::from_utf8_lossy(&data[start..end]);
+            let end = (reader.position().byte() as usize).clamp(start, len);
+            let text = String::from_utf8_lossy(&data[start - 1..end - 1]);
             text.trim_end_matches(['\r', '\n']).to_string()
         };
         if record.len() != targets.len() {
             stats.malformed += 1;
-            sink.malformed(line, &raw());
+            sink.malformed(line, &raw(), None);
             continue;
         }
         let Ok(values) = record.iter().map(std::str::from_utf8).collect::<Result<Vec<&str>, _>>() else {
-            invalid_utf8 += 1;
             stats.malformed += 1;
-            sink.malformed(line, &raw());
+            sink.malformed(line, &raw(), None);
             continue;
         };
         fields = [None; 7];
@@ -82,40 +124,12 @@ pub fn read_csv(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<R
         }
         sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
     }
-    check_text(stats, invalid_utf8, path)
+    stats
 }
 
 /// A blank line: csv yields it as one empty (or whitespace-only) field.
-fn is_blank(record: &csv::ByteRecord) -> bool {
+pub(super) fn is_blank(record: &csv::ByteRecord) -> bool {
     record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace)
-}
-
-/// Maps each header column to a known field (first occurrence wins) or to
-/// `_extra` under its trimmed name (`_col<N>` when the name is empty).
-fn header_targets(header: &csv::ByteRecord, path: &str) -> Result<Vec<Target>> {
-    let mut seen = [false; FIELDS.len()];
-    header
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let name = std::str::from_utf8(name).map_err(|_| Error::UnreadableInput {
-                path: path.to_string(),
-                message: "the CSV header is not valid UTF-8".into(),
-            })?;
-            Ok(match field_index(name) {
-                Some(k) if !seen[k] => {
-                    seen[k] = true;
-                    Target::Known(k)
-                }
-                _ if name.trim().is_empty() => Target::Extra(format!("_col{}", i + 1)),
-                _ => Target::Extra(name.trim().to_string()),
-            })
-        })
-        .collect()
-}
-
-fn unreadable(path: &str, e: &csv::Error) -> Error {
-    Error::UnreadableInput { path: path.to_string(), message: e.to_string() }
 }
 
 #[cfg(test)]

@@ -8,13 +8,17 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
 
-use super::{ReadStats, RecordSink, check_text, field_index, push_json_key};
+use super::{Format, ReadStats, RecordSink, field_index, push_json_key};
 use crate::error::Result;
 
-/// Reads a decoded NDJSON file (BOM already stripped) into `sink`.
+/// Reads a whole decoded NDJSON file (BOM included or not) into `sink`.
 pub fn read_ndjson(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Result<ReadStats> {
+    super::read_all(data, Format::Ndjson, path, super::Limits::default(), sink)
+}
+
+/// Parses one piece of whole lines into `sink`; `data[0]` is on line `first_line`.
+pub fn read_ndjson_piece(data: &[u8], first_line: i64, sink: &mut impl RecordSink) -> ReadStats {
     let mut stats = ReadStats::default();
-    let mut invalid_utf8 = 0;
     let mut extra = String::new();
     for (index, line) in data.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -22,11 +26,10 @@ pub fn read_ndjson(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Resul
             continue;
         }
         stats.records += 1;
-        let number = index as i64 + 1;
+        let number = first_line + index as i64;
         let Ok(text) = std::str::from_utf8(line) else {
-            invalid_utf8 += 1;
             stats.malformed += 1;
-            sink.malformed(number, &String::from_utf8_lossy(line));
+            sink.malformed(number, &String::from_utf8_lossy(line), None);
             continue;
         };
         match parse_object(text, &mut extra) {
@@ -36,16 +39,16 @@ pub fn read_ndjson(data: &[u8], path: &str, sink: &mut impl RecordSink) -> Resul
             }
             None => {
                 stats.malformed += 1;
-                sink.malformed(number, text);
+                sink.malformed(number, text, None);
             }
         }
     }
-    check_text(stats, invalid_utf8, path)
+    stats
 }
 
 /// Parses one line into the seven known fields, writing unknown keys into
 /// `extra` as a JSON object. `None` when the line is not a JSON object.
-fn parse_object<'a>(text: &'a str, extra: &mut String) -> Option<[Option<Cow<'a, str>>; 7]> {
+pub(super) fn parse_object<'a>(text: &'a str, extra: &mut String) -> Option<[Option<Cow<'a, str>>; 7]> {
     // serde_json validates the whole line; the members are then split from
     // the valid text so numbers keep their exact JSON spelling.
     serde_json::from_str::<IgnoredAny>(text).ok()?;

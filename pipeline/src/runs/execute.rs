@@ -1,16 +1,17 @@
 //! One pipeline run: discover new input, land bronze, clean into silver,
 //! recompute gold for touched dates, publish, write the manifest last.
 //!
-//! Memory is bounded by the batch size: files are parsed in parallel in
-//! batches of about `batch_rows` rows and each batch is written out before
-//! the next is read. What grows with the output is the set of event id
+//! Memory is bounded by the batch size: files are streamed in pieces of
+//! whole records, parsed on every core in batches of about `batch_rows`
+//! rows, and each batch is written out while the next is parsed. What grows with the output is the set of event id
 //! fingerprints of touched dates (16 bytes per id, for duplicate detection)
 //! and, for gold, the four silver columns of one event date at a time.
 //!
 //! Everything a run writes goes to `_staging/<run_id>/` first; committing
 //! and publishing it is [`super::commit`]'s.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -21,18 +22,18 @@ use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
 use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
-use super::ingest::{Candidate, FileOutcome, batches, ingest_file};
+use super::ingest::{Candidate, Event, FileOutcome, Reader};
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
 use super::swap;
-use crate::bronze::Lineage;
+use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::input;
+use crate::input::{self, Limits, ReadStats};
 use crate::layout::{self, BRONZE, COMMIT_MARKER, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::silver::{self, Counters, Dedupe, Load, Reason, Rules, timestamp::format_date};
-use crate::storage::Storage;
+use crate::silver::{self, Counters, Dedupe, Evaluated, Load, Reason, Rules, timestamp::format_date};
+use crate::storage::{Entry, Storage};
 use crate::{gold, silver::columns::EVENT_ID};
 
 /// How a run was asked to behave.
@@ -103,6 +104,8 @@ struct Run<'a> {
     stage_seconds: BTreeMap<String, f64>,
     /// What earlier runs ingested (loaded by `discover`).
     ingested: IngestedIndex,
+    /// Record counts of files whose pieces are still arriving, by candidate index.
+    reading: HashMap<usize, ReadStats>,
 }
 
 impl<'a> Run<'a> {
@@ -135,6 +138,7 @@ impl<'a> Run<'a> {
             touched_dates: BTreeSet::new(),
             stage_seconds: BTreeMap::new(),
             ingested: IngestedIndex::default(),
+            reading: HashMap::new(),
         }
     }
 
@@ -149,11 +153,7 @@ impl<'a> Run<'a> {
         let candidates = self.timed("discover", Self::discover)?;
         let total_bytes = candidates.iter().map(|c| c.entry.size).sum();
         let progress = progress_bar(total_bytes);
-        for batch in batches(candidates, self.config.batch_rows) {
-            let writes = self.process_batch(batch, &progress)?;
-            let paths = self.timed("write", |run| write_staged(&run.output, &run.run_id, writes))?;
-            self.outputs.extend(paths);
-        }
+        self.ingest(candidates, &progress)?;
         progress.finish_and_clear();
         if self.files.is_empty() && self.unreadable.is_empty() {
             self.save_index();
@@ -167,6 +167,85 @@ impl<'a> Run<'a> {
         lock.ensure_held()?;
         self.commit(&mut manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
+    }
+
+    /// Reads, parses, cleans and stages every candidate file. Three things
+    /// overlap: one thread reads files in order and cuts them into pieces,
+    /// this one parses and cleans a batch of pieces on every core, and one
+    /// thread encodes and writes the previous batch's Parquet.
+    fn ingest(&mut self, candidates: Vec<Candidate>, progress: &ProgressBar) -> Result<()> {
+        let budget = self.config.batch_rows.saturating_mul(BATCH_BYTES_PER_ROW);
+        let reader = Reader {
+            input: self.input.clone(),
+            limits: Limits {
+                max_record_bytes: self.config.max_record_bytes,
+                chunk_bytes: (budget / PIECES_PER_BATCH).clamp(64 << 10, 8 << 20),
+            },
+            window: budget,
+            progress: progress.clone(),
+        };
+        let entries: Vec<Entry> = candidates.iter().map(|c| c.entry.clone()).collect();
+        let (output, run_id) = (self.output.clone(), self.run_id.clone());
+        std::thread::scope(|scope| {
+            let (events_tx, events) = sync_channel(PIECES_PER_BATCH);
+            scope.spawn(move || reader.run(&candidates, &events_tx));
+            let (writes_tx, writes) = sync_channel::<Vec<StagedWrite>>(0);
+            let writer = scope.spawn(move || {
+                let (mut paths, mut seconds) = (Vec::new(), 0.0);
+                for batch in writes {
+                    let start = Instant::now();
+                    paths.extend(write_staged(&output, &run_id, batch)?);
+                    seconds += start.elapsed().as_secs_f64();
+                }
+                Ok::<_, Error>((paths, seconds))
+            });
+            let batches = self.take_batches(events, &entries, budget, &writes_tx);
+            drop(writes_tx);
+            let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // A failed write ends the writer first and the batches after it.
+            let (paths, seconds) = written?;
+            batches?;
+            self.outputs.extend(paths);
+            *self.stage_seconds.entry("write".to_string()).or_default() += seconds;
+            Ok(())
+        })
+    }
+
+    /// Gathers the reader's events into batches of about `budget` decoded
+    /// bytes, processes each and hands its files to the writer.
+    fn take_batches(
+        &mut self,
+        events: Receiver<Result<Event>>,
+        entries: &[Entry],
+        budget: usize,
+        writes: &SyncSender<Vec<StagedWrite>>,
+    ) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let waited = Instant::now();
+            let event = events.recv();
+            *self.stage_seconds.entry("input_wait".to_string()).or_default() += waited.elapsed().as_secs_f64();
+            let end = match event {
+                Ok(event) => {
+                    let event = event?;
+                    bytes += event.len();
+                    batch.push(event);
+                    false
+                }
+                Err(_) => true,
+            };
+            if (end && !batch.is_empty()) || bytes >= budget {
+                let staged = self.process_batch(std::mem::take(&mut batch), entries)?;
+                bytes = 0;
+                if !staged.is_empty() {
+                    writes.send(staged).map_err(|_| Error::ReadStopped)?;
+                }
+            }
+            if end {
+                return Ok(());
+            }
+        }
     }
 
     /// Event files under the input root not already ingested with this content.
@@ -187,44 +266,41 @@ impl<'a> Run<'a> {
         Ok(candidates)
     }
 
-    /// Parses, cleans and deduplicates one batch of files; returns the
-    /// layer files to stage for it.
-    fn process_batch(&mut self, batch: Vec<Candidate>, progress: &ProgressBar) -> Result<Vec<StagedWrite>> {
-        let span = info_span!("batch", files = batch.len());
+    /// Parses, cleans and deduplicates one batch of pieces (and records
+    /// the files that ended in it); returns the layer files to stage for it.
+    fn process_batch(&mut self, batch: Vec<Event>, entries: &[Entry]) -> Result<Vec<StagedWrite>> {
+        let span = info_span!("batch", events = batch.len());
         let _enter = span.enter();
         let lineage_time = self.started_at.timestamp_micros();
-        let outcomes: Vec<FileOutcome> = self.timed("bronze", |run| {
-            let (input, rules, run_id) = (&run.input, &run.rules, run.run_id.as_str());
+        let parsed: Vec<Parsed> = self.timed("bronze", |run| {
+            let (rules, run_id) = (&run.rules, run.run_id.as_str());
             batch
-                .par_iter()
-                .map(|c| {
-                    let result = ingest_file(
-                        input,
-                        c,
-                        rules,
-                        Lineage { source_file: &c.entry.relative, ingested_at_micros: lineage_time, run_id },
-                    );
-                    progress.inc(c.entry.size);
-                    result
+                .into_par_iter()
+                .map(|event| match event {
+                    Event::Piece { file, piece } => {
+                        let mut builder = BronzeBuilder::with_capacity(piece.len() / 96 + 16);
+                        let stats = input::read_piece(&piece, &mut builder);
+                        drop(piece);
+                        let lineage =
+                            Lineage { source_file: &entries[file].relative, ingested_at_micros: lineage_time, run_id };
+                        let evaluated = silver::evaluate(builder.finish(lineage)?, rules)?;
+                        Ok(Parsed::Piece { file, evaluated, stats })
+                    }
+                    Event::Done { file, outcome } => Ok(Parsed::Done { file, outcome }),
                 })
-                .collect()
+                .collect::<Result<_>>()
         })?;
-        let mut records = Vec::new();
         let mut evaluated = Vec::new();
-        for outcome in outcomes {
-            match outcome {
-                FileOutcome::Unchanged => self.files_skipped += 1,
-                FileOutcome::Ingested(file) => {
-                    records.push(file.record);
-                    evaluated.push(file.evaluated);
+        for parsed in parsed {
+            match parsed {
+                Parsed::Piece { file, evaluated: piece, stats } => {
+                    self.reading.entry(file).or_default().add(stats);
+                    evaluated.push(piece);
                 }
-                FileOutcome::Unreadable(file) => {
-                    warn!(path = file.path, error = file.error, "Skipping an unreadable input file.");
-                    self.unreadable.push(file);
-                }
+                Parsed::Done { file, outcome } => self.file_done(&entries[file], file, outcome),
             }
         }
-        if records.is_empty() {
+        if evaluated.is_empty() {
             return Ok(Vec::new());
         }
 
@@ -243,12 +319,11 @@ impl<'a> Run<'a> {
         })?;
 
         let cleaned = self.timed("silver", |_| {
-            records
+            evaluated
                 .into_par_iter()
-                .zip(evaluated)
-                .map(|(record, evaluated)| {
+                .map(|evaluated| {
                     let bronze = evaluated.bronze().clone();
-                    Ok((record, bronze, silver::split(evaluated)?))
+                    Ok((bronze, silver::split(evaluated)?))
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -261,7 +336,7 @@ impl<'a> Run<'a> {
         let mut bronze_frames = Vec::new();
         let mut reject_frames = Vec::new();
         let mut event_frames: BTreeMap<i32, Vec<DataFrame>> = BTreeMap::new();
-        for (record, bronze, cleaned) in cleaned {
+        for (bronze, cleaned) in cleaned {
             self.rows.bronze += bronze.height() as u64;
             self.rows.silver_rejects += cleaned.rejects.height() as u64;
             for (count, total) in cleaned.reject_counts.iter().zip(self.reject_counts.iter_mut()) {
@@ -274,7 +349,6 @@ impl<'a> Run<'a> {
             }
             bronze_frames.push(bronze);
             reject_frames.push(cleaned.rejects);
-            self.files.push(record);
         }
         let mut writes = vec![
             (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", &ingest_date)), bronze_frames),
@@ -289,6 +363,26 @@ impl<'a> Run<'a> {
         }
         info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Processed batch.");
         Ok(writes)
+    }
+
+    /// Records how reading candidate `file` ended, after all its pieces.
+    fn file_done(&mut self, entry: &Entry, file: usize, outcome: FileOutcome) {
+        let stats = self.reading.remove(&file).unwrap_or_default();
+        match outcome {
+            FileOutcome::Unchanged => self.files_skipped += 1,
+            FileOutcome::Read { content_hash } => self.files.push(FileRecord {
+                path: entry.relative.clone(),
+                size: entry.size,
+                content_hash,
+                last_modified: entry.last_modified,
+                rows: stats.records,
+                malformed: stats.malformed,
+            }),
+            FileOutcome::Unreadable(file) => {
+                warn!(path = file.path, error = file.error, "Skipping an unreadable input file.");
+                self.unreadable.push(file);
+            }
+        }
     }
 
     /// Recomputes the gold partition of every touched date from all of its
@@ -430,8 +524,19 @@ impl<'a> Run<'a> {
 }
 
 /// One layer file to stage: its path relative to the output root and the
-/// frames (one per input file) it is made of.
+/// frames (one per piece of input) it is made of.
 type StagedWrite = (String, Vec<DataFrame>);
+
+/// A batch is about `batch_rows` rows of this many decoded bytes each.
+const BATCH_BYTES_PER_ROW: usize = 100;
+/// Pieces a batch is cut into, so that every core has work.
+const PIECES_PER_BATCH: usize = 8;
+
+/// One reader event after parsing.
+enum Parsed {
+    Piece { file: usize, evaluated: Evaluated, stats: ReadStats },
+    Done { file: usize, outcome: FileOutcome },
+}
 
 /// Encodes and stages one batch's files in parallel; returns the staged paths.
 fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<Vec<String>> {

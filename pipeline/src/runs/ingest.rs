@@ -1,15 +1,30 @@
-//! Per-file work of a run: which files are candidates, how they are grouped
-//! into batches, and reading one file into bronze with rules 1–4 applied.
-//! A file that cannot be read at all is an outcome here, not an error.
+//! Per-file work of a run before parsing: which files are candidates, and
+//! reading them, in path order on one thread, as a stream of [`Piece`]s
+//! that the batches parse on every core.
+//!
+//! A file is streamed, never held whole: its bytes are hashed, gunzipped
+//! and cut into pieces of whole records as they arrive. The one thing a
+//! stream cannot know early is whether a file is unreadable (a gzip error
+//! at its very end, no record that is text), and an unreadable file must
+//! leave no row behind. So a file's pieces are held back until it is
+//! known to be text (plain files: at its first good record), or, for
+//! gzip, until its end. A file that would hold back more than the window
+//! is first read through once to check it, then streamed.
 
-use super::manifest::{FileRecord, UnreadableFile};
-use crate::bronze::{BronzeBuilder, Lineage};
+use std::io::Read;
+use std::sync::mpsc::SyncSender;
+
+use flate2::read::MultiGzDecoder;
+use indicatif::ProgressBar;
+use xxhash_rust::xxh3::Xxh3Default;
+
+use super::manifest::UnreadableFile;
 use crate::error::{Error, Result};
-use crate::input::{self, FileKind};
-use crate::silver::{self, Evaluated, Rules};
-use crate::storage::{Entry, Storage};
+use crate::input::{self, FileKind, Limits, Piece, Split, Splitter};
+use crate::storage::{Entry, SourceError, Storage};
 
 /// A file chosen for ingestion.
+#[derive(Debug, Clone)]
 pub(super) struct Candidate {
     pub entry: Entry,
     pub kind: FileKind,
@@ -17,83 +32,231 @@ pub(super) struct Candidate {
     pub known_hash: Option<String>,
 }
 
-/// One file after parsing and rules 1–4.
-pub(super) struct Ingested {
-    pub record: FileRecord,
-    pub evaluated: Evaluated,
+/// What the reader hands the run, in file order.
+pub(super) enum Event {
+    /// A piece of candidate `file` (its index), to parse.
+    Piece { file: usize, piece: Piece },
+    /// Candidate `file` is read to its end; all its pieces came before.
+    Done { file: usize, outcome: FileOutcome },
 }
 
-/// What reading one candidate file gave.
+impl Event {
+    /// Decoded bytes the event carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Event::Piece { piece, .. } => piece.len(),
+            Event::Done { .. } => 0,
+        }
+    }
+}
+
+/// How reading one candidate file ended.
 pub(super) enum FileOutcome {
     /// Its content equals what an earlier run ingested at the same path.
     Unchanged,
-    Ingested(Box<Ingested>),
-    /// It cannot be read at all; the run goes on without it.
+    Read { content_hash: String },
+    /// It cannot be read at all; none of its pieces were sent.
     Unreadable(UnreadableFile),
 }
 
-/// Reads, hashes, parses and evaluates one file. A file that cannot be
-/// decoded or read as text is an outcome, not an error; a storage failure
-/// is an error (the run fails).
-pub(super) fn ingest_file(
-    input: &Storage,
-    candidate: &Candidate,
-    rules: &Rules,
-    lineage: Lineage,
-) -> Result<FileOutcome> {
-    let path = &candidate.entry.relative;
-    let bytes = input.get(path)?;
-    let content_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-    if candidate.known_hash.as_deref() == Some(content_hash.as_str()) {
-        return Ok(FileOutcome::Unchanged);
-    }
-    let unreadable = |message: String| UnreadableFile {
-        path: path.clone(),
-        size: candidate.entry.size,
-        content_hash: content_hash.clone(),
-        last_modified: candidate.entry.last_modified,
-        error: message,
-    };
-    let data = match input::decode(&bytes, candidate.kind, path) {
-        Ok(data) => data,
-        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
-        Err(e) => return Err(e),
-    };
-    let mut builder = BronzeBuilder::with_capacity(data.len() / 96 + 16);
-    let stats = match input::read_file(&data, candidate.kind, path, &mut builder) {
-        Ok(stats) => stats,
-        Err(Error::UnreadableInput { message, .. }) => return Ok(FileOutcome::Unreadable(unreadable(message))),
-        Err(e) => return Err(e),
-    };
-    let bronze = builder.finish(lineage)?;
-    let evaluated = silver::evaluate(bronze, rules)?;
-    let record = FileRecord {
-        path: path.clone(),
-        size: candidate.entry.size,
-        content_hash,
-        last_modified: candidate.entry.last_modified,
-        rows: stats.records,
-        malformed: stats.malformed,
-    };
-    Ok(FileOutcome::Ingested(Box::new(Ingested { record, evaluated })))
+/// Reads candidate files into [`Event`]s.
+pub(super) struct Reader {
+    pub input: Storage,
+    pub limits: Limits,
+    /// Decoded bytes a file may hold back before it is checked whole first.
+    pub window: usize,
+    pub progress: ProgressBar,
 }
 
-/// Groups files into batches of about `batch_rows` rows, estimated from
-/// size (≈ 100 bytes a row, gzip ≈ 8× smaller), keeping path order.
-pub(super) fn batches(candidates: Vec<Candidate>, batch_rows: usize) -> Vec<Vec<Candidate>> {
-    let budget = batch_rows as u64 * 100;
-    let mut batches: Vec<Vec<Candidate>> = Vec::new();
-    let mut used = 0;
-    for candidate in candidates {
-        let estimate = candidate.entry.size * if candidate.kind.gzip { 8 } else { 1 };
-        if batches.is_empty() || (used + estimate > budget && used > 0) {
-            batches.push(Vec::new());
-            used = 0;
-        }
-        used += estimate;
-        if let Some(last) = batches.last_mut() {
-            last.push(candidate);
+/// How a pass over a file treats its pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Hold pieces back until the file is known to be readable.
+    HoldBack,
+    /// Only check the file; send nothing.
+    Check,
+    /// The file is known to be readable: send pieces as they come.
+    Send,
+}
+
+/// How a pass over a file ended.
+enum Pass {
+    Read { content_hash: String },
+    Unreadable { content_hash: String, message: String },
+    /// [`Mode::HoldBack`] would have held more than the window.
+    TooLarge,
+}
+
+impl Reader {
+    /// Reads every candidate in order into `events`. Stops at the first
+    /// storage error (sent as the last event) or when `events` is closed.
+    pub fn run(&self, candidates: &[Candidate], events: &SyncSender<Result<Event>>) {
+        for (file, candidate) in candidates.iter().enumerate() {
+            let mut send = |piece| events.send(Ok(Event::Piece { file, piece })).map_err(|_| Error::ReadStopped);
+            let result = self.read(candidate, &mut send);
+            self.progress.inc(candidate.entry.size);
+            let event = match result {
+                Ok(outcome) => Ok(Event::Done { file, outcome }),
+                Err(Error::ReadStopped) => return,
+                Err(e) => Err(e),
+            };
+            let failed = event.is_err();
+            if events.send(event).is_err() || failed {
+                return;
+            }
         }
     }
-    batches
+
+    fn read(&self, candidate: &Candidate, send: &mut dyn FnMut(Piece) -> Result<()>) -> Result<FileOutcome> {
+        if let Some(known) = &candidate.known_hash {
+            let mut source = Hashing::new(self.input.open_read(&candidate.entry)?);
+            std::io::copy(&mut source, &mut std::io::sink()).map_err(|e| source_failure(e, &candidate.entry))?;
+            if source.hash() == *known {
+                return Ok(FileOutcome::Unchanged);
+            }
+        }
+        // A gzip file is only known good at its end: one likely to be
+        // larger than the window decoded (≈ 8× its size) is checked first.
+        let check_first = candidate.kind.gzip && candidate.entry.size.saturating_mul(8) > self.window as u64;
+        let mut pass = if check_first { Pass::TooLarge } else { self.pass(candidate, Mode::HoldBack, send)? };
+        if let Pass::TooLarge = pass {
+            pass = self.pass(candidate, Mode::Check, send)?;
+            if let Pass::Read { .. } = pass {
+                pass = self.pass(candidate, Mode::Send, send)?;
+            }
+        }
+        Ok(match pass {
+            Pass::Read { content_hash } => FileOutcome::Read { content_hash },
+            Pass::Unreadable { content_hash, message } => FileOutcome::Unreadable(UnreadableFile {
+                path: candidate.entry.relative.clone(),
+                size: candidate.entry.size,
+                content_hash,
+                last_modified: candidate.entry.last_modified,
+                error: message,
+            }),
+            Pass::TooLarge => unreachable!("only a hold-back pass is too large"),
+        })
+    }
+
+    /// Reads the file once, from its first byte to its last.
+    fn pass(&self, candidate: &Candidate, mode: Mode, send: &mut dyn FnMut(Piece) -> Result<()>) -> Result<Pass> {
+        let entry = &candidate.entry;
+        let mut source = Hashing::new(self.input.open_read(entry)?);
+        let mut held: Vec<Piece> = Vec::new();
+        let mut held_bytes = 0;
+        let mut released = mode == Mode::Send;
+        let mut too_large = false;
+        let mut forward = |split: Split| -> Result<()> {
+            match (mode, split) {
+                (Mode::Check, _) => Ok(()),
+                (_, Split::Piece(piece)) if released => send(piece),
+                (_, Split::Piece(piece)) => {
+                    held_bytes += piece.len();
+                    held.push(piece);
+                    too_large = held_bytes > self.window;
+                    if too_large { Err(Error::ReadStopped) } else { Ok(()) }
+                }
+                (_, Split::Text) if !candidate.kind.gzip && !released => {
+                    released = true;
+                    held.drain(..).try_for_each(&mut *send)
+                }
+                (_, Split::Text) => Ok(()),
+            }
+        };
+        let split = split_stream(&mut source, candidate, self.limits, &mut forward);
+        let content_hash = match std::io::copy(&mut source, &mut std::io::sink()) {
+            Ok(_) => source.hash(),
+            Err(e) => return Err(source_failure(e, entry)),
+        };
+        match split {
+            Ok(()) => {}
+            Err(Error::ReadStopped) if too_large => return Ok(Pass::TooLarge),
+            Err(Error::UnreadableInput { message, .. }) => return Ok(Pass::Unreadable { content_hash, message }),
+            Err(e) => return Err(e),
+        }
+        if !released {
+            held.into_iter().try_for_each(send)?;
+        }
+        Ok(Pass::Read { content_hash })
+    }
+}
+
+/// Decodes `source` and cuts it into pieces. A file that cannot be decoded
+/// or is not text is [`Error::UnreadableInput`]; a storage failure is itself.
+fn split_stream(
+    source: &mut Hashing,
+    candidate: &Candidate,
+    limits: Limits,
+    forward: &mut dyn FnMut(Split) -> Result<()>,
+) -> Result<()> {
+    let path = candidate.entry.relative.as_str();
+    let mut decoded: Box<dyn Read + '_> =
+        if candidate.kind.gzip { Box::new(MultiGzDecoder::new(&mut *source)) } else { Box::new(&mut *source) };
+    let mut splitter = Splitter::new(candidate.kind.format, limits, path);
+    let mut block = vec![0u8; 256 << 10];
+    loop {
+        let n = match decoded.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match SourceError::take(e) {
+                    Ok(storage) => storage,
+                    Err(e) => Error::UnreadableInput {
+                        path: path.to_string(),
+                        message: format!("not a valid gzip stream ({e})"),
+                    },
+                });
+            }
+        };
+        splitter.push(&block[..n], forward)?;
+    }
+    let summary = splitter.finish(forward)?;
+    if !summary.text {
+        return Err(input::not_text(path));
+    }
+    Ok(())
+}
+
+fn source_failure(e: std::io::Error, entry: &Entry) -> Error {
+    SourceError::take(e).unwrap_or_else(|source| Error::Io { path: entry.relative.clone().into(), source })
+}
+
+/// The raw bytes of a file, hashed as they are read.
+struct Hashing {
+    inner: Box<dyn Read + Send>,
+    hasher: Xxh3Default,
+}
+
+impl Hashing {
+    fn new(inner: Box<dyn Read + Send>) -> Self {
+        Self { inner, hasher: Xxh3Default::new() }
+    }
+
+    /// The content hash recorded in manifests: 128-bit xxh3, hex.
+    fn hash(&self) -> String {
+        format!("{:032x}", self.hasher.digest128())
+    }
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streamed_hash_is_the_one_shot_hash_of_earlier_manifests() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut source = Hashing::new(Box::new(std::io::Cursor::new(data.clone())));
+        let mut block = [0u8; 1000];
+        while source.read(&mut block).expect("memory") > 0 {}
+        assert_eq!(source.hash(), format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&data)));
+    }
 }

@@ -291,7 +291,7 @@ mod tests {
             b.record(i as i64 + 2, *r, None);
         }
         for m in malformed {
-            b.malformed(99, m);
+            b.malformed(99, m, None);
         }
         b.finish(Lineage { source_file: "f.csv", ingested_at_micros: 0, run_id: "r" }).expect("bronze")
     }
@@ -496,7 +496,7 @@ mod proptests {
             b.record(i as i64 + 2, std::array::from_fn(|k| r[k].as_deref()), None);
         }
         for _ in 0..malformed {
-            b.malformed(1, "x");
+            b.malformed(1, "x", None);
         }
         let bronze = b.finish(Lineage { source_file: "p", ingested_at_micros: 0, run_id: "r" }).expect("bronze");
         let height = bronze.height();
