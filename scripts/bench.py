@@ -1,63 +1,122 @@
 #!/usr/bin/env python3
-"""Benchmark `pipeline run`: events/s and peak RSS for N generated events,
-plus an incremental run adding one 10k-event file to that output.
+"""Benchmark `pipeline run` against the DuckDB baseline (scripts/duckdb_baseline.py)
+on the same generated input, in the same run, for two shapes of input:
 
-Usage: scripts/bench.py [N ...]        (default: 1000000 10000000)
-Env:   BENCH_DIR (default target/bench), KEEP=1 to keep the data.
+  large  N events in 8 plain CSV files (about 100 MB each at 10M events)
+  small  N events in files of 50,000 events (200 files at 10M), every kind:
+         CSV, NDJSON, gzipped or not
+
+Both are 20 services over 7 days. For each it prints wall seconds, CPU
+seconds, cores busy (CPU / wall) and peak RSS of both tools, the ratio of
+minutely's wall time to DuckDB's, and two incremental runs on minutely's
+output: +10k events in five minutes, and +10k spread over all 7 dates.
+
+Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [N ...]   (default N: 10000000)
+Env:   BENCH_DIR (default target/bench), KEEP=1 keeps the data.
 """
+import argparse
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "pipeline")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "debug", "pipeline")
+VENV = os.path.join(TARGET, "bench-venv")
+SHAPES = {
+    "large": ["--files", "8", "--kinds", "csv"],
+    "small": [],
+}
+SPAN = ["--services", "20", "--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)]
 
 
 def measure(args):
-    """Runs a command; returns (seconds, peak RSS in MiB, stdout)."""
+    """Runs a command; returns (wall s, CPU s, peak RSS MiB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
     out = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 3):
         sys.exit(f"{' '.join(args)} exited {code}:\n{out}")
-    return seconds, usage.ru_maxrss / 1024, out
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def generate(out, events, extra):
+    subprocess.run([BIN, "generate", "--events", str(events), "--seed", "1", "--out", out, *SPAN, *extra],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def add_increment(inp, name, span_args):
+    """Generates 10k new events and moves them into one new folder of the input."""
+    scratch = os.path.join(os.path.dirname(inp), "scratch")
+    shutil.rmtree(scratch, ignore_errors=True)
+    subprocess.run([BIN, "generate", "--events", "10000", "--seed", "2", "--out", scratch, "--services", "20", *span_args],
+                   check=True, stdout=subprocess.DEVNULL)
+    target = os.path.join(inp, name)
+    os.makedirs(target)
+    for folder, _, files in os.walk(scratch):
+        for f in files:
+            if not f.startswith((".", "_")) and f != "README.txt" and "_incoming" not in folder:
+                os.replace(os.path.join(folder, f), os.path.join(target, f"{os.path.basename(folder)}-{f}"))
+    shutil.rmtree(scratch)
+
+
+def ensure_venv():
+    python = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "-r", os.path.join(ROOT, "scripts", "bench-requirements.txt")], check=True)
+    return python
+
+
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 10_000_000]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("events", nargs="*", type=int, default=[10_000_000])
+    parser.add_argument("--shapes", default="large,small")
+    parser.add_argument("--no-duckdb", action="store_true", help="only minutely (e.g. for 100M events)")
+    args = parser.parse_args()
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
-    base = os.environ.get("BENCH_DIR", os.path.join(ROOT, "target", "bench"))
-    print(f"{'events':>10} {'input MB':>9} {'run s':>7} {'events/s':>11} {'peak RSS MiB':>13} {'incr s':>7} {'incr RSS MiB':>13}")
-    for n in sizes:
-        work = os.path.join(base, str(n))
-        shutil.rmtree(work, ignore_errors=True)
-        inp, out = os.path.join(work, "in"), os.path.join(work, "out")
-        subprocess.run([BIN, "generate", "--events", str(n), "--seed", "1", "--out", inp], check=True, stdout=subprocess.DEVNULL)
-        run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
-        seconds, rss, _ = measure(run)
-        # One new 10k-event file covering five minutes, as a scheduled run would see.
-        extra = os.path.join(inp, "zz-incremental")
-        subprocess.run([BIN, "generate", "--events", "10000", "--seed", "2", "--start", "2026-01-13", "--span-minutes", "5", "--out", extra],
-                       check=True, stdout=subprocess.DEVNULL)
-        for name in os.listdir(extra):
-            path = os.path.join(extra, name)
-            if os.path.isdir(path):
-                for f in os.listdir(path):
-                    os.replace(os.path.join(path, f), os.path.join(extra, f"{name}-{f}"))
-                shutil.rmtree(path)
-        incr_s, incr_rss, incr_out = measure(run)
-        print(f"{n:>10} {du(inp) / 1e6:>9.0f} {seconds:>7.2f} {n / seconds:>11,.0f} {rss:>13.0f} {incr_s:>7.2f} {incr_rss:>13.0f}")
-        if not os.environ.get("KEEP"):
+    python = None if args.no_duckdb else ensure_venv()
+    base = os.environ.get("BENCH_DIR", os.path.join(TARGET, "bench"))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+    print(f"machine: {os.cpu_count()} cores, {cpu}, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    header = (f"{'shape':>6} {'events':>11} {'files':>5} {'MB in':>6} | {'minutely s':>10} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7}"
+              f" | {'duckdb s':>8} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7} | {'ratio':>5}"
+              f" | {'+10k 5min s':>11} {'RSS':>5} | {'+10k 7d s':>9} {'RSS':>5}")
+    print(header)
+    for n in args.events:
+        for shape in args.shapes.split(","):
+            work = os.path.join(base, f"{shape}-{n}")
             shutil.rmtree(work, ignore_errors=True)
+            inp, out, duck = (os.path.join(work, d) for d in ("in", "out", "duckdb"))
+            generate(inp, n, SHAPES[shape])
+            files = sum(1 for _, _, fs in os.walk(inp) for f in fs if ".csv" in f or "json" in f)
+            size = du(inp) / 1e6
+            run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
+            wall, cpu_s, rss = measure(run)
+            if python:
+                d_wall, d_cpu, d_rss = measure([python, os.path.join(ROOT, "scripts", "duckdb_baseline.py"), inp, duck])
+                duck_cols = f"{d_wall:>8.1f} {d_cpu:>6.1f} {d_cpu / d_wall:>5.2f} {d_rss:>7.0f} | {wall / d_wall:>5.2f}"
+                shutil.rmtree(duck, ignore_errors=True)
+            else:
+                duck_cols = f"{'-':>8} {'-':>6} {'-':>5} {'-':>7} | {'-':>5}"
+            add_increment(inp, "zz-incr-5min", ["--start", "2026-01-13", "--span-minutes", "5"])
+            i1, _, i1_rss = measure(run)
+            add_increment(inp, "zz-incr-7d", ["--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)])
+            i2, _, i2_rss = measure(run)
+            print(f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} | {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
+                  f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}", flush=True)
+            if not os.environ.get("KEEP"):
+                shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

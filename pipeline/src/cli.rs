@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{ConfigFile, Overrides};
 use crate::error::Error;
-use crate::generate::{GenerateOptions, generate};
+use crate::generate::{GenerateOptions, Kinds, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
 use crate::runs::{CrashPoint, Manifest, Outcome, RunOptions, RunStatus, run};
 use crate::storage::Storage;
@@ -117,6 +117,12 @@ struct GenerateArgs {
     #[arg(long, default_value_t = GenerateOptions::DEFAULT_SERVICES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     services: usize,
+    /// Number of files [default: about 50,000 events a file, at least 8 files].
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    files: Option<u64>,
+    /// File kinds: every kind in turn (CSV, NDJSON, gzipped or not), or only plain CSV or NDJSON.
+    #[arg(long, value_enum, default_value_t = Kinds::Mixed)]
+    kinds: Kinds,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +201,8 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 start_seconds: args.start.and_time(chrono::NaiveTime::MIN).and_utc().timestamp(),
                 span_seconds: args.span_minutes.max(1) * 60,
                 services: args.services,
+                files: args.files,
+                kinds: args.kinds,
             };
             let done = generate(&options)?;
             println!(

@@ -32,6 +32,20 @@ pub struct GenerateOptions {
     /// Distinct services: the first eight have real names, the rest are
     /// `service-09`, `service-10`, ...
     pub services: usize,
+    /// Number of files; `None`: about 50,000 events a file, at least 8.
+    pub files: Option<u64>,
+    pub kinds: Kinds,
+}
+
+/// Which kinds of event file to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kinds {
+    /// CSV, NDJSON, gzipped CSV, gzipped NDJSON, in turn.
+    Mixed,
+    /// Plain CSV only.
+    Csv,
+    /// Plain NDJSON only.
+    Ndjson,
 }
 
 impl GenerateOptions {
@@ -57,7 +71,10 @@ const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-south-1"];
 /// Writes `options.events` events under `options.out`, plus a few files the
 /// pipeline must ignore.
 pub fn generate(options: &GenerateOptions) -> Result<Generated> {
-    let per_file = (options.events / 8).clamp(250, 50_000);
+    let per_file = match options.files {
+        Some(files) => options.events.div_ceil(files).max(1),
+        None => (options.events / 8).clamp(250, 50_000),
+    };
     let files = options.events.div_ceil(per_file);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -69,7 +86,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Generated> {
         .map(|index| {
             let first = index * per_file;
             let count = per_file.min(options.events - first);
-            let file = FileSpec::new(index, options.seed);
+            let file = FileSpec::new(index, options.seed, options.kinds);
             let path = options.out.join(&file.name);
             let data = file.render(first, count, options)?;
             if let Some(parent) = path.parent() {
@@ -108,13 +125,13 @@ struct FileSpec {
 }
 
 impl FileSpec {
-    fn new(index: u64, seed: u64) -> Self {
+    fn new(index: u64, seed: u64, kinds: Kinds) -> Self {
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
-        let (ndjson, gzip) = match index % 4 {
-            0 => (false, false),
-            1 => (true, false),
-            2 => (false, true),
-            _ => (true, true),
+        let (ndjson, gzip) = match (kinds, index % 4) {
+            (Kinds::Csv, _) | (Kinds::Mixed, 0) => (false, false),
+            (Kinds::Ndjson, _) | (Kinds::Mixed, 1) => (true, false),
+            (Kinds::Mixed, 2) => (false, true),
+            (Kinds::Mixed, _) => (true, true),
         };
         let ext = match (ndjson, gzip, index % 8 == 3) {
             (false, false, _) => "csv",

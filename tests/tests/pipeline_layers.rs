@@ -407,3 +407,47 @@ fn generated_sample_is_deterministic_and_passes_the_gate() {
     let total: i64 = i64s(&gold, "request_count").into_iter().flatten().sum();
     assert_eq!(total as usize, events.height(), "gold request_count sums to silver rows");
 }
+
+#[test]
+fn records_over_max_record_bytes_are_malformed_rows_with_their_head_and_the_rest_is_read() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).expect("dir");
+    let row = |id: &str| format!("{id},api,request,2026-01-12T10:00:00Z");
+    // A quoted field of 3 MB with line breaks in it, between two good rows.
+    let long_field = "x\n".repeat(1_500_000);
+    let long_csv = format!("e2,\"{long_field}\",request,2026-01-12T10:00:00Z");
+    let csv = format!("event_id,service,event_type,timestamp\n{}\n{long_csv}\n{}\n", row("e1"), row("e3"));
+    std::fs::write(input.join("a.csv"), &csv).expect("write");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(csv.replace("e1,", "g1,").replace("e2,", "g2,").replace("e3,", "g3,").as_bytes()).expect("gzip");
+    std::fs::write(input.join("b.csv.gz"), gz.finish().expect("gzip")).expect("write");
+    let json = |id: &str| format!(r#"{{"event_id":"{id}","service":"api","event_type":"request","timestamp":"2026-01-12T10:00:00Z"}}"#);
+    let long_json = format!(r#"{{"event_id":"n2","user_id":"{}"}}"#, "y".repeat(2_000_000));
+    let deep = format!(r#"{{"event_id":"n3","x":{}1{}}}"#, "[".repeat(20_000), "]".repeat(20_000));
+    std::fs::write(input.join("c.ndjson"), format!("{}\n{long_json}\r\n{deep}\n{}\n", json("n1"), json("n4")))
+        .expect("write");
+
+    let out = pipeline(
+        dir.path(),
+        &["run", "--input", "in", "--output", "out", "--max-record-bytes", "65536", "--max-reject-ratio", "0.9"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let root = dir.path().join("out");
+    let events = sorted(&read_layer(&root.join("silver/events"), "event_date"), &["_source_file", "_source_line"]);
+    assert_eq!(strs(&events, "event_id"), [s("e1"), s("e3"), s("g1"), s("g3"), s("n1"), s("n4")]);
+    // The long CSV record spans 1,500,001 lines, so e3 starts after them.
+    assert_eq!(i64s(&events, "_source_line"), [Some(2), Some(1_500_004), Some(2), Some(1_500_004), Some(1), Some(4)]);
+    let rejects = sorted(&read_layer(&root.join("silver/rejects"), "ingest_date"), &["_source_file", "_source_line"]);
+    assert_eq!(strs(&rejects, "reject_reason"), vec![s("malformed_row"); 4]);
+    assert_eq!(i64s(&rejects, "_source_line"), [Some(3), Some(3), Some(2), Some(3)]);
+    let raws = strs(&rejects, "_raw");
+    assert_eq!(raws[0].as_deref(), Some(&long_csv[..65536]), "the head of the long CSV record");
+    assert_eq!(raws[1].as_deref(), Some(&long_csv.replace("e2,", "g2,")[..65536]));
+    assert_eq!(raws[2].as_deref(), Some(&long_json[..65536]));
+    assert_eq!(raws[3].as_deref(), Some(deep.as_str()), "too deep for serde_json, within the length limit");
+    let extras = strs(&rejects, "_extra");
+    let note = |n: usize| Some(format!(r#"{{"_record_bytes":{n}}}"#));
+    assert_eq!(extras, [note(long_csv.len()), note(long_csv.len()), note(long_json.len()), None]);
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The DuckDB baseline: minutely's three layers (bronze, silver events and
+rejects, gold) written by one DuckDB SQL script, as a DuckDB user would.
+
+Usage: scripts/duckdb_baseline.py INPUT_DIR OUTPUT_DIR
+(run with target/bench-venv/bin/python; scripts/bench.py does).
+
+It is a performance baseline, not a second implementation: where plain SQL
+cannot follow SPEC.md, it does the nearest thing a SQL user would do.
+  - Line numbers: DuckDB's readers do not report a record's physical line,
+    so `_source_line` is the row's position in the scan.
+  - Malformed rows: the readers skip CSV rows with the wrong field count
+    and invalid JSON lines (`ignore_errors`); they are not in bronze or
+    rejects. `_raw` is therefore always null.
+  - `_extra`: unknown CSV columns and JSON keys are dropped.
+  - Header names and JSON keys: CSV headers are normalized by
+    `normalize_names` (case, padding); JSON keys are matched exactly.
+  - Whitespace: `trim` removes ASCII whitespace, not all Unicode whitespace.
+  - Timestamps: ISO forms via DuckDB's TIMESTAMPTZ cast (which accepts a
+    few forms the SPEC rejects); epoch numbers through
+    DOUBLE, so the last microsecond may differ; one strftime pattern.
+  - Numbers: `try_cast` to DOUBLE accepts `inf`-like spellings and
+    hexadecimal the SPEC's grammar does not.
+  - Duplicates: first by file path, then scan position.
+Every layer is Hive-partitioned Parquet (zstd), like minutely's.
+"""
+import os
+import sys
+
+import duckdb
+
+IGNORED = ("_", ".")
+
+
+def event_files(root):
+    """(csv, ndjson) event files under root, by SPEC §2's naming rules."""
+    csv, ndjson = [], []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(IGNORED)]
+        for name in files:
+            if name.startswith(IGNORED):
+                continue
+            stem = name[:-3] if name.endswith(".gz") else name
+            path = os.path.join(folder, name)
+            if stem.endswith(".csv"):
+                csv.append(path)
+            elif stem.endswith((".jsonl", ".ndjson")):
+                ndjson.append(path)
+    return sorted(csv), sorted(ndjson)
+
+
+FIELDS = ["event_id", "service", "event_type", "timestamp", "latency_ms", "status_code", "user_id"]
+
+
+def sql_list(paths):
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def script(csv, ndjson, out):
+    sources = []
+    if csv:
+        columns = ", ".join(f'"{f}"' for f in FIELDS)
+        sources.append(
+            f"SELECT {columns}, filename AS _source_file FROM read_csv({sql_list(csv)}, all_varchar = true, "
+            "union_by_name = true, normalize_names = true, filename = true, ignore_errors = true)"
+        )
+    if ndjson:
+        columns = ", ".join(f"json_extract_string(json, '$.{f}') AS \"{f}\"" for f in FIELDS)
+        sources.append(
+            f"SELECT {columns}, filename AS _source_file FROM read_ndjson_objects({sql_list(ndjson)}, "
+            "filename = true, ignore_errors = true)"
+        )
+    union = "\nUNION ALL BY NAME\n".join(sources)
+    return f"""
+SET TimeZone = 'UTC';
+CREATE MACRO ws() AS ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13);
+CREATE MACRO norm(v) AS CASE WHEN lower(trim(v, ws())) IN ('', 'null', 'none', 'nan', 'n/a', '-') THEN NULL ELSE trim(v, ws()) END;
+CREATE MACRO epoch_us(v) AS CASE
+    WHEN abs(v) < 1e11 THEN floor(v * 1e6) WHEN abs(v) < 1e14 THEN floor(v * 1e3) ELSE floor(v) END::BIGINT;
+CREATE MACRO parse_ts(v) AS CASE
+    WHEN regexp_full_match(v, '[+-]?[0-9]+(\\.[0-9]+)?') THEN make_timestamptz(epoch_us(try_cast(v AS DOUBLE)))
+    ELSE coalesce(try_cast(regexp_replace(v, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[tT ]', '\\1 ') AS TIMESTAMPTZ), try_strptime(v, '%d/%m/%Y %H:%M:%S')::TIMESTAMPTZ) END;
+
+CREATE TEMP TABLE bronze AS
+SELECT *, row_number() OVER () AS _source_line, now()::TIMESTAMPTZ AS _ingested_at, 'duckdb' AS _run_id,
+       NULL::VARCHAR AS _extra, NULL::VARCHAR AS _raw
+FROM ({union});
+
+CREATE TEMP TABLE evaluated AS
+SELECT *, list_filter([
+        CASE WHEN id IS NULL THEN 'missing_event_id' END,
+        CASE WHEN svc IS NULL THEN 'missing_service' END,
+        CASE WHEN et IS NULL THEN 'missing_event_type' END,
+        CASE WHEN ts IS NULL THEN 'missing_timestamp' END,
+        CASE WHEN ts IS NOT NULL AND t IS NULL THEN 'invalid_timestamp' END,
+        CASE WHEN t < TIMESTAMPTZ '2000-01-01' OR t >= TIMESTAMPTZ '2100-01-01' THEN 'timestamp_out_of_range' END
+    ], lambda r: r IS NOT NULL) AS reasons
+FROM (
+    SELECT *, norm(event_id) AS id, lower(norm(service)) AS svc, lower(norm(event_type)) AS et,
+           norm("timestamp") AS ts, parse_ts(norm("timestamp")) AS t
+    FROM bronze
+);
+
+CREATE TEMP TABLE ranked AS
+SELECT *, CASE WHEN len(reasons) = 0 AND row_number() OVER (
+        PARTITION BY id, CAST(t AS DATE), len(reasons) = 0 ORDER BY _source_file, _source_line) > 1
+    THEN ['duplicate_event_id'] ELSE reasons END AS all_reasons
+FROM evaluated;
+
+COPY (SELECT {", ".join(f'"{f}"' for f in FIELDS)}, _extra, _raw, _source_file, _source_line, _ingested_at, _run_id,
+             strftime(current_date, '%Y-%m-%d') AS ingest_date FROM bronze)
+TO '{out}/bronze/events' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (ingest_date));
+
+COPY (SELECT id AS event_id, svc AS service, et AS event_type, t AS event_time,
+             CASE WHEN isfinite(try_cast(norm(latency_ms) AS DOUBLE)) AND try_cast(norm(latency_ms) AS DOUBLE) >= 0
+                  THEN try_cast(norm(latency_ms) AS DOUBLE) END AS latency_ms,
+             CASE WHEN try_cast(norm(status_code) AS DOUBLE) BETWEEN 100 AND 599
+                   AND try_cast(norm(status_code) AS DOUBLE) = floor(try_cast(norm(status_code) AS DOUBLE))
+                  THEN try_cast(norm(status_code) AS DOUBLE)::INTEGER END AS status_code,
+             norm(user_id) AS user_id, _source_file, _source_line, _run_id,
+             strftime(t, '%Y-%m-%d') AS event_date
+      FROM ranked WHERE len(all_reasons) = 0)
+TO '{out}/silver/events' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date));
+
+COPY (SELECT {", ".join(f'"{f}"' for f in FIELDS)}, _extra, _raw, _source_file, _source_line, _ingested_at, _run_id,
+             all_reasons[1] AS reject_reason, all_reasons AS reject_reasons,
+             strftime(current_date, '%Y-%m-%d') AS ingest_date
+      FROM ranked WHERE len(all_reasons) > 0)
+TO '{out}/silver/rejects' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (ingest_date));
+
+COPY (SELECT service, time_bucket(INTERVAL 1 MINUTE, event_time) AS minute,
+             count(*) AS request_count, count(latency_ms) AS latency_count, avg(latency_ms) AS avg_latency_ms,
+             quantile_cont(latency_ms, 0.5) AS p50_latency_ms, quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
+             quantile_cont(latency_ms, 0.99) AS p99_latency_ms, max(latency_ms) AS max_latency_ms,
+             count(status_code) AS status_count,
+             count_if(status_code < 200 OR status_code > 299) AS error_count,
+             count_if(status_code < 200 OR status_code > 299) / nullif(count(status_code), 0) AS error_rate,
+             any_value(event_date) AS event_date
+      FROM read_parquet('{out}/silver/events/*/*.parquet', hive_partitioning = true)
+      GROUP BY service, minute ORDER BY service, minute)
+TO '{out}/gold/service_minute_metrics' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date));
+"""
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    root, out = sys.argv[1], os.path.abspath(sys.argv[2])
+    csv, ndjson = event_files(root)
+    if not csv and not ndjson:
+        sys.exit(f"no event files under {root}")
+    for layer in ("bronze", "silver", "gold"):
+        os.makedirs(os.path.join(out, layer), exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{out}/_duckdb_tmp'")
+    con.execute(script(csv, ndjson, out))
+    rows = con.execute("SELECT count(*), count(*) FILTER (len(all_reasons) > 0) FROM ranked").fetchone()
+    print(f"bronze {rows[0]} rows, rejects {rows[1]}")
+
+
+if __name__ == "__main__":
+    main()
