@@ -11,7 +11,10 @@ seconds, cores busy (CPU / wall) and peak RSS of both tools, the ratio of
 minutely's wall time to DuckDB's, and two incremental runs on minutely's
 output: +10k events in five minutes, and +10k spread over all 7 dates.
 
-Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [N ...]   (default N: 10000000)
+With --zstd-levels L,L,... it instead runs minutely on the large shape at
+each zstd level and prints wall, CPU and the size of bronze and silver.
+
+Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--zstd-levels 1,3] [N ...]   (default N: 10000000)
 Env:   BENCH_DIR (default target/bench), KEEP=1 keeps the data.
 """
 import argparse
@@ -53,6 +56,13 @@ def du(path):
 def generate(out, events, extra):
     subprocess.run([BIN, "generate", "--events", str(events), "--seed", "1", "--out", out, *SPAN, *extra],
                    check=True, stdout=subprocess.DEVNULL)
+    settle()
+
+
+def settle():
+    """Flushes written files to disk first, so their writeback does not land in a timed run."""
+    os.sync()
+    time.sleep(2)
 
 
 def add_increment(inp, name, span_args):
@@ -68,6 +78,7 @@ def add_increment(inp, name, span_args):
             if not f.startswith((".", "_")) and f != "README.txt" and "_incoming" not in folder:
                 os.replace(os.path.join(folder, f), os.path.join(target, f"{os.path.basename(folder)}-{f}"))
     shutil.rmtree(scratch)
+    settle()
 
 
 def ensure_venv():
@@ -83,6 +94,7 @@ def main():
     parser.add_argument("events", nargs="*", type=int, default=[10_000_000])
     parser.add_argument("--shapes", default="large,small")
     parser.add_argument("--no-duckdb", action="store_true", help="only minutely (e.g. for 100M events)")
+    parser.add_argument("--zstd-levels", help="compare these zstd levels instead (large shape)")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
     python = None if args.no_duckdb else ensure_venv()
@@ -92,6 +104,8 @@ def main():
     header = (f"{'shape':>6} {'events':>11} {'files':>5} {'MB in':>6} | {'minutely s':>10} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7}"
               f" | {'duckdb s':>8} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7} | {'ratio':>5}"
               f" | {'+10k 5min s':>11} {'RSS':>5} | {'+10k 7d s':>9} {'RSS':>5}")
+    if args.zstd_levels:
+        return zstd_levels(base, args.events, [int(l) for l in args.zstd_levels.split(",")])
     print(header)
     for n in args.events:
         for shape in args.shapes.split(","):
@@ -99,14 +113,17 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
             inp, out, duck = (os.path.join(work, d) for d in ("in", "out", "duckdb"))
             generate(inp, n, SHAPES[shape])
-            files = sum(1 for _, _, fs in os.walk(inp) for f in fs if ".csv" in f or "json" in f)
+            files = sum(1 for d, _, fs in os.walk(inp) for f in fs
+                        if (".csv" in f or "json" in f) and not f.startswith(".") and "_incoming" not in d)
             size = du(inp) / 1e6
             run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
             wall, cpu_s, rss = measure(run)
+            settle()
             if python:
                 d_wall, d_cpu, d_rss = measure([python, os.path.join(ROOT, "scripts", "duckdb_baseline.py"), inp, duck])
                 duck_cols = f"{d_wall:>8.1f} {d_cpu:>6.1f} {d_cpu / d_wall:>5.2f} {d_rss:>7.0f} | {wall / d_wall:>5.2f}"
                 shutil.rmtree(duck, ignore_errors=True)
+                settle()
             else:
                 duck_cols = f"{'-':>8} {'-':>6} {'-':>5} {'-':>7} | {'-':>5}"
             add_increment(inp, "zz-incr-5min", ["--start", "2026-01-13", "--span-minutes", "5"])
@@ -117,6 +134,23 @@ def main():
                   f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}", flush=True)
             if not os.environ.get("KEEP"):
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def zstd_levels(base, sizes, levels):
+    print(f"{'events':>11} {'zstd':>4} | {'wall s':>6} {'CPU s':>6} | {'bronze MB':>9} {'silver MB':>9} {'gold MB':>7}")
+    for n in sizes:
+        work = os.path.join(base, f"zstd-{n}")
+        shutil.rmtree(work, ignore_errors=True)
+        inp, out = os.path.join(work, "in"), os.path.join(work, "out")
+        generate(inp, n, SHAPES["large"])
+        for level in levels:
+            shutil.rmtree(out, ignore_errors=True)
+            settle()
+            wall, cpu_s, _ = measure([BIN, "run", "--input", inp, "--output", out, "--zstd-level", str(level)])
+            sizes_mb = [du(os.path.join(out, layer)) / 1e6 for layer in ("bronze", "silver", "gold")]
+            print(f"{n:>11,} {level:>4} | {wall:>6.1f} {cpu_s:>6.1f} | {sizes_mb[0]:>9.0f} {sizes_mb[1]:>9.0f} {sizes_mb[2]:>7.0f}", flush=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

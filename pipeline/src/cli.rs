@@ -78,6 +78,9 @@ struct RunArgs {
     /// Longest CSV record or NDJSON line, in bytes; longer ones are malformed rows.
     #[arg(long, env = "MINUTELY_MAX_RECORD_BYTES")]
     max_record_bytes: Option<usize>,
+    /// zstd level (1-22) of the layer files this run writes.
+    #[arg(long, env = "MINUTELY_ZSTD_LEVEL")]
+    zstd_level: Option<i32>,
     /// Object store outputs: seconds the run's lease lasts unless renewed.
     #[arg(long, env = "MINUTELY_LEASE_SECS")]
     lease_secs: Option<u64>,
@@ -159,6 +162,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 timestamp_formats: args.timestamp_formats,
                 batch_rows: args.batch_rows,
                 max_record_bytes: args.max_record_bytes,
+                zstd_level: args.zstd_level,
                 lease_secs: args.lease_secs,
             })?;
             let started = Instant::now();

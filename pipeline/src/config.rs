@@ -45,6 +45,9 @@ pub struct PipelineSection {
     /// A CSV record or NDJSON line longer than this many bytes is malformed;
     /// bronze keeps its first bytes and the reader skips the rest unread.
     pub max_record_bytes: usize,
+    /// zstd level of the layer files: 1 encodes fastest, higher levels
+    /// give smaller files for more CPU (README, "Parquet").
+    pub zstd_level: i32,
     /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
     /// A crashed run blocks the next one for at most this long.
     pub lease_secs: u64,
@@ -60,6 +63,7 @@ impl Default for PipelineSection {
             timestamp_formats: Vec::new(),
             batch_rows: 500_000,
             max_record_bytes: 1 << 20,
+            zstd_level: crate::storage::DEFAULT_ZSTD_LEVEL,
             lease_secs: 60,
         }
     }
@@ -96,6 +100,7 @@ pub struct Overrides {
     pub timestamp_formats: Vec<String>,
     pub batch_rows: Option<usize>,
     pub max_record_bytes: Option<usize>,
+    pub zstd_level: Option<i32>,
     pub lease_secs: Option<u64>,
 }
 
@@ -109,6 +114,7 @@ pub struct PipelineConfig {
     pub timestamp_formats: Vec<String>,
     pub batch_rows: usize,
     pub max_record_bytes: usize,
+    pub zstd_level: i32,
     pub lease_secs: u64,
 }
 
@@ -146,6 +152,7 @@ impl ConfigFile {
             timestamp_formats,
             batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
             max_record_bytes: overrides.max_record_bytes.unwrap_or(file.max_record_bytes),
+            zstd_level: overrides.zstd_level.unwrap_or(file.zstd_level),
             lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
         };
         config.validate()?;
@@ -166,6 +173,9 @@ impl PipelineConfig {
                 "max_record_bytes must be within 16..=1073741824, got {}",
                 self.max_record_bytes
             )));
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return Err(Error::Config(format!("zstd_level must be within 1..=22, got {}", self.zstd_level)));
         }
         if !(1..=86_400).contains(&self.lease_secs) {
             return Err(Error::Config(format!("lease_secs must be within 1..=86400, got {}", self.lease_secs)));

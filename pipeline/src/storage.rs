@@ -32,7 +32,14 @@ pub struct Storage {
     prefix: Path,
     location: String,
     local_root: Option<PathBuf>,
+    /// zstd level of the Parquet files this location writes.
+    zstd_level: i32,
 }
+
+/// The zstd level Parquet files are written with unless configured:
+/// measured on 10M events (README, "Parquet"), level 1 encodes about a
+/// fifth faster than zstd's default 3 for files about 5% larger.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,13 +129,13 @@ impl Storage {
         let bad = |message: String| Error::Location { location: location.to_string(), message };
         if let Some(rest) = location.strip_prefix("memory://") {
             let prefix = Path::parse(rest.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
-            return Ok(Self { store: memory_store(), prefix, location: location.to_string(), local_root: None });
+            return Ok(Self { store: memory_store(), prefix, location: location.to_string(), local_root: None, zstd_level: DEFAULT_ZSTD_LEVEL });
         }
         if let Some((scheme, rest)) = location.split_once("://").filter(|(s, _)| *s != "file") {
             let store = cloud_store(scheme, location, options).map_err(bad)?;
             let path = rest.split_once('/').map(|(_, path)| path).unwrap_or_default();
             let prefix = Path::parse(path.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
-            return Ok(Self { store, prefix, location: location.to_string(), local_root: None });
+            return Ok(Self { store, prefix, location: location.to_string(), local_root: None, zstd_level: DEFAULT_ZSTD_LEVEL });
         }
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         if create {
@@ -143,7 +150,14 @@ impl Storage {
             prefix: Path::default(),
             location: location.to_string(),
             local_root: Some(root),
+            zstd_level: DEFAULT_ZSTD_LEVEL,
         })
+    }
+
+    /// This location with Parquet files written at zstd `level` (1–22).
+    pub fn with_zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = level;
+        self
     }
 
     /// The location as given by the user.
@@ -348,7 +362,7 @@ impl Storage {
 
     /// Writes a frame as one zstd-compressed Parquet object with statistics.
     pub fn put_parquet(&self, relative: &str, df: &mut DataFrame) -> Result<u64> {
-        let bytes = encode_parquet(df).map_err(|source| Error::Parquet {
+        let bytes = encode_parquet(df, self.zstd_level).map_err(|source| Error::Parquet {
             action: "encode",
             path: relative.to_string(),
             source,
@@ -485,10 +499,11 @@ fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Resul
 /// A frame as Parquet bytes: zstd, min/max/null-count statistics, row
 /// groups of 256k rows. (Distinct counts are left out: computing them
 /// hashes every value and no reader uses them for pruning.)
-pub fn encode_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+pub fn encode_parquet(df: &mut DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
+    let level = polars::polars_utils::compression::ZstdLevel::try_new(zstd_level)?;
     let mut buffer = Vec::new();
     ParquetWriter::new(&mut buffer)
-        .with_compression(ParquetCompression::Zstd(None))
+        .with_compression(ParquetCompression::Zstd(Some(level)))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(256 * 1024))
         .finish(df)?;

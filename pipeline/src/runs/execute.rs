@@ -60,7 +60,7 @@ pub enum Outcome {
 /// Runs the pipeline once on `config`'s input and output.
 pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
     let input = Storage::open(&config.input, false)?;
-    let output = Storage::open(&config.output, true)?;
+    let output = Storage::open(&config.output, true)?.with_zstd_level(config.zstd_level);
     let holder = format!("pid {} (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.lease_secs))?;
     // Minted under the lock, so run ids on one output sort in run order.
