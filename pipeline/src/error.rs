@@ -88,6 +88,15 @@ pub enum Error {
     },
 }
 
+impl From<records::Error> for Error {
+    fn from(e: records::Error) -> Self {
+        match e {
+            records::Error::UnreadableInput { path, message } => Error::UnreadableInput { path, message },
+            records::Error::Stopped => Error::ReadStopped,
+        }
+    }
+}
+
 impl Error {
     /// Wraps a polars error with what the pipeline was doing at the time.
     pub fn polars(context: &'static str) -> impl FnOnce(polars::error::PolarsError) -> Error {

@@ -1,6 +1,7 @@
 //! minutely's pipeline: raw event files → bronze → silver → gold.
 //!
-//! - [`input`] reads CSV and NDJSON files (gzipped or not) into records.
+//! - [`input`] (from the polars-free `records` crate) reads CSV and NDJSON
+//!   files into records.
 //! - [`bronze`] lands every record as read, with lineage.
 //! - [`silver`] applies the cleaning rules: clean events and explained rejects.
 //! - [`gold`] aggregates clean events per service and minute.
@@ -13,7 +14,6 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gold;
-pub mod input;
 pub mod inspect;
 pub mod layout;
 pub mod runs;
@@ -21,3 +21,4 @@ pub mod silver;
 pub mod storage;
 
 pub use error::{Error, Result};
+pub use records::input;

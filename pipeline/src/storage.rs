@@ -129,13 +129,25 @@ impl Storage {
         let bad = |message: String| Error::Location { location: location.to_string(), message };
         if let Some(rest) = location.strip_prefix("memory://") {
             let prefix = Path::parse(rest.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
-            return Ok(Self { store: memory_store(), prefix, location: location.to_string(), local_root: None, zstd_level: DEFAULT_ZSTD_LEVEL });
+            return Ok(Self {
+                store: memory_store(),
+                prefix,
+                location: location.to_string(),
+                local_root: None,
+                zstd_level: DEFAULT_ZSTD_LEVEL,
+            });
         }
         if let Some((scheme, rest)) = location.split_once("://").filter(|(s, _)| *s != "file") {
             let store = cloud_store(scheme, location, options).map_err(bad)?;
             let path = rest.split_once('/').map(|(_, path)| path).unwrap_or_default();
             let prefix = Path::parse(path.trim_matches('/')).map_err(|e| bad(e.to_string()))?;
-            return Ok(Self { store, prefix, location: location.to_string(), local_root: None, zstd_level: DEFAULT_ZSTD_LEVEL });
+            return Ok(Self {
+                store,
+                prefix,
+                location: location.to_string(),
+                local_root: None,
+                zstd_level: DEFAULT_ZSTD_LEVEL,
+            });
         }
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         if create {
@@ -434,9 +446,9 @@ struct LocalRead {
 
 impl std::io::Read for LocalRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.file.read(buf).map_err(|source| {
-            std::io::Error::other(SourceError(Error::Io { path: self.path.clone(), source }))
-        })
+        self.file
+            .read(buf)
+            .map_err(|source| std::io::Error::other(SourceError(Error::Io { path: self.path.clone(), source })))
     }
 }
 
@@ -468,9 +480,8 @@ impl std::io::Read for RangedRead {
             };
             let path = self.storage.path(&self.relative);
             let store = &self.storage.store;
-            self.block = runtime()
-                .block_on(async { store.get_opts(&path, options).await?.bytes().await })
-                .map_err(|e| {
+            self.block =
+                runtime().block_on(async { store.get_opts(&path, options).await?.bytes().await }).map_err(|e| {
                     let location = format!("{}/{}", self.storage.location, self.relative);
                     std::io::Error::other(SourceError(Error::storage(location)(e)))
                 })?;

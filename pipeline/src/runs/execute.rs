@@ -11,8 +11,8 @@
 //! and publishing it is [`super::commit`]'s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::hash::BuildHasher;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};

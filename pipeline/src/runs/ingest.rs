@@ -54,7 +54,9 @@ impl Event {
 pub(super) enum FileOutcome {
     /// Its content equals what an earlier run ingested at the same path.
     Unchanged,
-    Read { content_hash: String },
+    Read {
+        content_hash: String,
+    },
     /// It cannot be read at all; none of its pieces were sent.
     Unreadable(UnreadableFile),
 }
@@ -81,8 +83,13 @@ enum Mode {
 
 /// How a pass over a file ended.
 enum Pass {
-    Read { content_hash: String },
-    Unreadable { content_hash: String, message: String },
+    Read {
+        content_hash: String,
+    },
+    Unreadable {
+        content_hash: String,
+        message: String,
+    },
     /// [`Mode::HoldBack`] would have held more than the window.
     TooLarge,
 }
@@ -92,7 +99,7 @@ impl Reader {
     /// storage error (sent as the last event) or when `events` is closed.
     pub fn run(&self, candidates: &[Candidate], events: &SyncSender<Result<Event>>) {
         for (file, candidate) in candidates.iter().enumerate() {
-            let mut send = |piece| events.send(Ok(Event::Piece { file, piece })).map_err(|_| Error::ReadStopped);
+            let mut send = |piece| events.send(Ok(Event::Piece { file, piece })).map_err(|_| records::Error::Stopped);
             let result = self.read(candidate, &mut send);
             self.progress.inc(candidate.entry.size);
             let event = match result {
@@ -107,7 +114,7 @@ impl Reader {
         }
     }
 
-    fn read(&self, candidate: &Candidate, send: &mut dyn FnMut(Piece) -> Result<()>) -> Result<FileOutcome> {
+    fn read(&self, candidate: &Candidate, send: &mut dyn FnMut(Piece) -> records::Result<()>) -> Result<FileOutcome> {
         if let Some(known) = &candidate.known_hash {
             let mut source = Hashing::new(self.input.open_read(&candidate.entry)?);
             std::io::copy(&mut source, &mut std::io::sink()).map_err(|e| source_failure(e, &candidate.entry))?;
@@ -139,14 +146,19 @@ impl Reader {
     }
 
     /// Reads the file once, from its first byte to its last.
-    fn pass(&self, candidate: &Candidate, mode: Mode, send: &mut dyn FnMut(Piece) -> Result<()>) -> Result<Pass> {
+    fn pass(
+        &self,
+        candidate: &Candidate,
+        mode: Mode,
+        send: &mut dyn FnMut(Piece) -> records::Result<()>,
+    ) -> Result<Pass> {
         let entry = &candidate.entry;
         let mut source = Hashing::new(self.input.open_read(entry)?);
         let mut held: Vec<Piece> = Vec::new();
         let mut held_bytes = 0;
         let mut released = mode == Mode::Send;
         let mut too_large = false;
-        let mut forward = |split: Split| -> Result<()> {
+        let mut forward = |split: Split| -> records::Result<()> {
             match (mode, split) {
                 (Mode::Check, _) => Ok(()),
                 (_, Split::Piece(piece)) if released => send(piece),
@@ -154,7 +166,7 @@ impl Reader {
                     held_bytes += piece.len();
                     held.push(piece);
                     too_large = held_bytes > self.window;
-                    if too_large { Err(Error::ReadStopped) } else { Ok(()) }
+                    if too_large { Err(records::Error::Stopped) } else { Ok(()) }
                 }
                 (_, Split::Text) if !candidate.kind.gzip && !released => {
                     released = true;
@@ -187,7 +199,7 @@ fn split_stream(
     source: &mut Hashing,
     candidate: &Candidate,
     limits: Limits,
-    forward: &mut dyn FnMut(Split) -> Result<()>,
+    forward: &mut dyn FnMut(Split) -> records::Result<()>,
 ) -> Result<()> {
     let path = candidate.entry.relative.as_str();
     let mut decoded: Box<dyn Read + '_> =
@@ -213,7 +225,7 @@ fn split_stream(
     }
     let summary = splitter.finish(forward)?;
     if !summary.text {
-        return Err(input::not_text(path));
+        return Err(input::not_text(path).into());
     }
     Ok(())
 }

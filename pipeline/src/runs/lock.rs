@@ -37,7 +37,7 @@ pub const LOCK_FILE: &str = "_lock";
 #[derive(Debug)]
 pub enum Lock {
     File(File),
-    Lease(Lease),
+    Lease(Box<Lease>),
 }
 
 impl Lock {
@@ -46,7 +46,7 @@ impl Lock {
     pub fn acquire(output: &Storage, holder: &str, lease: Duration) -> Result<Lock> {
         match output.local_root() {
             Some(root) => file_lock(output, &root.join(LOCK_FILE), holder).map(Lock::File),
-            None => Lease::acquire(output, holder, lease).map(Lock::Lease),
+            None => Lease::acquire(output, holder, lease).map(|lease| Lock::Lease(Box::new(lease))),
         }
     }
 

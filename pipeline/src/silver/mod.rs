@@ -8,12 +8,11 @@
 mod clean;
 mod dedupe;
 mod reason;
-pub mod timestamp;
-pub mod value;
 
 pub use clean::{Cleaned, Counters, Evaluated, Rules, evaluate, events_schema, split};
 pub use dedupe::{Dedupe, Load, fingerprint};
 pub use reason::{Reason, Reasons};
+pub use records::{timestamp, value};
 pub use timestamp::{TimestampError, TimestampParser};
 
 /// Column names of the clean events table.

@@ -333,7 +333,8 @@ impl Splitter {
                 self.scanned = 0;
                 return Ok(Step::NeedInput);
             }
-            let (result, nin, nout, nend) = csv.core.read_record(&self.buf[self.scanned..], &mut csv.out, &mut csv.ends);
+            let (result, nin, nout, nend) =
+                csv.core.read_record(&self.buf[self.scanned..], &mut csv.out, &mut csv.ends);
             self.scanned += nin;
             skip.fields += nend;
             skip.blank &= skip.fields <= 1 && csv.out[..nout].iter().all(u8::is_ascii_whitespace);

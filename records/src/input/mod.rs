@@ -78,9 +78,7 @@ impl Default for Limits {
 /// Parses one piece of a file into `sink`.
 pub fn read_piece(piece: &Piece, sink: &mut impl RecordSink) -> ReadStats {
     match piece {
-        Piece::Records { data, first_line, columns: Some(columns) } => {
-            read_csv_piece(data, *first_line, columns, sink)
-        }
+        Piece::Records { data, first_line, columns: Some(columns) } => read_csv_piece(data, *first_line, columns, sink),
         Piece::Records { data, first_line, columns: None } => read_ndjson_piece(data, *first_line, sink),
         Piece::Oversized { line, head, bytes } => {
             // The head is cut at a byte count: drop a character it splits.
@@ -97,7 +95,13 @@ pub fn read_piece(piece: &Piece, sink: &mut impl RecordSink) -> ReadStats {
 
 /// Reads a whole decoded file held in memory into `sink`, one piece after
 /// the other; the streaming path is [`Splitter`] and [`read_piece`].
-pub fn read_all(data: &[u8], format: Format, path: &str, limits: Limits, sink: &mut impl RecordSink) -> Result<ReadStats> {
+pub fn read_all(
+    data: &[u8],
+    format: Format,
+    path: &str,
+    limits: Limits,
+    sink: &mut impl RecordSink,
+) -> Result<ReadStats> {
     read_in_blocks(data, format, path, limits, data.len().max(1), sink)
 }
 
@@ -160,8 +164,8 @@ fn push_json_key(out: &mut String, key: &str) {
     out.push(':');
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "reference"))]
+pub mod test_support {
     use super::split::BOM;
     use super::{Columns, ReadStats, RecordSink, push_json_key};
     use crate::error::{Error, Result};
@@ -342,7 +346,8 @@ mod tests {
         let text = format!("event_id,service\ne1,a\n{long}\ne3,b\n");
         for block in [1, 3, 7, 1000] {
             let mut sink = Collect::default();
-            let stats = read_in_blocks(text.as_bytes(), Format::Csv, "f.csv", limits, block, &mut sink).expect("readable");
+            let stats =
+                read_in_blocks(text.as_bytes(), Format::Csv, "f.csv", limits, block, &mut sink).expect("readable");
             assert_eq!(stats, ReadStats { records: 3, malformed: 1 });
             assert_eq!(sink.malformed, [(3, long[..16].to_string())], "block {block}");
             assert_eq!(sink.notes, [(3, format!(r#"{{"_record_bytes":{}}}"#, long.len()))]);
@@ -371,7 +376,8 @@ mod tests {
 
     #[test]
     fn json_nested_past_the_parser_limit_is_a_malformed_row() {
-        let deep = format!("{{\"event_id\":{}1{}}}\n{{\"event_id\":\"e2\"}}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let deep =
+            format!("{{\"event_id\":{}1{}}}\n{{\"event_id\":\"e2\"}}\n", "[".repeat(100_000), "]".repeat(100_000));
         let mut sink = Collect::default();
         let limits = Limits { max_record_bytes: 1 << 20, ..Limits::default() };
         read_all(deep.as_bytes(), Format::Ndjson, "d.ndjson", limits, &mut sink).expect("readable");
@@ -421,7 +427,10 @@ mod proptests {
             1 => Just(b"\xEF\xBB\xBF".to_vec()),
             1 => Just(b"\xff".to_vec()),
         ];
-        (prop_oneof![Just(&b"event_id,service\n"[..]), Just(&b"a\n"[..]), Just(&b""[..])], proptest::collection::vec(token, 0..80))
+        (
+            prop_oneof![Just(&b"event_id,service\n"[..]), Just(&b"a\n"[..]), Just(&b""[..])],
+            proptest::collection::vec(token, 0..80),
+        )
             .prop_map(|(header, tokens)| [header.to_vec(), tokens.concat()].concat())
     }
 
@@ -466,7 +475,11 @@ mod proptests {
                     prop_assert_eq!(&s.rows[s_rows], &r.rows[r_rows]);
                 }
             }
-            if s_malformed { s_bad += 1 } else { s_rows += 1 }
+            if s_malformed {
+                s_bad += 1
+            } else {
+                s_rows += 1
+            }
             if r_malformed { r_bad += 1 } else { r_rows += 1 }
         }
         Ok(())
