@@ -339,6 +339,21 @@ mod tests {
         assert_eq!(sink.rows[0].1[0].as_deref(), Some("\u{feff}e1"));
     }
 
+    /// Found by the csv_reader fuzz target: fed one byte at a time, a second
+    /// byte-order mark reached the CSV parser in pieces and was kept as data.
+    #[test]
+    fn a_second_bom_fed_byte_by_byte_is_stripped_as_a_whole_file_read_strips_it() {
+        let data = b"\xef\xbb\xbf\xef\xbb\xbf\n\n\n?\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\n\n\n\n\xf5";
+        let mut whole = Collect::default();
+        let reference = test_support::reference_csv(data, "f", &mut whole).map(|_| ()).map_err(|e| e.to_string());
+        for block in [1, 2, 3, 100] {
+            let limits = Limits { max_record_bytes: 1 << 20, chunk_bytes: 78 };
+            let mut streamed = Collect::default();
+            let result = read_in_blocks(data, Format::Csv, "f", limits, block, &mut streamed);
+            assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), reference, "block {block}");
+        }
+    }
+
     #[test]
     fn an_over_long_record_keeps_its_head_and_length_and_the_next_is_read() {
         let limits = Limits { max_record_bytes: 16, chunk_bytes: 8 };

@@ -111,12 +111,17 @@ enum FormatState {
 
 struct CsvState {
     core: csv_core::Reader,
-    /// Field bytes and ends of the record being scanned.
+    /// Field bytes and ends of the record being scanned; grows up to
+    /// `max_record_bytes + 1`.
     out: Vec<u8>,
     out_len: usize,
     ends: Vec<usize>,
     ends_len: usize,
     columns: Option<Arc<Columns>>,
+    /// Whether `core` has been given input: it strips a byte-order mark
+    /// from the start of its first input only, which must therefore hold
+    /// three bytes, as a whole-file read's does.
+    fed: bool,
 }
 
 impl CsvState {
@@ -140,11 +145,12 @@ impl Splitter {
         let format = match format {
             Format::Csv => FormatState::Csv(Box::new(CsvState {
                 core: csv_core::Reader::new(),
-                out: vec![0; limits.max_record_bytes + 1],
+                out: vec![0; (limits.max_record_bytes + 1).min(64 << 10)],
                 out_len: 0,
                 ends: vec![0; 64],
                 ends_len: 0,
                 columns: None,
+                fed: false,
             })),
             Format::Ndjson => FormatState::Ndjson,
         };
@@ -283,6 +289,10 @@ impl Splitter {
                 return Ok(Step::NeedInput);
             }
             let FormatState::Csv(csv) = &mut self.format else { unreachable!("CSV state") };
+            if !csv.fed && !eof && self.buf.len() - self.scanned < BOM.len() {
+                return Ok(Step::NeedInput);
+            }
+            csv.fed = true;
             let (result, nin, nout, nend) = csv.core.read_record(
                 &self.buf[self.scanned..],
                 &mut csv.out[csv.out_len..],
@@ -299,8 +309,14 @@ impl Splitter {
                     return Ok(Step::NeedInput);
                 }
                 ReadRecordResult::InputEmpty => {}
-                // The output holds max_record_bytes + 1: the record is longer.
-                ReadRecordResult::OutputFull => return self.begin_skip(false, emit),
+                // Grown to max_record_bytes + 1 and full: the record is longer.
+                ReadRecordResult::OutputFull if csv.out.len() > self.limits.max_record_bytes => {
+                    return self.begin_skip(false, emit);
+                }
+                ReadRecordResult::OutputFull => {
+                    let grown = (csv.out.len() * 2).min(self.limits.max_record_bytes + 1);
+                    csv.out.resize(grown, 0);
+                }
                 ReadRecordResult::OutputEndsFull => {
                     let grown = csv.ends.len() * 2;
                     csv.ends.resize(grown, 0);

@@ -1,0 +1,11 @@
+//! The CSV reader: splitter, piece parser and record limit, against the
+//! single-threaded whole-file reader.
+#![no_main]
+
+mod readers;
+
+use libfuzzer_sys::fuzz_target;
+use records::input::Format;
+use records::input::test_support::reference_csv;
+
+fuzz_target!(|data: &[u8]| readers::check(data, Format::Csv, reference_csv));
