@@ -423,7 +423,9 @@ fn records_over_max_record_bytes_are_malformed_rows_with_their_head_and_the_rest
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(csv.replace("e1,", "g1,").replace("e2,", "g2,").replace("e3,", "g3,").as_bytes()).expect("gzip");
     std::fs::write(input.join("b.csv.gz"), gz.finish().expect("gzip")).expect("write");
-    let json = |id: &str| format!(r#"{{"event_id":"{id}","service":"api","event_type":"request","timestamp":"2026-01-12T10:00:00Z"}}"#);
+    let json = |id: &str| {
+        format!(r#"{{"event_id":"{id}","service":"api","event_type":"request","timestamp":"2026-01-12T10:00:00Z"}}"#)
+    };
     let long_json = format!(r#"{{"event_id":"n2","user_id":"{}"}}"#, "y".repeat(2_000_000));
     let deep = format!(r#"{{"event_id":"n3","x":{}1{}}}"#, "[".repeat(20_000), "]".repeat(20_000));
     std::fs::write(input.join("c.ndjson"), format!("{}\n{long_json}\r\n{deep}\n{}\n", json("n1"), json("n4")))
