@@ -40,7 +40,8 @@ pub struct PipelineSection {
     pub max_unreadable_files: u64,
     /// Extra chrono `strftime` patterns tried after the built-in timestamp forms, in order.
     pub timestamp_formats: Vec<String>,
-    /// Rows parsed per processing batch; bounds memory (measured ≈ 0.55 KB per row in flight).
+    /// Rows parsed per processing batch; bounds memory: two batches are in
+    /// flight (one parsed, one written) at about 1 KB a row.
     pub batch_rows: usize,
     /// A CSV record or NDJSON line longer than this many bytes is malformed;
     /// bronze keeps its first bytes and the reader skips the rest unread.
@@ -61,7 +62,7 @@ impl Default for PipelineSection {
             max_reject_ratio: 0.25,
             max_unreadable_files: 0,
             timestamp_formats: Vec::new(),
-            batch_rows: 500_000,
+            batch_rows: 100_000,
             max_record_bytes: 1 << 20,
             zstd_level: crate::storage::DEFAULT_ZSTD_LEVEL,
             lease_secs: 60,

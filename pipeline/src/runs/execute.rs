@@ -1,40 +1,31 @@
 //! One pipeline run: discover new input, land bronze, clean into silver,
 //! recompute gold for touched dates, publish, write the manifest last.
 //!
-//! Memory is bounded by the batch size: files are streamed in pieces of
-//! whole records, parsed on every core in batches of about `batch_rows`
-//! rows, and each batch is written out while the next is parsed. What grows with the output is the set of event id
-//! fingerprints of touched dates (16 bytes per id, for duplicate detection)
-//! and, for gold, the four silver columns of one event date at a time.
-//!
+//! Reading, cleaning and staging the input batch by batch is
+//! [`super::batches`]'s; recomputing gold is [`super::regold`]'s.
 //! Everything a run writes goes to `_staging/<run_id>/` first; committing
 //! and publishing it is [`super::commit`]'s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::BuildHasher;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
-use rayon::prelude::*;
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
-use super::ingest::{Candidate, Event, FileOutcome, Reader};
+use super::ingest::Candidate;
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
 use super::swap;
-use crate::bronze::{BronzeBuilder, Lineage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::input::{self, Limits, ReadStats};
-use crate::layout::{self, BRONZE, COMMIT_MARKER, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::silver::{self, Counters, Dedupe, Evaluated, Load, Reason, Rules, timestamp::format_date};
-use crate::storage::{Entry, Storage};
-use crate::{gold, silver::columns::EVENT_ID};
+use crate::input::{self, ReadStats};
+use crate::layout::{self, COMMIT_MARKER, STAGING};
+use crate::silver::{self, Counters, Dedupe, Reason, Rules, timestamp::format_date};
+use crate::storage::Storage;
 
 /// How a run was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,33 +70,33 @@ pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
     }
 }
 
-struct Run<'a> {
-    config: &'a PipelineConfig,
-    options: RunOptions,
-    input: Storage,
-    output: Storage,
-    run_id: String,
-    started_at: DateTime<Utc>,
-    rules: Rules,
-    dedupe: Dedupe,
-    files: Vec<FileRecord>,
-    unreadable: Vec<UnreadableFile>,
-    files_skipped: u64,
-    rows: LayerRows,
-    reject_counts: [u64; Reason::ALL.len()],
-    counters: Counters,
+pub(super) struct Run<'a> {
+    pub(super) config: &'a PipelineConfig,
+    pub(super) options: RunOptions,
+    pub(super) input: Storage,
+    pub(super) output: Storage,
+    pub(super) run_id: String,
+    pub(super) started_at: DateTime<Utc>,
+    pub(super) rules: Rules,
+    pub(super) dedupe: Dedupe,
+    pub(super) files: Vec<FileRecord>,
+    pub(super) unreadable: Vec<UnreadableFile>,
+    pub(super) files_skipped: u64,
+    pub(super) rows: LayerRows,
+    pub(super) reject_counts: [u64; Reason::ALL.len()],
+    pub(super) counters: Counters,
     /// Staged objects, relative to the output root (not the staging folder).
-    outputs: Vec<String>,
+    pub(super) outputs: Vec<String>,
     /// Batches processed so far; numbers the part files.
-    batches: usize,
+    pub(super) batches: usize,
     /// Whether the commit marker is written (the run can no longer fail back).
-    committed: bool,
-    touched_dates: BTreeSet<i32>,
-    stage_seconds: BTreeMap<String, f64>,
+    pub(super) committed: bool,
+    pub(super) touched_dates: BTreeSet<i32>,
+    pub(super) stage_seconds: BTreeMap<String, f64>,
     /// What earlier runs ingested (loaded by `discover`).
-    ingested: IngestedIndex,
+    pub(super) ingested: IngestedIndex,
     /// Record counts of files whose pieces are still arriving, by candidate index.
-    reading: HashMap<usize, ReadStats>,
+    pub(super) reading: HashMap<usize, ReadStats>,
 }
 
 impl<'a> Run<'a> {
@@ -142,7 +133,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn timed<T>(&mut self, stage: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    pub(super) fn timed<T>(&mut self, stage: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let start = Instant::now();
         let result = f(self);
         *self.stage_seconds.entry(stage.to_string()).or_default() += start.elapsed().as_secs_f64();
@@ -155,6 +146,8 @@ impl<'a> Run<'a> {
         let progress = progress_bar(total_bytes);
         self.ingest(candidates, &progress)?;
         progress.finish_and_clear();
+        // Duplicate detection is done: free its ids before gold needs memory.
+        self.dedupe = Dedupe::default();
         if self.files.is_empty() && self.unreadable.is_empty() {
             self.save_index();
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
@@ -167,85 +160,6 @@ impl<'a> Run<'a> {
         lock.ensure_held()?;
         self.commit(&mut manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
-    }
-
-    /// Reads, parses, cleans and stages every candidate file. Three things
-    /// overlap: one thread reads files in order and cuts them into pieces,
-    /// this one parses and cleans a batch of pieces on every core, and one
-    /// thread encodes and writes the previous batch's Parquet.
-    fn ingest(&mut self, candidates: Vec<Candidate>, progress: &ProgressBar) -> Result<()> {
-        let budget = self.config.batch_rows.saturating_mul(BATCH_BYTES_PER_ROW);
-        let reader = Reader {
-            input: self.input.clone(),
-            limits: Limits {
-                max_record_bytes: self.config.max_record_bytes,
-                chunk_bytes: (budget / PIECES_PER_BATCH).clamp(64 << 10, 8 << 20),
-            },
-            window: budget,
-            progress: progress.clone(),
-        };
-        let entries: Vec<Entry> = candidates.iter().map(|c| c.entry.clone()).collect();
-        let (output, run_id) = (self.output.clone(), self.run_id.clone());
-        std::thread::scope(|scope| {
-            let (events_tx, events) = sync_channel(PIECES_PER_BATCH);
-            scope.spawn(move || reader.run(&candidates, &events_tx));
-            let (writes_tx, writes) = sync_channel::<Vec<StagedWrite>>(0);
-            let writer = scope.spawn(move || {
-                let (mut paths, mut seconds) = (Vec::new(), 0.0);
-                for batch in writes {
-                    let start = Instant::now();
-                    paths.extend(write_staged(&output, &run_id, batch)?);
-                    seconds += start.elapsed().as_secs_f64();
-                }
-                Ok::<_, Error>((paths, seconds))
-            });
-            let batches = self.take_batches(events, &entries, budget, &writes_tx);
-            drop(writes_tx);
-            let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            // A failed write ends the writer first and the batches after it.
-            let (paths, seconds) = written?;
-            batches?;
-            self.outputs.extend(paths);
-            *self.stage_seconds.entry("write".to_string()).or_default() += seconds;
-            Ok(())
-        })
-    }
-
-    /// Gathers the reader's events into batches of about `budget` decoded
-    /// bytes, processes each and hands its files to the writer.
-    fn take_batches(
-        &mut self,
-        events: Receiver<Result<Event>>,
-        entries: &[Entry],
-        budget: usize,
-        writes: &SyncSender<Vec<StagedWrite>>,
-    ) -> Result<()> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        loop {
-            let waited = Instant::now();
-            let event = events.recv();
-            *self.stage_seconds.entry("input_wait".to_string()).or_default() += waited.elapsed().as_secs_f64();
-            let end = match event {
-                Ok(event) => {
-                    let event = event?;
-                    bytes += event.len();
-                    batch.push(event);
-                    false
-                }
-                Err(_) => true,
-            };
-            if (end && !batch.is_empty()) || bytes >= budget {
-                let staged = self.process_batch(std::mem::take(&mut batch), entries)?;
-                bytes = 0;
-                if !staged.is_empty() {
-                    writes.send(staged).map_err(|_| Error::ReadStopped)?;
-                }
-            }
-            if end {
-                return Ok(());
-            }
-        }
     }
 
     /// Event files under the input root not already ingested with this content.
@@ -264,178 +178,6 @@ impl<'a> Run<'a> {
         }
         info!(candidates = candidates.len(), skipped = self.files_skipped, "Discovered input files.");
         Ok(candidates)
-    }
-
-    /// Parses, cleans and deduplicates one batch of pieces (and records
-    /// the files that ended in it); returns the layer files to stage for it.
-    fn process_batch(&mut self, batch: Vec<Event>, entries: &[Entry]) -> Result<Vec<StagedWrite>> {
-        let span = info_span!("batch", events = batch.len());
-        let _enter = span.enter();
-        let lineage_time = self.started_at.timestamp_micros();
-        let parsed: Vec<Parsed> = self.timed("bronze", |run| {
-            let (rules, run_id) = (&run.rules, run.run_id.as_str());
-            batch
-                .into_par_iter()
-                .map(|event| match event {
-                    Event::Piece { file, piece } => {
-                        let mut builder = BronzeBuilder::with_capacity(piece.len() / 96 + 16);
-                        let stats = input::read_piece(&piece, &mut builder);
-                        drop(piece);
-                        let lineage =
-                            Lineage { source_file: &entries[file].relative, ingested_at_micros: lineage_time, run_id };
-                        let evaluated = silver::evaluate(builder.finish(lineage)?, rules)?;
-                        Ok(Parsed::Piece { file, evaluated, stats })
-                    }
-                    Event::Done { file, outcome } => Ok(Parsed::Done { file, outcome }),
-                })
-                .collect::<Result<_>>()
-        })?;
-        let mut evaluated = Vec::new();
-        for parsed in parsed {
-            match parsed {
-                Parsed::Piece { file, evaluated: piece, stats } => {
-                    self.reading.entry(file).or_default().add(stats);
-                    evaluated.push(piece);
-                }
-                Parsed::Done { file, outcome } => self.file_done(&entries[file], file, outcome),
-            }
-        }
-        if evaluated.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        self.timed("dedupe", |run| {
-            for (date, load) in run.dedupe.dates_to_load(&evaluated) {
-                if run.options.full_refresh {
-                    run.dedupe.preload(date, Load::Full, []);
-                    continue;
-                }
-                let probe = (load == Load::Probe).then(|| Dedupe::candidate_ids(&evaluated, date));
-                let ids = committed_ids(&run.output, date, probe.as_ref())?;
-                run.dedupe.preload(date, load, ids);
-            }
-            run.dedupe.apply(&mut evaluated);
-            Ok(())
-        })?;
-
-        let cleaned = self.timed("silver", |_| {
-            evaluated
-                .into_par_iter()
-                .map(|evaluated| {
-                    let bronze = evaluated.bronze().clone();
-                    Ok((bronze, silver::split(evaluated)?))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-
-        // Gather the batch into one file per layer partition.
-        let batch_no = self.batches;
-        self.batches += 1;
-        let ingest_date = self.started_at.format("%Y-%m-%d").to_string();
-        let part = format!("part-{}-{batch_no:05}.parquet", self.run_id);
-        let mut bronze_frames = Vec::new();
-        let mut reject_frames = Vec::new();
-        let mut event_frames: BTreeMap<i32, Vec<DataFrame>> = BTreeMap::new();
-        for (bronze, cleaned) in cleaned {
-            self.rows.bronze += bronze.height() as u64;
-            self.rows.silver_rejects += cleaned.rejects.height() as u64;
-            for (count, total) in cleaned.reject_counts.iter().zip(self.reject_counts.iter_mut()) {
-                *total += count;
-            }
-            self.counters.add(&cleaned.counters);
-            for (date, events) in cleaned.events {
-                self.rows.silver_events += events.height() as u64;
-                event_frames.entry(date).or_default().push(events);
-            }
-            bronze_frames.push(bronze);
-            reject_frames.push(cleaned.rejects);
-        }
-        let mut writes = vec![
-            (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", &ingest_date)), bronze_frames),
-            (format!("{}/{part}", layout::partition(SILVER_REJECTS, "ingest_date", &ingest_date)), reject_frames),
-        ];
-        for (date, frames) in event_frames {
-            self.touched_dates.insert(date);
-            writes.push((
-                format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", &format_date(date))),
-                frames,
-            ));
-        }
-        info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Processed batch.");
-        Ok(writes)
-    }
-
-    /// Records how reading candidate `file` ended, after all its pieces.
-    fn file_done(&mut self, entry: &Entry, file: usize, outcome: FileOutcome) {
-        let stats = self.reading.remove(&file).unwrap_or_default();
-        match outcome {
-            FileOutcome::Unchanged => self.files_skipped += 1,
-            FileOutcome::Read { content_hash } => self.files.push(FileRecord {
-                path: entry.relative.clone(),
-                size: entry.size,
-                content_hash,
-                last_modified: entry.last_modified,
-                rows: stats.records,
-                malformed: stats.malformed,
-            }),
-            FileOutcome::Unreadable(file) => {
-                warn!(path = file.path, error = file.error, "Skipping an unreadable input file.");
-                self.unreadable.push(file);
-            }
-        }
-    }
-
-    /// Recomputes the gold partition of every touched date from all of its
-    /// clean events: committed ones plus this run's staged ones. When the
-    /// date already has a gold partition, only the minutes this run added
-    /// events to are aggregated again, from all of their events; the other
-    /// rows are kept as they are (their events did not change).
-    fn write_gold(&mut self) -> Result<()> {
-        let dates: Vec<i32> = self.touched_dates.iter().copied().collect();
-        // One date at a time (bounds memory to one date's events); polars
-        // and the file reads parallelize within it.
-        let results = dates.iter().map(|&date| self.gold_partition(date)).collect::<Result<Vec<_>>>()?;
-        for (path, rows) in results {
-            self.rows.gold += rows;
-            self.outputs.push(path);
-        }
-        info!(partitions = dates.len(), rows = self.rows.gold, "Wrote gold.");
-        Ok(())
-    }
-
-    /// Stages one date's gold partition; returns its path and row count.
-    fn gold_partition(&self, date: i32) -> Result<(String, u64)> {
-        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-        let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
-        let committed = if self.options.full_refresh { Vec::new() } else { parquet_files(&self.output, &dir)? };
-        let staged_prefix = format!("{dir}/");
-        let staged: Vec<String> = self
-            .outputs
-            .iter()
-            .filter(|p| p.starts_with(&staged_prefix))
-            .map(|p| layout::staged(&self.run_id, p))
-            .collect();
-        let read = |path: &String| self.output.get_parquet(path, Some(&gold::INPUT_COLUMNS));
-        let previous = if committed.is_empty() { None } else { self.output.get_parquet_opt(&path)? };
-        // Committed events first, then this run's: the order a single run sees.
-        let mut metrics = match previous {
-            None => {
-                let sources: Vec<&String> = committed.iter().chain(&staged).collect();
-                let frames = sources.par_iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
-                gold::aggregate(concat_frames(frames)?.lazy())?
-            }
-            Some(previous) => {
-                let added = staged.par_iter().map(read).collect::<Result<Vec<_>>>()?;
-                let minutes = gold::minutes_of(&added)?;
-                let mut frames =
-                    committed.par_iter().map(|p| gold::events_in(&read(p)?, &minutes)).collect::<Result<Vec<_>>>()?;
-                frames.extend(added);
-                let fresh = gold::aggregate(concat_frames(frames)?.lazy())?;
-                gold::replace_minutes(previous, fresh, &minutes)?
-            }
-        };
-        self.output.put_parquet(&layout::staged(&self.run_id, &path), &mut metrics)?;
-        Ok((path, metrics.height() as u64))
     }
 
     fn status(&self) -> RunStatus {
@@ -523,67 +265,12 @@ impl<'a> Run<'a> {
     }
 }
 
-/// One layer file to stage: its path relative to the output root and the
-/// frames (one per piece of input) it is made of.
-type StagedWrite = (String, Vec<DataFrame>);
-
-/// A batch is about `batch_rows` rows of this many decoded bytes each.
-const BATCH_BYTES_PER_ROW: usize = 100;
-/// Pieces a batch is cut into, so that every core has work.
-const PIECES_PER_BATCH: usize = 8;
-
-/// One reader event after parsing.
-enum Parsed {
-    Piece { file: usize, evaluated: Evaluated, stats: ReadStats },
-    Done { file: usize, outcome: FileOutcome },
-}
-
-/// Encodes and stages one batch's files in parallel; returns the staged paths.
-fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<Vec<String>> {
-    let written = writes
-        .into_par_iter()
-        .map(|(path, frames)| {
-            let mut df = concat_frames(frames)?;
-            if df.height() == 0 {
-                return Ok(None);
-            }
-            output.put_parquet(&layout::staged(run_id, &path), &mut df)?;
-            Ok(Some(path))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(written.into_iter().flatten().collect())
-}
-
-/// Event id fingerprints committed on `date` by earlier runs; with `probe`,
-/// only those in it (a small incremental batch need not hold millions).
-fn committed_ids(
-    output: &Storage,
-    date: i32,
-    probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
-) -> Result<Vec<u128>> {
-    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let per_file = parquet_files(output, &dir)?
-        .par_iter()
-        .map(|path| {
-            let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
-            let column =
-                df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-            let ids = column.iter().flatten().map(silver::fingerprint);
-            Ok(match probe {
-                Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
-                None => ids.collect::<Vec<u128>>(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(per_file.concat())
-}
-
 /// Published `*.parquet` objects under `dir`.
-fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
+pub(super) fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
     Ok(output.list(dir)?.into_iter().map(|e| e.relative).filter(|p| p.ends_with(".parquet")).collect())
 }
 
-fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
+pub(super) fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
     let Some(mut first) = frames.first().cloned() else {
         return Ok(DataFrame::empty());
     };

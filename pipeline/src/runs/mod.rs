@@ -1,14 +1,17 @@
 //! Runs: the manifest that records each run, the index of ingested files
 //! folded from the manifests, the lock that keeps runs on one output from
 //! interleaving, and the run itself (SPEC §6): `execute` orchestrates it,
-//! `ingest` does the per-file work, `commit` publishes it.
+//! `ingest` streams the files, `batches` parses, cleans and stages them,
+//! `regold` recomputes gold, `commit` publishes it.
 
+mod batches;
 mod commit;
 mod execute;
 mod ingest;
 mod ingested;
 mod lock;
 mod manifest;
+mod regold;
 mod swap;
 
 pub use commit::CrashPoint;
