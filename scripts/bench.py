@@ -11,10 +11,15 @@ seconds, cores busy (CPU / wall) and peak RSS of both tools, the ratio of
 minutely's wall time to DuckDB's, and two incremental runs on minutely's
 output: +10k events in five minutes, and +10k spread over all 7 dates.
 
+With --before BIN it also runs another build of `pipeline` (e.g. an earlier
+commit's) on the same input, with only the shipped timestamp pattern
+configured, and prints its wall, CPU, cores and RSS first.
+
 With --zstd-levels L,L,... it instead runs minutely on the large shape at
 each zstd level and prints wall, CPU and the size of bronze and silver.
 
-Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--zstd-levels 1,3] [N ...]   (default N: 10000000)
+Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--zstd-levels 1,3] [N ...]
+       (default N: 10000000)
 Env:   BENCH_DIR (default target/bench), KEEP=1 keeps the data.
 """
 import argparse
@@ -95,6 +100,7 @@ def main():
     parser.add_argument("--shapes", default="large,small")
     parser.add_argument("--no-duckdb", action="store_true", help="only minutely (e.g. for 100M events)")
     parser.add_argument("--zstd-levels", help="compare these zstd levels instead (large shape)")
+    parser.add_argument("--before", help="another pipeline binary to run on the same input first")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
     python = None if args.no_duckdb else ensure_venv()
@@ -106,6 +112,13 @@ def main():
               f" | {'+10k 5min s':>11} {'RSS':>5} | {'+10k 7d s':>9} {'RSS':>5}")
     if args.zstd_levels:
         return zstd_levels(base, args.events, [int(l) for l in args.zstd_levels.split(",")])
+    if args.before:
+        header = (f"{'shape':>6} {'events':>11} | {'before s':>8} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7} |"
+                  + header[header.index("|") + 1:])
+        before_config = os.path.join(base, "before.toml")
+        os.makedirs(base, exist_ok=True)
+        with open(before_config, "w") as f:
+            f.write('[pipeline]\ntimestamp_formats = ["%d/%m/%Y %H:%M:%S"]\n')
     print(header)
     for n in args.events:
         for shape in args.shapes.split(","):
@@ -116,6 +129,13 @@ def main():
             files = sum(1 for d, _, fs in os.walk(inp) for f in fs
                         if (".csv" in f or "json" in f) and not f.startswith(".") and "_incoming" not in d)
             size = du(inp) / 1e6
+            before_cols = ""
+            if args.before:
+                before_out = os.path.join(work, "before")
+                b_wall, b_cpu, b_rss = measure([args.before, "run", "--config", before_config, "--input", inp, "--output", before_out])
+                before_cols = f" | {b_wall:>8.1f} {b_cpu:>6.1f} {b_cpu / b_wall:>5.2f} {b_rss:>7.0f} |"
+                shutil.rmtree(before_out, ignore_errors=True)
+                settle()
             run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
             wall, cpu_s, rss = measure(run)
             settle()
@@ -130,7 +150,8 @@ def main():
             i1, _, i1_rss = measure(run)
             add_increment(inp, "zz-incr-7d", ["--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)])
             i2, _, i2_rss = measure(run)
-            print(f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} | {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
+            lead = f"{shape:>6} {n:>11,}{before_cols}" if args.before else f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} |"
+            print(f"{lead} {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
                   f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}", flush=True)
             if not os.environ.get("KEEP"):
                 shutil.rmtree(work, ignore_errors=True)
