@@ -5,6 +5,10 @@
 //! The header is read by the [`super::split::Splitter`], which hands each
 //! piece of records its [`Columns`]; a piece is parsed on its own.
 
+use std::cell::RefCell;
+
+use csv_core::ReadRecordResult;
+
 use super::{FIELDS, Format, ReadStats, RecordSink, field_index, push_json_key};
 use crate::error::{Error, Result};
 
@@ -60,50 +64,85 @@ impl Columns {
 
 /// Parses one piece of whole records (after the header) into `sink`.
 /// `data[0]` is on physical line `first_line`.
+///
+/// It drives `csv_core` directly, as the `csv` crate does, with one reader
+/// per thread, reset for each piece: building one (its transition table)
+/// per piece dominated small pieces. (csv_core's `Clone` copies only part
+/// of that table, so a built reader cannot be cloned instead.)
 pub fn read_csv_piece(data: &[u8], first_line: i64, columns: &Columns, sink: &mut impl RecordSink) -> ReadStats {
-    // A reader strips a byte-order mark at the start of its input; mid-file
-    // one is data. An empty line first (skipped by every reader) keeps it so.
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(std::io::Read::chain(&b"\n"[..], data));
-    let mut record = csv::ByteRecord::new();
+    thread_local! {
+        static CORE: RefCell<csv_core::Reader> = RefCell::new(csv_core::Reader::new());
+    }
+    CORE.with_borrow_mut(|core| {
+        core.reset();
+        read_with(core, data, first_line, columns, sink)
+    })
+}
+
+fn read_with(
+    core: &mut csv_core::Reader,
+    data: &[u8],
+    first_line: i64,
+    columns: &Columns,
+    sink: &mut impl RecordSink,
+) -> ReadStats {
+    // A reader strips a byte-order mark at the start of its first input;
+    // mid-file one is data. An empty line first (skipped) keeps it so.
+    let (mut out, mut ends) = (vec![0u8; 4096], vec![0usize; 32]);
+    let (skipped, ..) = core.read_record(b"\n", &mut out, &mut ends);
+    debug_assert_eq!(skipped, ReadRecordResult::InputEmpty);
     let mut stats = ReadStats::default();
     let targets = &columns.0;
-    // Offsets below are into "\n" + data.
-    let (mut line, mut counted_to) = (first_line - 1, 0usize);
-    let byte = |offset: usize| if offset == 0 { b'\n' } else { data[offset - 1] };
-    let newlines = |from: usize, to: usize| {
-        let prefix = i64::from(from == 0 && to > 0);
-        prefix + memchr::memchr_iter(b'\n', &data[from.saturating_sub(1)..to.saturating_sub(1)]).count() as i64
-    };
-    let len = data.len() + 1;
+    let (mut position, mut line, mut counted_to) = (0usize, first_line, 0usize);
     let mut fields: [Option<&str>; 7];
     let mut extra = String::new();
-    // Reading from memory cannot fail.
-    while reader.read_byte_record(&mut record).unwrap_or(false) {
+    loop {
+        // Where this read starts: after the previous record's terminator
+        // (or part of it), before any empty lines.
+        let read_from = position;
+        let (mut out_len, mut ends_len) = (0, 0);
+        let found = loop {
+            let (result, nin, nout, nend) =
+                core.read_record(&data[position..], &mut out[out_len..], &mut ends[ends_len..]);
+            position += nin;
+            out_len += nout;
+            ends_len += nend;
+            match result {
+                // All of the piece is given at once: an empty input next is its end.
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+                ReadRecordResult::Record => break true,
+                ReadRecordResult::End => break false,
+            }
+        };
+        if !found {
+            return stats;
+        }
+        let ends = &ends[..ends_len];
+        let mut field_start = 0;
+        let record: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let field = &out[field_start..end];
+                field_start = end;
+                field
+            })
+            .collect();
         if is_blank(&record) && targets.len() > 1 {
             continue;
         }
         stats.records += 1;
-        // The csv crate's positions start at the previous record's line
-        // terminator: find the record's first byte and count `\n` up to it.
-        let mut start = record.position().map_or(counted_to, |p| p.byte() as usize).clamp(counted_to, len);
-        while start < len && matches!(byte(start), b'\r' | b'\n') {
-            start += 1;
-        }
-        let start = start.max(1);
-        line += newlines(counted_to, start);
+        let start = read_from + data[read_from..position].iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        line += memchr::memchr_iter(b'\n', &data[counted_to..start]).count() as i64;
         counted_to = start;
-        let raw = || {
-            let end = (reader.position().byte() as usize).clamp(start, len);
-            let text = String::from_utf8_lossy(&data[start - 1..end - 1]);
-            text.trim_end_matches(['\r', '\n']).to_string()
-        };
+        let raw = || String::from_utf8_lossy(&data[start..position]).trim_end_matches(['\r', '\n']).to_string();
         if record.len() != targets.len() {
             stats.malformed += 1;
             sink.malformed(line, &raw(), None);
             continue;
         }
-        let Ok(values) = record.iter().map(std::str::from_utf8).collect::<Result<Vec<&str>, _>>() else {
+        let Ok(values) = record.iter().map(|f| std::str::from_utf8(f)).collect::<Result<Vec<&str>, _>>() else {
             stats.malformed += 1;
             sink.malformed(line, &raw(), None);
             continue;
@@ -124,12 +163,11 @@ pub fn read_csv_piece(data: &[u8], first_line: i64, columns: &Columns, sink: &mu
         }
         sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
     }
-    stats
 }
 
-/// A blank line: csv yields it as one empty (or whitespace-only) field.
-pub(super) fn is_blank(record: &csv::ByteRecord) -> bool {
-    record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace)
+/// A blank line: one empty (or whitespace-only) field.
+pub(super) fn is_blank<F: AsRef<[u8]>>(record: &[F]) -> bool {
+    record.len() == 1 && record[0].as_ref().iter().all(u8::is_ascii_whitespace)
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ pub mod test_support {
         let header = loop {
             match reader.read_byte_record(&mut record) {
                 Ok(false) => return Ok(stats),
-                Ok(true) if super::csv::is_blank(&record) => continue,
+                Ok(true) if super::csv::is_blank(&record.iter().collect::<Vec<_>>()) => continue,
                 Ok(true) => break record.clone(),
                 Err(e) => panic!("reading memory: {e}"),
             }
@@ -232,7 +232,7 @@ pub mod test_support {
                 Ok(true) => {}
                 Err(e) => panic!("reading memory: {e}"),
             }
-            if super::csv::is_blank(&record) && targets.len() > 1 {
+            if super::csv::is_blank(&record.iter().collect::<Vec<_>>()) && targets.len() > 1 {
                 continue;
             }
             stats.records += 1;
