@@ -427,6 +427,11 @@ impl std::fmt::Display for SourceError {
 impl std::error::Error for SourceError {}
 
 impl SourceError {
+    /// `e` as the `io::Error` a reader returns.
+    fn io(e: Error) -> std::io::Error {
+        std::io::Error::other(SourceError(e))
+    }
+
     /// The storage error inside `e`, if it is one.
     pub fn take(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
         if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
@@ -446,9 +451,7 @@ struct LocalRead {
 
 impl std::io::Read for LocalRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.file
-            .read(buf)
-            .map_err(|source| std::io::Error::other(SourceError(Error::Io { path: self.path.clone(), source })))
+        self.file.read(buf).map_err(|source| SourceError::io(Error::Io { path: self.path.clone(), source }))
     }
 }
 
@@ -480,16 +483,13 @@ impl std::io::Read for RangedRead {
             };
             let path = self.storage.path(&self.relative);
             let store = &self.storage.store;
-            self.block =
-                runtime().block_on(async { store.get_opts(&path, options).await?.bytes().await }).map_err(|e| {
-                    let location = format!("{}/{}", self.storage.location, self.relative);
-                    std::io::Error::other(SourceError(Error::storage(location)(e)))
-                })?;
+            let location = || format!("{}/{}", self.storage.location, self.relative);
+            self.block = runtime()
+                .block_on(async { store.get_opts(&path, options).await?.bytes().await })
+                .map_err(|e| SourceError::io(Error::storage(location())(e)))?;
             if self.block.is_empty() {
-                return Err(std::io::Error::other(SourceError(Error::Storage {
-                    path: format!("{}/{}", self.storage.location, self.relative),
-                    source: object_store::Error::Generic { store: "read", source: "the object got shorter".into() },
-                })));
+                let shorter = object_store::Error::Generic { store: "read", source: "the object got shorter".into() };
+                return Err(SourceError::io(Error::storage(location())(shorter)));
             }
             self.position += self.block.len() as u64;
         }

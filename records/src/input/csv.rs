@@ -60,6 +60,27 @@ impl Columns {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The seven known fields of a record with one value per column;
+    /// the unknown columns go into `extra` as a JSON object (left empty
+    /// when there are none).
+    pub(super) fn place<'a>(&self, values: Vec<&'a str>, extra: &mut String) -> [Option<&'a str>; 7] {
+        let mut fields = [None; 7];
+        extra.clear();
+        for (target, value) in self.0.iter().zip(values) {
+            match target {
+                Target::Known(i) => fields[*i] = Some(value),
+                Target::Extra(name) => {
+                    push_json_key(extra, name);
+                    extra.push_str(&serde_json::to_string(value).unwrap_or_default());
+                }
+            }
+        }
+        if !extra.is_empty() {
+            extra.push('}');
+        }
+        fields
+    }
 }
 
 /// Parses one piece of whole records (after the header) into `sink`.
@@ -94,7 +115,6 @@ fn read_with(
     let mut stats = ReadStats::default();
     let targets = &columns.0;
     let (mut position, mut line, mut counted_to) = (0usize, first_line, 0usize);
-    let mut fields: [Option<&str>; 7];
     let mut extra = String::new();
     loop {
         // Where this read starts: after the previous record's terminator
@@ -120,16 +140,8 @@ fn read_with(
             return stats;
         }
         let ends = &ends[..ends_len];
-        let mut field_start = 0;
-        let record: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let field = &out[field_start..end];
-                field_start = end;
-                field
-            })
-            .collect();
-        if is_blank(&record) && targets.len() > 1 {
+        let field = |i: usize| &out[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        if is_blank(ends.len(), field(0)) && targets.len() > 1 {
             continue;
         }
         stats.records += 1;
@@ -137,37 +149,26 @@ fn read_with(
         line += memchr::memchr_iter(b'\n', &data[counted_to..start]).count() as i64;
         counted_to = start;
         let raw = || String::from_utf8_lossy(&data[start..position]).trim_end_matches(['\r', '\n']).to_string();
-        if record.len() != targets.len() {
+        if ends.len() != targets.len() {
             stats.malformed += 1;
             sink.malformed(line, &raw(), None);
             continue;
         }
-        let Ok(values) = record.iter().map(|f| std::str::from_utf8(f)).collect::<Result<Vec<&str>, _>>() else {
+        let Ok(values) = (0..ends.len()).map(|i| std::str::from_utf8(field(i))).collect::<Result<Vec<&str>, _>>()
+        else {
             stats.malformed += 1;
             sink.malformed(line, &raw(), None);
             continue;
         };
-        fields = [None; 7];
-        extra.clear();
-        for (target, value) in targets.iter().zip(values) {
-            match target {
-                Target::Known(i) => fields[*i] = Some(value),
-                Target::Extra(name) => {
-                    push_json_key(&mut extra, name);
-                    extra.push_str(&serde_json::to_string(value).unwrap_or_default());
-                }
-            }
-        }
-        if !extra.is_empty() {
-            extra.push('}');
-        }
+        let fields = columns.place(values, &mut extra);
         sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
     }
 }
 
-/// A blank line: one empty (or whitespace-only) field.
-pub(super) fn is_blank<F: AsRef<[u8]>>(record: &[F]) -> bool {
-    record.len() == 1 && record[0].as_ref().iter().all(u8::is_ascii_whitespace)
+/// A blank line: a record of `fields` fields, the first one `first`, that
+/// is one empty (or whitespace-only) field.
+pub(super) fn is_blank(fields: usize, first: &[u8]) -> bool {
+    fields == 1 && first.iter().all(u8::is_ascii_whitespace)
 }
 
 #[cfg(test)]

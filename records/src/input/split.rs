@@ -16,7 +16,7 @@ use std::sync::Arc;
 use csv_core::ReadRecordResult;
 
 use super::Format;
-use super::csv::Columns;
+use super::csv::{Columns, is_blank};
 use crate::error::{Error, Result};
 
 /// The UTF-8 byte-order mark.
@@ -405,7 +405,7 @@ impl Splitter {
     fn csv_record(&mut self, emit: &mut dyn FnMut(Split) -> Result<()>) -> Result<()> {
         let FormatState::Csv(csv) = &mut self.format else { unreachable!("CSV state") };
         let ends = &csv.ends[..csv.ends_len];
-        let blank = ends.len() == 1 && csv.out[..ends[0]].iter().all(u8::is_ascii_whitespace);
+        let blank = is_blank(ends.len(), &csv.out[..ends.first().copied().unwrap_or(0)]);
         let mut text = false;
         match &csv.columns {
             None if blank => {}
