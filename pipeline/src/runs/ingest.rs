@@ -10,6 +10,10 @@
 //! known to be text (plain files: at its first good record), or, for
 //! gzip, until its end. A file that would hold back more than the window
 //! is first read through once to check it, then streamed.
+//!
+//! A file listed with a new size or time at a path already ingested is
+//! read once to hash it first, so that unchanged content (a touched file)
+//! costs no parsing; when the content did change, it is read again to parse.
 
 use std::io::Read;
 use std::sync::mpsc::SyncSender;
