@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigFile, Overrides};
+use crate::config::{ConfigFile, EngineKind, Overrides};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, Kinds, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
@@ -84,6 +84,15 @@ struct RunArgs {
     /// Object store outputs: seconds the run's lease lasts unless renewed.
     #[arg(long, env = "MINUTELY_LEASE_SECS")]
     lease_secs: Option<u64>,
+    /// Where the global stages run: this machine, or a Spark Connect server.
+    #[arg(long, env = "MINUTELY_ENGINE", value_enum)]
+    engine: Option<EngineKind>,
+    /// The spark engine's Spark Connect server, sc://HOST:PORT.
+    #[arg(long, env = "MINUTELY_SPARK_REMOTE")]
+    spark_remote: Option<String>,
+    /// The output location as the Spark cluster names it (e.g. s3a://...) [default: --output].
+    #[arg(long, env = "MINUTELY_SPARK_OUTPUT")]
+    spark_output: Option<String>,
     /// Crash tests only: abort at this point of the run.
     #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
     crash_at: Option<CrashPoint>,
@@ -164,6 +173,9 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 max_record_bytes: args.max_record_bytes,
                 zstd_level: args.zstd_level,
                 lease_secs: args.lease_secs,
+                engine: args.engine,
+                spark_remote: args.spark_remote,
+                spark_output: args.spark_output,
             })?;
             let started = Instant::now();
             match run(

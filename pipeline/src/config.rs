@@ -21,9 +21,37 @@ pub struct ConfigFile {
     /// Settings of `pipeline run`, `generate` and `inspect`.
     #[serde(default)]
     pub pipeline: PipelineSection,
+    /// Where the global stages run.
+    #[serde(default)]
+    pub engine: EngineSection,
     /// Settings of the `api` server.
     #[serde(default)]
     pub api: ApiSection,
+}
+
+/// Where a run's global stages (duplicate detection against history, silver
+/// events, gold) run; reading, bronze and rules 1–4 always run in `pipeline`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// This machine, with polars.
+    #[default]
+    Local,
+    /// A Spark Connect server (Apache Spark, Databricks, EMR, Sail, ...).
+    Spark,
+}
+
+/// `[engine]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    pub kind: EngineKind,
+    /// Spark Connect URL of the `spark` engine, `sc://host:port[/;param=value...]`.
+    pub spark_remote: Option<String>,
+    /// The output location as the Spark cluster names it, when that differs
+    /// from `output` (`s3a://` on Apache Spark, a mount); default: `output`
+    /// (a local folder as an absolute path).
+    pub spark_output: Option<String>,
 }
 
 /// `[pipeline]` section.
@@ -103,6 +131,9 @@ pub struct Overrides {
     pub max_record_bytes: Option<usize>,
     pub zstd_level: Option<i32>,
     pub lease_secs: Option<u64>,
+    pub engine: Option<EngineKind>,
+    pub spark_remote: Option<String>,
+    pub spark_output: Option<String>,
 }
 
 /// The validated settings of a pipeline run.
@@ -117,6 +148,10 @@ pub struct PipelineConfig {
     pub max_record_bytes: usize,
     pub zstd_level: i32,
     pub lease_secs: u64,
+    pub engine: EngineKind,
+    /// Set (and an `sc://` URL) when `engine` is `spark`.
+    pub spark_remote: Option<String>,
+    pub spark_output: Option<String>,
 }
 
 impl ConfigFile {
@@ -155,6 +190,9 @@ impl ConfigFile {
             max_record_bytes: overrides.max_record_bytes.unwrap_or(file.max_record_bytes),
             zstd_level: overrides.zstd_level.unwrap_or(file.zstd_level),
             lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
+            engine: overrides.engine.unwrap_or(self.engine.kind),
+            spark_remote: overrides.spark_remote.or_else(|| self.engine.spark_remote.clone()),
+            spark_output: overrides.spark_output.or_else(|| self.engine.spark_output.clone()),
         };
         config.validate()?;
         Ok(config)
@@ -184,7 +222,16 @@ impl PipelineConfig {
         for format in &self.timestamp_formats {
             validate_strftime(format)?;
         }
-        Ok(())
+        match (self.engine, &self.spark_remote) {
+            (EngineKind::Spark, None) => Err(Error::Config(
+                "engine kind \"spark\" needs spark_remote ([engine] spark_remote, MINUTELY_SPARK_REMOTE or --spark-remote)"
+                    .into(),
+            )),
+            (_, Some(remote)) if !remote.starts_with("sc://") => {
+                Err(Error::Config(format!("spark_remote must be an sc://host:port URL, got {remote:?}")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -248,5 +295,25 @@ mod tests {
         assert!(file.resolve(bad_format).unwrap_err().is_usage());
         let bad_ratio = Overrides { max_reject_ratio: Some(1.5), ..Overrides::default() };
         assert!(file.resolve(bad_ratio).unwrap_err().is_usage());
+    }
+
+    #[test]
+    fn spark_engine_needs_an_sc_remote() {
+        let file = ConfigFile::parse("[engine]\nkind = \"spark\"\n", Path::new("x.toml")).expect("valid");
+        let err = file.resolve(Overrides::default()).unwrap_err();
+        assert!(err.is_usage() && err.to_string().contains("spark_remote"), "{err}");
+        let http = Overrides { spark_remote: Some("http://h:15002".into()), ..Overrides::default() };
+        assert!(file.resolve(http).unwrap_err().to_string().contains("sc://"));
+        let remote = Overrides { spark_remote: Some("sc://h:15002".into()), ..Overrides::default() };
+        let config = file.resolve(remote).expect("valid");
+        assert_eq!((config.engine, config.spark_remote.as_deref()), (EngineKind::Spark, Some("sc://h:15002")));
+        let local = Overrides { engine: Some(EngineKind::Local), ..Overrides::default() };
+        assert_eq!(file.resolve(local).expect("valid").engine, EngineKind::Local);
+    }
+
+    #[test]
+    fn unknown_engine_kind_is_a_parse_error_naming_it() {
+        let err = ConfigFile::parse("[engine]\nkind = \"flink\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.is_usage() && err.to_string().contains("flink"), "{err}");
     }
 }

@@ -77,6 +77,25 @@ pub enum Error {
     #[error("Input reading stopped early")]
     ReadStopped,
 
+    #[error("Spark engine ({remote}) failed while {context}")]
+    Spark {
+        remote: String,
+        context: &'static str,
+        #[source]
+        source: Box<spark_connect::SparkError>,
+    },
+
+    #[error("Spark engine ({remote}) failed while connecting: cannot reach {address}")]
+    SparkUnreachable {
+        remote: String,
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("Spark engine ({remote}) gave an unexpected result: {message}")]
+    SparkResult { remote: String, message: String },
+
     #[error("Failure injected by a test at {0} (MINUTELY_FAIL_AT)")]
     Injected(String),
 

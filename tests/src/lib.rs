@@ -8,8 +8,10 @@ use polars::prelude::*;
 
 mod api;
 mod s3;
+mod spark;
 pub use api::ApiServer;
 pub use s3::S3Server;
+pub use spark::SparkServer;
 
 /// Path of a workspace binary built next to this test executable.
 pub fn binary(name: &str) -> PathBuf {

@@ -1,14 +1,12 @@
 //! The batches of a run: the input is streamed in pieces of whole records
 //! ([`super::ingest`]), parsed and cleaned on every core in batches of
-//! about `batch_rows` rows, checked for duplicates in processing order, and
+//! about `batch_rows` rows, handed to the engine for duplicate checks, and
 //! each batch's Parquet is written while the next batch is parsed.
 //!
-//! Memory is bounded by the batch size, except for the event id
-//! fingerprints of the dates a run touches (16 bytes an id, for duplicate
-//! detection), which grow with the data.
+//! Memory is bounded by the batch size (and whatever the engine holds
+//! for duplicate detection; see [`super::engine`]).
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::BuildHasher;
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
@@ -17,14 +15,15 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
-use super::execute::{Run, concat_frames, parquet_files};
+use super::engine::{RunContext, StagedWrite};
+use super::execute::{Run, concat_frames};
 use super::ingest::{Candidate, Event, FileOutcome, Reader};
 use super::manifest::FileRecord;
 use crate::bronze::{BronzeBuilder, Lineage};
 use crate::error::{Error, Result};
 use crate::input::{self, Limits, ReadStats};
-use crate::layout::{self, BRONZE, SILVER_EVENTS, SILVER_REJECTS};
-use crate::silver::{self, Dedupe, Evaluated, Load, columns::EVENT_ID, timestamp::format_date};
+use crate::layout::{self, BRONZE, SILVER_REJECTS};
+use crate::silver::{self, Evaluated, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 
 impl Run<'_> {
@@ -146,17 +145,13 @@ impl Run<'_> {
         }
 
         self.timed("dedupe", |run| {
-            for (date, load) in run.dedupe.dates_to_load(&evaluated) {
-                if run.options.full_refresh {
-                    run.dedupe.preload(date, Load::Full, []);
-                    continue;
-                }
-                let probe = (load == Load::Probe).then(|| Dedupe::candidate_ids(&evaluated, date));
-                let ids = committed_ids(&run.output, date, probe.as_ref())?;
-                run.dedupe.preload(date, load, ids);
-            }
-            run.dedupe.apply(&mut evaluated);
-            Ok(())
+            let context = RunContext {
+                output: &run.output,
+                run_id: &run.run_id,
+                full_refresh: run.options.full_refresh,
+                ingest_date: &run.ingest_date,
+            };
+            run.engine.check_batch(&context, &mut evaluated)
         })?;
 
         let cleaned = self.timed("silver", |_| {
@@ -172,7 +167,7 @@ impl Run<'_> {
         // Gather the batch into one file per layer partition.
         let batch_no = self.batches;
         self.batches += 1;
-        let ingest_date = self.started_at.format("%Y-%m-%d").to_string();
+        let ingest_date = &self.ingest_date;
         let part = format!("part-{}-{batch_no:05}.parquet", self.run_id);
         let mut bronze_frames = Vec::new();
         let mut reject_frames = Vec::new();
@@ -192,15 +187,12 @@ impl Run<'_> {
             reject_frames.push(cleaned.rejects);
         }
         let mut writes = vec![
-            (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", &ingest_date)), bronze_frames),
-            (format!("{}/{part}", layout::partition(SILVER_REJECTS, "ingest_date", &ingest_date)), reject_frames),
+            (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", ingest_date)), bronze_frames),
+            (format!("{}/{part}", layout::partition(SILVER_REJECTS, "ingest_date", ingest_date)), reject_frames),
         ];
         for (date, frames) in event_frames {
-            self.touched_dates.insert(date);
-            writes.push((
-                format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", &format_date(date))),
-                frames,
-            ));
+            self.candidate_dates.insert(date);
+            writes.push(self.engine.stage_events(&format_date(date), &part, frames)?);
         }
         info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Processed batch.");
         Ok(writes)
@@ -227,10 +219,6 @@ impl Run<'_> {
     }
 }
 
-/// One layer file to stage: its path relative to the output root and the
-/// frames (one per piece of input) it is made of.
-type StagedWrite = (String, Vec<DataFrame>);
-
 /// A batch is about `batch_rows` rows of this many decoded bytes each.
 const BATCH_BYTES_PER_ROW: usize = 100;
 /// Pieces a batch is cut into, so that every core has work.
@@ -256,28 +244,4 @@ fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Res
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(written.into_iter().flatten().collect())
-}
-
-/// Event id fingerprints committed on `date` by earlier runs; with `probe`,
-/// only those in it (a small incremental batch need not hold millions).
-fn committed_ids(
-    output: &Storage,
-    date: i32,
-    probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
-) -> Result<Vec<u128>> {
-    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let per_file = parquet_files(output, &dir)?
-        .par_iter()
-        .map(|path| {
-            let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
-            let column =
-                df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-            let ids = column.iter().flatten().map(silver::fingerprint);
-            Ok(match probe {
-                Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
-                None => ids.collect::<Vec<u128>>(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(per_file.concat())
 }

@@ -2,7 +2,8 @@
 //! recompute gold for touched dates, publish, write the manifest last.
 //!
 //! Reading, cleaning and staging the input batch by batch is
-//! [`super::batches`]'s; recomputing gold is [`super::regold`]'s.
+//! [`super::batches`]'s; duplicate detection, silver events and gold are
+//! the [`super::engine`]'s (local or Spark).
 //! Everything a run writes goes to `_staging/<run_id>/` first; committing
 //! and publishing it is [`super::commit`]'s.
 
@@ -15,6 +16,7 @@ use polars::prelude::*;
 use tracing::{info, warn};
 
 use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
+use super::engine::{self, Engine, RunContext};
 use super::ingest::Candidate;
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
@@ -24,7 +26,7 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input::{self, ReadStats};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
-use crate::silver::{self, Counters, Dedupe, Reason, Rules, timestamp::format_date};
+use crate::silver::{self, Counters, Reason, Rules, timestamp::format_date};
 use crate::storage::Storage;
 
 /// How a run was asked to behave.
@@ -52,6 +54,8 @@ pub enum Outcome {
 pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
     let input = Storage::open(&config.input, false)?;
     let output = Storage::open(&config.output, true)?.with_zstd_level(config.zstd_level);
+    // Before the lock: an engine that cannot be reached stops the run before anything is staged.
+    let engine = engine::open(config, &output)?;
     let holder = format!("pid {} (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.lease_secs))?;
     // Minted under the lock, so run ids on one output sort in run order.
@@ -60,7 +64,7 @@ pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
     info!(run_id, input = config.input, output = config.output, full_refresh = options.full_refresh, "Starting run.");
 
     recover_staging(&output)?;
-    let mut run = Run::new(config, options, input, output, run_id, started_at);
+    let mut run = Run::new(config, options, (input, output), engine, run_id, started_at);
     match run.execute(&lock) {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
@@ -77,8 +81,10 @@ pub(super) struct Run<'a> {
     pub(super) output: Storage,
     pub(super) run_id: String,
     pub(super) started_at: DateTime<Utc>,
+    /// The run's `ingest_date` partition value: its start date (UTC).
+    pub(super) ingest_date: String,
     pub(super) rules: Rules,
-    pub(super) dedupe: Dedupe,
+    pub(super) engine: Box<dyn Engine>,
     pub(super) files: Vec<FileRecord>,
     pub(super) unreadable: Vec<UnreadableFile>,
     pub(super) files_skipped: u64,
@@ -91,6 +97,9 @@ pub(super) struct Run<'a> {
     pub(super) batches: usize,
     /// Whether the commit marker is written (the run can no longer fail back).
     pub(super) committed: bool,
+    /// Event dates of the clean rows staged so far (before any late duplicate check).
+    pub(super) candidate_dates: BTreeSet<i32>,
+    /// Dates that received new clean events: their gold is recomputed.
     pub(super) touched_dates: BTreeSet<i32>,
     pub(super) stage_seconds: BTreeMap<String, f64>,
     /// What earlier runs ingested (loaded by `discover`).
@@ -103,8 +112,8 @@ impl<'a> Run<'a> {
     fn new(
         config: &'a PipelineConfig,
         options: RunOptions,
-        input: Storage,
-        output: Storage,
+        (input, output): (Storage, Storage),
+        engine: Box<dyn Engine>,
         run_id: String,
         started_at: DateTime<Utc>,
     ) -> Self {
@@ -115,8 +124,9 @@ impl<'a> Run<'a> {
             output,
             run_id,
             started_at,
+            ingest_date: started_at.format("%Y-%m-%d").to_string(),
             rules: Rules { timestamps: silver::TimestampParser::new(&config.timestamp_formats) },
-            dedupe: Dedupe::default(),
+            engine,
             files: Vec::new(),
             unreadable: Vec::new(),
             files_skipped: 0,
@@ -126,6 +136,7 @@ impl<'a> Run<'a> {
             outputs: Vec::new(),
             batches: 0,
             committed: false,
+            candidate_dates: BTreeSet::new(),
             touched_dates: BTreeSet::new(),
             stage_seconds: BTreeMap::new(),
             ingested: IngestedIndex::default(),
@@ -146,20 +157,38 @@ impl<'a> Run<'a> {
         let progress = progress_bar(total_bytes);
         self.ingest(candidates, &progress)?;
         progress.finish_and_clear();
-        // Duplicate detection is done: free its ids before gold needs memory.
-        self.dedupe = Dedupe::default();
         if self.files.is_empty() && self.unreadable.is_empty() {
             self.save_index();
             info!(files_skipped = self.files_skipped, "Nothing new to ingest.");
             return Ok(Outcome::NothingNew { files_skipped: self.files_skipped });
         }
         checkpoint(&self.options, CrashPoint::Staged)?;
-        self.timed("gold", Self::write_gold)?;
+        self.timed("gold", Self::finish_global_stages)?;
         checkpoint(&self.options, CrashPoint::GoldStaged)?;
         let mut manifest = self.manifest(self.status(), None);
         lock.ensure_held()?;
         self.commit(&mut manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
+    }
+
+    /// What the engine does after the last batch: on the spark engine rule 5
+    /// and silver events too, so late duplicates move from events to rejects.
+    fn finish_global_stages(&mut self) -> Result<()> {
+        let context = RunContext {
+            output: &self.output,
+            run_id: &self.run_id,
+            full_refresh: self.options.full_refresh,
+            ingest_date: &self.ingest_date,
+        };
+        let finished = self.engine.finish(&context, &self.outputs, &self.candidate_dates)?;
+        self.outputs = finished.outputs;
+        self.touched_dates = finished.gold_dates;
+        self.rows.gold += finished.gold_rows;
+        self.rows.silver_events -= finished.late_duplicates;
+        self.rows.silver_rejects += finished.late_duplicates;
+        self.reject_counts[Reason::DuplicateEventId as usize] += finished.late_duplicates;
+        self.counters.subtract(&finished.late_duplicate_counters);
+        Ok(())
     }
 
     /// Event files under the input root not already ingested with this content.

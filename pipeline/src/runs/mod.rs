@@ -2,16 +2,17 @@
 //! folded from the manifests, the lock that keeps runs on one output from
 //! interleaving, and the run itself (SPEC §6): `execute` orchestrates it,
 //! `ingest` streams the files, `batches` parses, cleans and stages them,
-//! `regold` recomputes gold, `commit` publishes it.
+//! `engine` runs the global stages (duplicates, silver events, gold) on
+//! this machine or on Spark, `commit` publishes it all.
 
 mod batches;
 mod commit;
+mod engine;
 mod execute;
 mod ingest;
 mod ingested;
 mod lock;
 mod manifest;
-mod regold;
 mod swap;
 
 pub use commit::CrashPoint;

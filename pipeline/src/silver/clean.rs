@@ -74,11 +74,20 @@ impl Counters {
         self.status_invalid += other.status_invalid;
         self.status_missing += other.status_missing;
     }
+
+    /// Takes back counts of events that turned out not to be clean (duplicates found later).
+    pub fn subtract(&mut self, other: &Counters) {
+        self.latency_invalid -= other.latency_invalid;
+        self.latency_missing -= other.latency_missing;
+        self.status_invalid -= other.status_invalid;
+        self.status_missing -= other.status_missing;
+    }
 }
 
 /// Silver output of one bronze frame.
 pub struct Cleaned {
-    /// Clean events per event date (days since 1970-01-01), in processing order.
+    /// Clean events per event date (days since 1970-01-01), in processing
+    /// order, with [`CANDIDATE_COLUMNS`] after the [`events_schema`] columns.
     pub events: Vec<(i32, DataFrame)>,
     /// Rejected bronze rows with `reject_reason` and `reject_reasons`.
     pub rejects: DataFrame,
@@ -130,6 +139,14 @@ pub fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
         .collect();
     Ok(Evaluated { bronze, rows })
 }
+
+/// Columns [`split`] adds after the clean event columns, for duplicate
+/// checks done after the split (the spark engine): how each optional field
+/// became its value, so the counters can leave duplicates out.
+pub const CANDIDATE_COLUMNS: [&str; 2] = [LATENCY_STATE, STATUS_STATE];
+pub const STATE_VALID: i8 = 0;
+pub const STATE_MISSING: i8 = 1;
+pub const STATE_INVALID: i8 = 2;
 
 /// The clean events schema (without the `event_date` partition column).
 pub fn events_schema() -> Schema {
@@ -187,6 +204,8 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
     let mut dates = Vec::with_capacity(n);
     let mut latencies = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
+    let mut latency_states = Vec::with_capacity(n);
+    let mut status_states = Vec::with_capacity(n);
     // Normalizing again (evaluate did it for the required fields) is cheaper
     // than keeping borrowed values of every row between the two passes.
     let (ids, services, types) = (text(EVENT_ID)?, text(SERVICE)?, text(EVENT_TYPE)?);
@@ -209,16 +228,12 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
         user_id.append_option(normalize(user));
         times.push(row.event_time);
         dates.push(row.event_date());
-        latencies.push(counted(
-            value::latency(normalize(lat)),
-            &mut counters.latency_missing,
-            &mut counters.latency_invalid,
-        ));
-        statuses.push(counted(
-            value::status(normalize(status)),
-            &mut counters.status_missing,
-            &mut counters.status_invalid,
-        ));
+        let latency = value::latency(normalize(lat));
+        latency_states.push(state(&latency));
+        latencies.push(counted(latency, &mut counters.latency_missing, &mut counters.latency_invalid));
+        let status = value::status(normalize(status));
+        status_states.push(state(&status));
+        statuses.push(counted(status, &mut counters.status_missing, &mut counters.status_invalid));
     }
     let lineage = bronze
         .select([bronze::SOURCE_FILE, bronze::SOURCE_LINE, bronze::RUN_ID])
@@ -236,8 +251,19 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
         user_id.finish().into_column(),
     ];
     columns.extend(lineage.into_columns());
+    columns.push(Int8Chunked::from_vec(LATENCY_STATE.into(), latency_states).into_column());
+    columns.push(Int8Chunked::from_vec(STATUS_STATE.into(), status_states).into_column());
     let events = DataFrame::new(n, columns).map_err(err("building clean events"))?;
     Ok(Cleaned { events: partition_by_date(events, &dates)?, rejects, reject_counts, counters })
+}
+
+/// How an optional field became its value: [`STATE_VALID`], [`STATE_MISSING`] or [`STATE_INVALID`].
+fn state<T>(field: &Optional<T>) -> i8 {
+    match field {
+        Optional::Valid(_) => STATE_VALID,
+        Optional::Missing => STATE_MISSING,
+        Optional::Invalid => STATE_INVALID,
+    }
 }
 
 /// The value of an optional field, counting it when missing or invalid.
@@ -318,12 +344,22 @@ mod tests {
     }
 
     #[test]
+    fn candidate_columns_say_how_each_optional_field_became_its_value() {
+        let c = clean(&[with(with(VALID, 4, Some("fast")), 5, None)]);
+        let ev = &c.events[0].1;
+        assert_eq!(ev.column(LATENCY_STATE).unwrap().i8().unwrap().get(0), Some(STATE_INVALID));
+        assert_eq!(ev.column(STATUS_STATE).unwrap().i8().unwrap().get(0), Some(STATE_MISSING));
+        assert_eq!((c.counters.latency_invalid, c.counters.status_missing), (1, 1));
+    }
+
+    #[test]
     fn valid_row_becomes_a_normalized_clean_event() {
         let c = clean(&[VALID]);
         assert_eq!(c.rejects.height(), 0);
         let (date, ev) = &c.events[0];
         assert_eq!(crate::silver::timestamp::format_date(*date), "2026-01-12");
-        assert_eq!(ev.schema().as_ref(), &events_schema());
+        assert_eq!(ev.drop_many(CANDIDATE_COLUMNS).schema().as_ref(), &events_schema());
+        assert_eq!(ev.column(LATENCY_STATE).unwrap().i8().unwrap().get(0), Some(STATE_VALID));
         assert_eq!(ev.column(SERVICE).unwrap().str().unwrap().get(0), Some("api"));
         assert_eq!(ev.column(EVENT_TYPE).unwrap().str().unwrap().get(0), Some("request"));
         assert_eq!(ev.column(USER_ID).unwrap().str().unwrap().get(0), Some("U1"), "user_id keeps its case");

@@ -9,7 +9,10 @@ mod clean;
 mod dedupe;
 mod reason;
 
-pub use clean::{Cleaned, Counters, Evaluated, Rules, evaluate, events_schema, split};
+pub use clean::{
+    CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, events_schema,
+    split,
+};
 pub use dedupe::{Dedupe, Load, fingerprint};
 pub use reason::{Reason, Reasons};
 pub use records::{timestamp, value};
@@ -26,4 +29,7 @@ pub mod columns {
     pub const USER_ID: &str = "user_id";
     pub const REJECT_REASON: &str = "reject_reason";
     pub const REJECT_REASONS: &str = "reject_reasons";
+    /// Candidate columns (not in silver): how `latency_ms` and `status_code` became their values.
+    pub const LATENCY_STATE: &str = "_latency_state";
+    pub const STATUS_STATE: &str = "_status_state";
 }

@@ -1,0 +1,370 @@
+//! The spark engine: the global stages as Spark plans, sent over Spark
+//! Connect to Apache Spark, Databricks, EMR, Sail or any other server that
+//! speaks it.
+//!
+//! The run stages each batch's clean rows (rules 1–4 passed) as
+//! candidates under `_staging/<run_id>/_spark/candidates/`, partitioned by
+//! event date, with their lineage: `_source_file` and `_source_line` give
+//! the processing order within a run (files are read in path order), and
+//! committed silver comes before every candidate. [`Engine::finish`] then
+//! asks Spark to
+//!
+//! 1. mark duplicates: a candidate whose (event date, event id) is in
+//!    committed silver, or is not the first among the candidates;
+//! 2. write the others as silver events, partitioned by event date;
+//! 3. write the duplicates' bronze rows as `duplicate_event_id` rejects;
+//! 4. recompute gold for every date that got new events, from its committed
+//!    and new events, one file per date (exact `percentile`).
+//!
+//! Spark writes only under the scratch folder; the engine then moves its
+//! files to the names the layers use, inside the run's staging, and the
+//! run's commit publishes them as it does the local engine's.
+
+use std::collections::BTreeSet;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use polars::prelude::DataFrame;
+use spark_connect::row::Value;
+use spark_connect::{SparkError, SparkSession, col};
+use tracing::info;
+
+use super::{Engine, Finished, RunContext, StagedWrite};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
+use crate::silver::columns::*;
+use crate::silver::{Counters, Evaluated, Reason, STATE_INVALID, STATE_MISSING, timestamp::format_date};
+use crate::storage::Storage;
+
+/// Scratch folder of a run's Spark work, inside its staging.
+const SCRATCH: &str = "_spark";
+/// The silver events columns, in order (`silver::events_schema`).
+const EVENT_COLUMNS: &str =
+    "event_id, service, event_type, event_time, latency_ms, status_code, user_id, _source_file, _source_line, _run_id";
+/// The port of an `sc://host` URL without one (Spark Connect's default).
+const DEFAULT_SPARK_CONNECT_PORT: u16 = 15002;
+
+pub struct SparkEngine {
+    session: SparkSession,
+    remote: String,
+    /// The output location as the Spark cluster names it.
+    root: String,
+}
+
+impl SparkEngine {
+    /// Connects to `config.spark_remote` and checks the server answers.
+    pub fn connect(config: &PipelineConfig, output: &Storage) -> Result<Self> {
+        let remote =
+            config.spark_remote.clone().ok_or_else(|| Error::Config("engine \"spark\" needs spark_remote".into()))?;
+        let spark = |context: &'static str| {
+            let remote = remote.clone();
+            move |source: SparkError| Error::Spark { remote, context, source: Box::new(source) }
+        };
+        reachable(&remote)?;
+        let session = SparkSession::builder().remote(&remote).get_or_create().map_err(spark("connecting"))?;
+        let version = session.version().map_err(spark("connecting"))?;
+        // Timestamps are UTC instants, written as Parquet TIMESTAMP(MICROS, UTC) like the local engine's.
+        for (key, value) in [
+            ("spark.sql.session.timeZone", "UTC"),
+            ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
+            ("spark.sql.sources.partitionColumnTypeInference.enabled", "true"),
+        ] {
+            session.conf().set(key, value).map_err(spark("setting the session's configuration"))?;
+        }
+        let root = match (&config.spark_output, output.local_root()) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(dir)) => dir.display().to_string(),
+            (None, None) => output.location().trim_end_matches('/').to_string(),
+        };
+        info!(remote, version, root, "Connected to Spark.");
+        Ok(Self { session, remote, root })
+    }
+
+    fn error(&self, context: &'static str) -> impl FnOnce(SparkError) -> Error + '_ {
+        move |source| Error::Spark { remote: self.remote.clone(), context, source: Box::new(source) }
+    }
+
+    fn unexpected(&self, message: String) -> Error {
+        Error::SparkResult { remote: self.remote.clone(), message }
+    }
+
+    /// `relative` (to the output root) as Spark names it.
+    fn url(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.root)
+    }
+
+    /// Registers the Parquet files under `relative` as the temporary view `name`.
+    fn view(&self, name: &str, relative: &str) -> Result<()> {
+        self.session
+            .read()
+            .parquet(&self.url(relative))
+            .create_or_replace_temp_view(name)
+            .map_err(self.error("reading staged or committed Parquet"))
+    }
+
+    /// Runs `query` and writes its rows as zstd Parquet under `relative`,
+    /// partitioned by `partition_by`.
+    fn write(&self, query: &str, relative: &str, partition_by: &[&str]) -> Result<()> {
+        let df = self.session.sql(query).map_err(self.error("planning a query"))?;
+        df.write()
+            .mode("overwrite")
+            .option("compression", "zstd")
+            .partition_by(partition_by.iter().copied())
+            .parquet(&self.url(relative))
+            .map_err(self.error("writing Parquet"))
+    }
+
+    fn collect(&self, query: &str) -> Result<Vec<Vec<Value>>> {
+        let df = self.session.sql(query).map_err(self.error("planning a query"))?;
+        let rows = df.collect().map_err(self.error("running a query"))?;
+        Ok(rows.into_iter().map(|row| (0..row.len()).filter_map(|i| row.get(i).cloned()).collect()).collect())
+    }
+}
+
+impl Drop for SparkEngine {
+    fn drop(&mut self) {
+        // Frees the server's session; a server that is gone frees it itself.
+        let _ = self.session.stop();
+    }
+}
+
+impl Engine for SparkEngine {
+    fn check_batch(&mut self, _run: &RunContext, _batch: &mut [Evaluated]) -> Result<()> {
+        Ok(()) // Rule 5 runs on Spark in `finish`, over every batch at once.
+    }
+
+    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> Result<StagedWrite> {
+        Ok((format!("{SCRATCH}/{}/{part}", layout::partition("candidates", "event_date", date)), frames))
+    }
+
+    fn finish(&mut self, run: &RunContext, staged: &[String], dates: &BTreeSet<i32>) -> Result<Finished> {
+        let scratch = format!("{STAGING}/{}/{SCRATCH}", run.run_id);
+        let mut finished = Finished {
+            outputs: staged.iter().filter(|p| !p.starts_with(&format!("{SCRATCH}/"))).cloned().collect(),
+            ..Finished::default()
+        };
+        if dates.is_empty() {
+            return Ok(finished);
+        }
+        let date_list = dates.iter().map(|d| format!("DATE'{}'", format_date(*d))).collect::<Vec<_>>().join(", ");
+
+        // 1. Duplicates: committed silver first, then run, file, line order.
+        self.view("minutely_candidates", &format!("{scratch}/candidates"))?;
+        let committed = !run.full_refresh && has_events_on(run.output, dates)?;
+        let seen = if committed {
+            self.view("minutely_committed", SILVER_EVENTS)?;
+            format!(
+                "SELECT DISTINCT CAST(event_date AS DATE) AS event_date, {EVENT_ID} FROM minutely_committed \
+                 WHERE CAST(event_date AS DATE) IN ({date_list})"
+            )
+        } else {
+            format!("SELECT CAST(NULL AS DATE) AS event_date, CAST(NULL AS STRING) AS {EVENT_ID} WHERE false")
+        };
+        let decided = format!(
+            "SELECT c.*, (k.{EVENT_ID} IS NOT NULL OR row_number() OVER (PARTITION BY c.event_date, c.{EVENT_ID} \
+               ORDER BY c._source_file, c._source_line) > 1) AS _duplicate \
+             FROM (SELECT {EVENT_COLUMNS}, {LATENCY_STATE}, {STATUS_STATE}, CAST(event_date AS DATE) AS event_date \
+                   FROM minutely_candidates) c \
+             LEFT JOIN ({seen}) k ON c.event_date = k.event_date AND c.{EVENT_ID} = k.{EVENT_ID}"
+        );
+        let decided = self.session.sql(&decided).map_err(self.error("planning duplicate detection"))?;
+        decided.create_or_replace_temp_view("minutely_decided").map_err(self.error("planning duplicate detection"))?;
+
+        // 2. Silver events: the first of each id.
+        self.write(
+            &format!("SELECT {EVENT_COLUMNS}, event_date FROM minutely_decided WHERE NOT _duplicate"),
+            &format!("{scratch}/silver"),
+            &["event_date"],
+        )?;
+
+        // 3. The duplicates: counted, and their bronze rows rejected.
+        self.write(
+            &format!(
+                "SELECT _source_file, _source_line, {LATENCY_STATE}, {STATUS_STATE} FROM minutely_decided WHERE _duplicate"
+            ),
+            &format!("{scratch}/duplicates"),
+            &[],
+        )?;
+        self.view("minutely_duplicates", &format!("{scratch}/duplicates"))?;
+        let count_if =
+            |column: &str, state: i8| format!("COALESCE(SUM(CASE WHEN {column} = {state} THEN 1 ELSE 0 END), 0)");
+        let summary = self.collect(&format!(
+            "SELECT COUNT(*), {}, {}, {}, {} FROM minutely_duplicates",
+            count_if(LATENCY_STATE, STATE_MISSING),
+            count_if(LATENCY_STATE, STATE_INVALID),
+            count_if(STATUS_STATE, STATE_MISSING),
+            count_if(STATUS_STATE, STATE_INVALID),
+        ))?;
+        let [duplicates, latency_missing, latency_invalid, status_missing, status_invalid] =
+            longs(summary.first().map(Vec::as_slice).unwrap_or_default()).map_err(|m| self.unexpected(m))?;
+        finished.late_duplicates = duplicates;
+        finished.late_duplicate_counters =
+            Counters { latency_invalid, latency_missing, status_invalid, status_missing };
+        if duplicates > 0 {
+            let bronze = layout::partition(BRONZE, "ingest_date", run.ingest_date);
+            self.view("minutely_bronze", &layout::staged(run.run_id, &bronze))?;
+            let code = Reason::DuplicateEventId.code();
+            self.write(
+                &format!(
+                    "SELECT b.*, '{code}' AS {REJECT_REASON}, array('{code}') AS {REJECT_REASONS} \
+                     FROM minutely_bronze b LEFT SEMI JOIN minutely_duplicates d \
+                     ON b._source_file = d._source_file AND b._source_line = d._source_line"
+                ),
+                &format!("{scratch}/rejects"),
+                &[],
+            )?;
+        }
+
+        // 4. Gold of every date with new events: committed and new events.
+        self.view("minutely_new", &format!("{scratch}/silver"))?;
+        let gold_input = |view: &str| {
+            format!(
+                "SELECT CAST(event_date AS DATE) AS event_date, {SERVICE}, {EVENT_TIME}, {LATENCY_MS}, {STATUS_CODE} FROM {view}"
+            )
+        };
+        let mut events = gold_input("minutely_new");
+        if committed {
+            events = format!(
+                "{events} UNION ALL {} WHERE CAST(event_date AS DATE) IN (SELECT DISTINCT CAST(event_date AS DATE) FROM minutely_new)",
+                gold_input("minutely_committed")
+            );
+        }
+        let is_error = format!("CASE WHEN {STATUS_CODE} < 200 OR {STATUS_CODE} > 299 THEN 1 ELSE 0 END");
+        let gold = format!(
+            "SELECT {SERVICE}, date_trunc('MINUTE', {EVENT_TIME}) AS minute, \
+               COUNT(*) AS request_count, COUNT({LATENCY_MS}) AS latency_count, \
+               AVG({LATENCY_MS}) AS avg_latency_ms, \
+               percentile({LATENCY_MS}, 0.5) AS p50_latency_ms, \
+               percentile({LATENCY_MS}, 0.95) AS p95_latency_ms, \
+               percentile({LATENCY_MS}, 0.99) AS p99_latency_ms, \
+               MAX({LATENCY_MS}) AS max_latency_ms, \
+               COUNT({STATUS_CODE}) AS status_count, \
+               CAST(COALESCE(SUM({is_error}), 0) AS BIGINT) AS error_count, \
+               CASE WHEN COUNT({STATUS_CODE}) > 0 \
+                 THEN CAST(SUM({is_error}) AS DOUBLE) / CAST(COUNT({STATUS_CODE}) AS DOUBLE) END AS error_rate, \
+               event_date \
+             FROM ({events}) GROUP BY event_date, {SERVICE}, date_trunc('MINUTE', {EVENT_TIME})"
+        );
+        // One task per date, so one file per gold partition, sorted like the local engine's.
+        let df = self.session.sql(&gold).map_err(self.error("planning gold"))?;
+        df.repartition_by_expressions(0, vec![col("event_date").expression().clone()])
+            .sort_within_partitions(vec![col(SERVICE).expression().clone(), col("minute").expression().clone()])
+            .write()
+            .mode("overwrite")
+            .option("compression", "zstd")
+            .partition_by(["event_date"])
+            .parquet(&self.url(&format!("{scratch}/gold")))
+            .map_err(self.error("writing gold"))?;
+
+        // Spark's files, renamed into the layers inside the run's staging.
+        let by_name: std::collections::HashMap<String, i32> = dates.iter().map(|d| (format_date(*d), *d)).collect();
+        for (date, files) in spark_files(run.output, &format!("{scratch}/silver"))? {
+            let Some(&day) = by_name.get(&date) else {
+                return Err(
+                    self.unexpected(format!("silver events in partition event_date={date}, not a date it was given"))
+                );
+            };
+            finished.gold_dates.insert(day);
+            for (i, from) in files.iter().enumerate() {
+                let to = format!(
+                    "{}/part-{}-spark-{i:05}.parquet",
+                    layout::partition(SILVER_EVENTS, "event_date", &date),
+                    run.run_id
+                );
+                run.output.rename(from, &layout::staged(run.run_id, &to))?;
+                finished.outputs.push(to);
+            }
+        }
+        for (_, files) in spark_files(run.output, &format!("{scratch}/rejects"))? {
+            for (i, from) in files.iter().enumerate() {
+                let to = format!(
+                    "{}/part-{}-duplicates-{i:05}.parquet",
+                    layout::partition(SILVER_REJECTS, "ingest_date", run.ingest_date),
+                    run.run_id
+                );
+                run.output.rename(from, &layout::staged(run.run_id, &to))?;
+                finished.outputs.push(to);
+            }
+        }
+        for (date, files) in spark_files(run.output, &format!("{scratch}/gold"))? {
+            let [from] = files.as_slice() else {
+                return Err(self.unexpected(format!("{} gold files for event_date={date}, not one", files.len())));
+            };
+            let to = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &date));
+            let staged = layout::staged(run.run_id, &to);
+            run.output.rename(from, &staged)?;
+            finished.gold_rows += run.output.get_parquet(&staged, Some(&[SERVICE]))?.height() as u64;
+            finished.outputs.push(to);
+        }
+        info!(
+            duplicates,
+            partitions = finished.gold_dates.len(),
+            rows = finished.gold_rows,
+            "Spark wrote silver and gold."
+        );
+        Ok(finished)
+    }
+}
+
+/// Fails fast when nothing listens at the remote's address: the client
+/// retries a refused connection with backoff for minutes.
+fn reachable(remote: &str) -> Result<()> {
+    let authority = remote.trim_start_matches("sc://").split(['/', ';']).next().unwrap_or_default();
+    let address = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:{DEFAULT_SPARK_CONNECT_PORT}")
+    };
+    let unreachable = |source| Error::SparkUnreachable { remote: remote.to_string(), address: address.clone(), source };
+    let addrs = address.to_socket_addrs().map_err(unreachable)?;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(unreachable(last))
+}
+
+/// Whether committed silver has events on any of `dates`.
+fn has_events_on(output: &Storage, dates: &BTreeSet<i32>) -> Result<bool> {
+    for date in dates {
+        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(*date));
+        if output.list(&dir)?.iter().any(|e| e.relative.ends_with(".parquet")) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The Parquet files Spark wrote under `dir`, by the `key=value` folder
+/// they are in (`""` for files directly in `dir`), in path order.
+fn spark_files(output: &Storage, dir: &str) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for entry in output.list(dir)? {
+        let name = entry.relative.rsplit('/').next().unwrap_or_default();
+        if name.starts_with(['_', '.']) || !name.ends_with(".parquet") {
+            continue; // _SUCCESS, checksum files
+        }
+        let inner = entry.relative[dir.len()..].trim_start_matches('/');
+        let value = inner.rsplit_once('/').and_then(|(folder, _)| folder.split_once('=')).map(|(_, v)| v.to_string());
+        files.entry(value.unwrap_or_default()).or_default().push(entry.relative.clone());
+    }
+    Ok(files)
+}
+
+/// The values of a row of counts (Spark gives `COUNT` and `SUM` as longs).
+fn longs<const N: usize>(row: &[Value]) -> std::result::Result<[u64; N], String> {
+    let mut out = [0; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = match row.get(i) {
+            Some(Value::Long(n)) => u64::try_from(*n).unwrap_or_default(),
+            Some(Value::Integer(n)) => u64::try_from(*n).unwrap_or_default(),
+            Some(Value::Null) | None if i > 0 => 0,
+            other => return Err(format!("{other:?} where a count was expected")),
+        };
+    }
+    Ok(out)
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Starts a Spark Connect server for tests; see scripts/spark_server.py.
+# Installs it into a virtualenv on first use (PyPI), under a lock so
+# parallel tests install it once:
+#   sail:  pysail 0.7.2 with pyspark[connect] 4.2.0 (Sail refuses 4.3 clients)
+#   spark: pyspark[connect] 4.3.0, which ships the Spark Connect server
+#          (Java 17 from the base image)
+# Usage: scripts/spark-server.sh sail|spark
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+kind="${1:-sail}"
+case "$kind" in
+  sail) packages=(pysail==0.7.2 "pyspark[connect]==4.2.0"); check="import pysail, pyspark" ;;
+  spark) packages=("pyspark[connect]==4.3.0"); check="import pyspark" ;;
+  *) echo "usage: $0 sail|spark" >&2; exit 2 ;;
+esac
+venv="${CARGO_TARGET_DIR:-$root/target}/$kind-venv"
+mkdir -p "$(dirname "$venv")"
+(
+  flock 9
+  if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" >&2
+  fi
+) 9>"$venv.lock"
+exec "$venv/bin/python" "$root/scripts/spark_server.py" "$kind"

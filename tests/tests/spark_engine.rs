@@ -1,0 +1,206 @@
+//! The spark engine (SPEC §6, "Engines") against a real Spark Connect
+//! server, Sail by default (`MINUTELY_TEST_SPARK=spark` for Apache Spark):
+//! the same input gives the same layers on either engine, in one run or
+//! in runs that alternate between engines, on a local folder and on S3;
+//! an unreachable server stops the run before anything is written.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use tests::*;
+
+/// The basic fixtures plus a generated set with duplicates across files
+/// and dates, under `dir/all`.
+fn dataset(dir: &Path) -> Vec<PathBuf> {
+    let all = dir.join("all");
+    copy_dir(&fixture("basic"), &all);
+    let out = pipeline(dir, &["generate", "--events", "3000", "--seed", "5", "--out", "all/gen"]);
+    assert!(out.status.success(), "{}", text(&out));
+    files_under(&all)
+}
+
+fn deliver(dir: &Path, inbox: &str, files: &[PathBuf]) {
+    for f in files {
+        let to = dir.join(inbox).join(f);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(dir.join("all").join(f), to).expect("copy");
+    }
+}
+
+/// `pipeline run` from `inbox` into `out`; `engine` is `None` for local,
+/// or the Spark Connect URL.
+fn run(dir: &Path, inbox: &str, out: &str, engine: Option<&str>, env: &[(&str, String)]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "--input",
+        inbox,
+        "--output",
+        out,
+        "--max-reject-ratio",
+        "1",
+        "--timestamp-format",
+        "%d/%m/%Y %H:%M:%S",
+    ];
+    if let Some(remote) = engine {
+        args.extend(["--engine", "spark", "--spark-remote", remote]);
+    }
+    let output = pipeline_env(dir, &args, env);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    output
+}
+
+/// Bronze, silver events and rejects exactly; gold with its computed
+/// floats within 1e-9 relative (sums may be added in another order).
+fn assert_same_layers(got: &Path, want: &Path, what: &str) {
+    let (got_layers, want_layers) = (snapshot(got), snapshot(want));
+    for (i, layer) in ["bronze", "silver events", "rejects"].iter().enumerate() {
+        assert!(!want_layers[i].is_empty(), "{what}: the reference {layer} is empty");
+        assert_eq!(got_layers[i], want_layers[i], "{what}: {layer} differ");
+    }
+    let gold = |root: &Path| {
+        let df = read_layer(&root.join("gold/service_minute_metrics"), "event_date");
+        sorted(&df, &["event_date", "service", "minute"])
+    };
+    let (got_gold, want_gold) = (gold(got), gold(want));
+    assert!(want_gold.height() > 0, "{what}: the reference gold is empty");
+    assert_eq!(got_gold.height(), want_gold.height(), "{what}: gold rows differ");
+    for column in want_gold.columns() {
+        let name = column.name().as_str();
+        if column.dtype() == &DataType::Float64 {
+            for (row, (g, w)) in f64s(&got_gold, name).into_iter().zip(f64s(&want_gold, name)).enumerate() {
+                let close = match (g, w) {
+                    (Some(g), Some(w)) => (g - w).abs() <= 1e-9 * w.abs().max(g.abs()),
+                    (g, w) => g == w,
+                };
+                assert!(close, "{what}: gold {name} row {row}: {g:?} != {w:?}");
+            }
+        } else {
+            assert_eq!(strs(&got_gold, name), strs(&want_gold, name), "{what}: gold {name} differs");
+        }
+    }
+}
+
+/// The newest manifest's counts (rows per layer, rejects, counters).
+fn counts(out: &Path) -> serde_json::Value {
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(out.join("_runs"))
+        .expect("_runs")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    manifests.sort();
+    let newest = manifests.last().expect("a manifest");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("json");
+    serde_json::json!({
+        "rows": m["rows"], "rejects": m["rejects_by_reason"], "counters": m["counters"],
+        "gold_partitions": m["gold_partitions"], "status": m["status"],
+    })
+}
+
+#[test]
+fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
+    let server = SparkServer::start(&[]);
+    let remote = Some(server.remote());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    deliver(dir.path(), "in", &files);
+
+    run(dir.path(), "in", "local", None, &[]);
+    let spark = run(dir.path(), "in", "spark", remote, &[]);
+    assert_same_layers(&dir.path().join("spark"), &dir.path().join("local"), "one run");
+    assert_eq!(counts(&dir.path().join("spark")), counts(&dir.path().join("local")), "{}", text(&spark));
+    for date in std::fs::read_dir(dir.path().join("spark/gold/service_minute_metrics")).expect("gold").flatten() {
+        let files = parquet_files(&date.path());
+        assert_eq!(files.len(), 1, "one file per gold partition: {files:?}");
+    }
+    let staging = files_under(&dir.path().join("spark/_staging"));
+    assert!(staging.is_empty(), "Spark's scratch files are removed with the staging: {staging:?}");
+
+    // Three deliveries, alternating engines; and all on Spark.
+    let thirds =
+        [&files[..files.len() / 3], &files[files.len() / 3..files.len() * 2 / 3], &files[files.len() * 2 / 3..]];
+    for (i, part) in thirds.iter().enumerate() {
+        deliver(dir.path(), "alt-in", part);
+        run(dir.path(), "alt-in", "alt", if i % 2 == 0 { remote } else { None }, &[]);
+        deliver(dir.path(), "inc-in", part);
+        run(dir.path(), "inc-in", "inc", remote, &[]);
+    }
+    assert_same_layers(&dir.path().join("alt"), &dir.path().join("local"), "spark, local, spark");
+    assert_same_layers(&dir.path().join("inc"), &dir.path().join("local"), "three spark runs");
+
+    // Nothing new is nothing new on either engine; a full refresh on Spark rebuilds the same.
+    let again = run(dir.path(), "inc-in", "inc", remote, &[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing new"), "{}", text(&again));
+    run(dir.path(), "inc-in", "inc", remote, &[]);
+    let refresh = pipeline(
+        dir.path(),
+        &[
+            "run",
+            "--input",
+            "inc-in",
+            "--output",
+            "inc",
+            "--max-reject-ratio",
+            "1",
+            "--timestamp-format",
+            "%d/%m/%Y %H:%M:%S",
+            "--full-refresh",
+            "--engine",
+            "spark",
+            "--spark-remote",
+            server.remote(),
+        ],
+    );
+    assert_eq!(refresh.status.code(), Some(0), "{}", text(&refresh));
+    assert_same_layers(&dir.path().join("inc"), &dir.path().join("local"), "full refresh on Spark");
+}
+
+#[test]
+fn layers_on_s3_through_spark_equal_a_local_run() {
+    let s3 = S3Server::start("sparkout");
+    let server = SparkServer::start(&s3.env());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    deliver(dir.path(), "in", &files);
+    run(dir.path(), "in", "local", None, &[]);
+
+    let out = run(dir.path(), "in", "s3://sparkout/out", Some(server.remote()), &s3.env());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"), "{}", text(&out));
+    let options = s3.options();
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = pipeline::storage::Storage::open_with("s3://sparkout/out", false, &options).expect("open S3");
+    let copy = dir.path().join("from-s3");
+    for entry in output.list("").expect("list") {
+        let path = copy.join(&entry.relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, output.get(&entry.relative).expect("get")).expect("write");
+    }
+    assert!(!copy.join("_staging").exists(), "no staging left on S3");
+    assert_same_layers(&copy, &dir.path().join("local"), "S3 through Spark");
+}
+
+#[test]
+fn an_unreachable_spark_remote_fails_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixture("basic"), &dir.path().join("in"));
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let remote = format!("sc://127.0.0.1:{port}");
+    let out = pipeline(
+        dir.path(),
+        &["run", "--input", "in", "--output", "out", "--engine", "spark", "--spark-remote", &remote],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&remote) && stderr.contains("connecting"), "{}", text(&out));
+    assert!(
+        files_under(&dir.path().join("out")).is_empty(),
+        "nothing written: {:?}",
+        files_under(&dir.path().join("out"))
+    );
+
+    // Asking for Spark without a remote is a usage error naming the setting.
+    let out = pipeline(dir.path(), &["run", "--input", "in", "--output", "out", "--engine", "spark"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spark_remote"), "{}", text(&out));
+}
