@@ -18,7 +18,13 @@ configured, and prints its wall, CPU, cores and RSS first.
 With --zstd-levels L,L,... it instead runs minutely on the large shape at
 each zstd level and prints wall, CPU and the size of bronze and silver.
 
-Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--zstd-levels 1,3] [N ...]
+With --engines it instead runs minutely on each shape with the local engine
+and with the spark engine on Sail (local-cluster mode, two workers, started
+by scripts/spark-server.sh on this machine), and prints wall seconds and
+peak RSS of the driver (`pipeline run`) and of the Sail server, then the
++10k-over-7-dates incremental run on each.
+
+Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--zstd-levels 1,3] [--engines] [N ...]
        (default N: 10000000)
 Env:   BENCH_DIR (default target/bench), KEEP=1 keeps the data.
 """
@@ -101,6 +107,7 @@ def main():
     parser.add_argument("--no-duckdb", action="store_true", help="only minutely (e.g. for 100M events)")
     parser.add_argument("--zstd-levels", help="compare these zstd levels instead (large shape)")
     parser.add_argument("--before", help="another pipeline binary to run on the same input first")
+    parser.add_argument("--engines", action="store_true", help="compare the local and spark (Sail) engines instead")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
     python = None if args.no_duckdb else ensure_venv()
@@ -112,6 +119,8 @@ def main():
               f" | {'+10k 5min s':>11} {'RSS':>5} | {'+10k 7d s':>9} {'RSS':>5}")
     if args.zstd_levels:
         return zstd_levels(base, args.events, [int(l) for l in args.zstd_levels.split(",")])
+    if args.engines:
+        return engines(base, args.events, args.shapes.split(","))
     if args.before:
         header = (f"{'shape':>6} {'events':>11} | {'before s':>8} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7} |"
                   + header[header.index("|") + 1:])
@@ -153,6 +162,62 @@ def main():
             lead = f"{shape:>6} {n:>11,}{before_cols}" if args.before else f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} |"
             print(f"{lead} {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
                   f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}", flush=True)
+            if not os.environ.get("KEEP"):
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def peak_rss_mib(pid):
+    """Peak RSS (VmHWM) of a running process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+
+
+def sail_pid(port):
+    """The PID of the Sail server listening on `port` (a grandchild of the launcher)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"server" in argv and str(port).encode() in argv and any(a.endswith(b"sail") for a in argv):
+            return int(pid)
+    sys.exit(f"no Sail server process on port {port}")
+
+
+def engines(base, sizes, shapes):
+    config = os.path.join(ROOT, "config", "minutely.toml")
+    print(f"{'shape':>6} {'events':>11} | {'local s':>7} {'RSS MiB':>7} | {'spark s':>7} {'driver RSS':>10}"
+          f" {'Sail RSS':>8} | {'+10k 7d local s':>15} {'spark s':>7}")
+    for n in sizes:
+        for shape in shapes:
+            work = os.path.join(base, f"engines-{shape}-{n}")
+            shutil.rmtree(work, ignore_errors=True)
+            inp = os.path.join(work, "in")
+            generate(inp, n, SHAPES[shape])
+            local = [BIN, "run", "--config", config, "--input", inp, "--output", os.path.join(work, "local")]
+            l_wall, _, l_rss = measure(local)
+            settle()
+            # A fresh server per shape, so its peak RSS is this input's.
+            server = subprocess.Popen([os.path.join(ROOT, "scripts", "spark-server.sh"), "sail"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            line = server.stdout.readline().decode().strip()
+            if not line.startswith("ready "):
+                sys.exit(f"Sail did not start: {line!r}")
+            remote = line.split()[1]
+            sail = sail_pid(remote.rsplit(":", 1)[1])
+            spark = [BIN, "run", "--config", config, "--input", inp, "--output", os.path.join(work, "spark"),
+                     "--engine", "spark", "--spark-remote", remote]
+            s_wall, _, s_rss = measure(spark)
+            sail_rss = peak_rss_mib(sail)
+            settle()
+            add_increment(inp, "zz-incr-7d", ["--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)])
+            i_local, _, _ = measure(local)
+            i_spark, _, _ = measure(spark)
+            server.stdin.close()
+            server.wait()
+            print(f"{shape:>6} {n:>11,} | {l_wall:>7.1f} {l_rss:>7.0f} | {s_wall:>7.1f} {s_rss:>10.0f} {sail_rss:>8.0f}"
+                  f" | {i_local:>15.2f} {i_spark:>7.2f}", flush=True)
             if not os.environ.get("KEEP"):
                 shutil.rmtree(work, ignore_errors=True)
 

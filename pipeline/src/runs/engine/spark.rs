@@ -368,3 +368,30 @@ fn longs<const N: usize>(row: &[Value]) -> std::result::Result<[u64; N], String>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_columns_are_the_silver_schema_in_order() {
+        let names: Vec<String> = crate::silver::events_schema().iter_names().map(|n| n.to_string()).collect();
+        assert_eq!(EVENT_COLUMNS.split(", ").collect::<Vec<_>>(), names);
+    }
+
+    #[test]
+    fn counts_are_read_from_longs_and_null_sums() {
+        let row = [Value::Long(3), Value::Null, Value::Integer(2)];
+        assert_eq!(longs::<3>(&row), Ok([3, 0, 2]));
+        assert!(longs::<1>(&[Value::String("x".into())]).is_err());
+        assert!(longs::<1>(&[]).is_err(), "a missing count is an error, not zero");
+    }
+
+    #[test]
+    fn a_remote_nobody_listens_on_is_unreachable_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let err = reachable(&format!("sc://127.0.0.1:{port}/;user_id=x")).unwrap_err();
+        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(reachable("sc://no-such-host.invalid").is_err());
+    }
+}
