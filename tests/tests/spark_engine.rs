@@ -153,6 +153,35 @@ fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     );
     assert_eq!(refresh.status.code(), Some(0), "{}", text(&refresh));
     assert_same_layers(&dir.path().join("inc"), &dir.path().join("local"), "full refresh on Spark");
+
+    // Killed after Spark wrote silver and gold into staging: the next run
+    // (on the other engine) finishes the work.
+    deliver(dir.path(), "crash-in", thirds[0]);
+    run(dir.path(), "crash-in", "crash", remote, &[]);
+    deliver(dir.path(), "crash-in", &files[files.len() / 3..]);
+    let crashed = pipeline(
+        dir.path(),
+        &[
+            "run",
+            "--input",
+            "crash-in",
+            "--output",
+            "crash",
+            "--max-reject-ratio",
+            "1",
+            "--timestamp-format",
+            "%d/%m/%Y %H:%M:%S",
+            "--engine",
+            "spark",
+            "--spark-remote",
+            server.remote(),
+            "--crash-at",
+            "gold-staged",
+        ],
+    );
+    assert!(crashed.status.code().is_none(), "must die by a signal: {}", text(&crashed));
+    run(dir.path(), "crash-in", "crash", None, &[]);
+    assert_same_layers(&dir.path().join("crash"), &dir.path().join("local"), "spark run killed, then a local run");
 }
 
 #[test]
