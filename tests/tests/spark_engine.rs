@@ -233,3 +233,33 @@ fn an_unreachable_spark_remote_fails_before_anything_is_written() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spark_remote"), "{}", text(&out));
 }
+
+#[test]
+fn deliveries_without_duplicates_or_with_nothing_but_duplicates_match_the_local_engine() {
+    let server = SparkServer::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let header = "event_id,service,event_type,timestamp,latency_ms,status_code,user_id\n";
+    let deliveries = [
+        // No duplicates (one reject, so every layer has rows).
+        (
+            "a.csv",
+            "e1,api,request,2026-01-12T10:15:00Z,12.5,200,u1\ne2,api,request,2026-01-12T10:16:00Z,x,500,u1\ne3,,request,2026-01-12T10:16:00Z,1,200,u1\n",
+        ),
+        // New events only, on a date with committed events and on a new one.
+        ("b.csv", "e4,api,request,2026-01-12T10:15:30Z,2,404,u2\ne5,web,request,2026-01-13T00:00:00Z,,,u2\n"),
+        // Nothing but duplicates of committed events: no date gets new events.
+        ("c.csv", "e1,api,request,2026-01-12T11:00:00Z,99,200,u3\ne5,web,request,2026-01-13T00:00:01Z,1,200,u3\n"),
+        // No clean row at all.
+        ("d.csv", ",api,request,2026-01-12T10:15:00Z,1,200,u1\n"),
+    ];
+    for (name, rows) in deliveries {
+        for inbox in ["in-local", "in-spark"] {
+            std::fs::create_dir_all(dir.path().join(inbox)).expect("mkdir");
+            std::fs::write(dir.path().join(inbox).join(name), format!("{header}{rows}")).expect("write");
+        }
+        run(dir.path(), "in-local", "local", None, &[]);
+        run(dir.path(), "in-spark", "spark", Some(server.remote()), &[]);
+        assert_same_layers(&dir.path().join("spark"), &dir.path().join("local"), &format!("after {name}"));
+        assert_eq!(counts(&dir.path().join("spark")), counts(&dir.path().join("local")), "after {name}");
+    }
+}

@@ -147,16 +147,47 @@ impl Engine for SparkEngine {
         if dates.is_empty() {
             return Ok(finished);
         }
-        let date_list = dates.iter().map(|d| format!("DATE'{}'", format_date(*d))).collect::<Vec<_>>().join(", ");
-
-        // 1. Duplicates: committed silver first, then run, file, line order.
-        self.view("minutely_candidates", &format!("{scratch}/candidates"))?;
         let committed = !run.full_refresh && has_events_on(run.output, dates)?;
+        self.mark_duplicates(&scratch, committed, dates)?;
+        let new_events = self.count_duplicates(&mut finished)?;
+        // An empty result may be written as a file without columns (Sail):
+        // what is empty is not written.
+        if new_events > 0 {
+            self.write(
+                &format!("SELECT {EVENT_COLUMNS}, event_date FROM minutely_decided WHERE NOT _duplicate"),
+                &format!("{scratch}/silver"),
+                &["event_date"],
+            )?;
+        }
+        if finished.late_duplicates > 0 {
+            self.reject_duplicates(run, &scratch)?;
+        }
+        if new_events > 0 {
+            self.write_gold(&scratch, committed)?;
+        }
+        self.adopt_files(run, &scratch, dates, &mut finished)?;
+        info!(
+            duplicates = finished.late_duplicates,
+            partitions = finished.gold_dates.len(),
+            rows = finished.gold_rows,
+            "Spark wrote silver and gold."
+        );
+        Ok(finished)
+    }
+}
+
+impl SparkEngine {
+    /// Rule 5 as the view `minutely_decided`: the candidates with
+    /// `_duplicate`, true when committed silver (if `committed`) has the
+    /// (event date, event id) or an earlier candidate (path, then line) does.
+    fn mark_duplicates(&self, scratch: &str, committed: bool, dates: &BTreeSet<i32>) -> Result<()> {
+        self.view("minutely_candidates", &format!("{scratch}/candidates"))?;
         let seen = if committed {
             self.view("minutely_committed", SILVER_EVENTS)?;
+            let dates = dates.iter().map(|d| format!("DATE'{}'", format_date(*d))).collect::<Vec<_>>().join(", ");
             format!(
                 "SELECT DISTINCT CAST(event_date AS DATE) AS event_date, {EVENT_ID} FROM minutely_committed \
-                 WHERE CAST(event_date AS DATE) IN ({date_list})"
+                 WHERE CAST(event_date AS DATE) IN ({dates})"
             )
         } else {
             format!("SELECT CAST(NULL AS DATE) AS event_date, CAST(NULL AS STRING) AS {EVENT_ID} WHERE false")
@@ -169,64 +200,66 @@ impl Engine for SparkEngine {
              LEFT JOIN ({seen}) k ON c.event_date = k.event_date AND c.{EVENT_ID} = k.{EVENT_ID}"
         );
         let decided = self.session.sql(&decided).map_err(self.error("planning duplicate detection"))?;
-        decided.create_or_replace_temp_view("minutely_decided").map_err(self.error("planning duplicate detection"))?;
+        decided.create_or_replace_temp_view("minutely_decided").map_err(self.error("planning duplicate detection"))
+    }
 
-        // 2. Silver events: the first of each id.
-        self.write(
-            &format!("SELECT {EVENT_COLUMNS}, event_date FROM minutely_decided WHERE NOT _duplicate"),
-            &format!("{scratch}/silver"),
-            &["event_date"],
-        )?;
-
-        // 3. The duplicates: counted, and their bronze rows rejected.
-        self.write(
-            &format!(
-                "SELECT _source_file, _source_line, {LATENCY_STATE}, {STATUS_STATE} FROM minutely_decided WHERE _duplicate"
-            ),
-            &format!("{scratch}/duplicates"),
-            &[],
-        )?;
-        self.view("minutely_duplicates", &format!("{scratch}/duplicates"))?;
-        let count_if =
-            |column: &str, state: i8| format!("COALESCE(SUM(CASE WHEN {column} = {state} THEN 1 ELSE 0 END), 0)");
+    /// Counts the duplicates, and how their optional fields became null
+    /// (to take them out of the counters); returns the count of new events.
+    fn count_duplicates(&self, finished: &mut Finished) -> Result<u64> {
+        let count_if = |condition: &str| format!("COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)");
+        let of_duplicates = |column: &str, state: i8| count_if(&format!("_duplicate AND {column} = {state}"));
         let summary = self.collect(&format!(
-            "SELECT COUNT(*), {}, {}, {}, {} FROM minutely_duplicates",
-            count_if(LATENCY_STATE, STATE_MISSING),
-            count_if(LATENCY_STATE, STATE_INVALID),
-            count_if(STATUS_STATE, STATE_MISSING),
-            count_if(STATUS_STATE, STATE_INVALID),
+            "SELECT {}, {}, {}, {}, {}, {} FROM minutely_decided",
+            count_if("NOT _duplicate"),
+            count_if("_duplicate"),
+            of_duplicates(LATENCY_STATE, STATE_MISSING),
+            of_duplicates(LATENCY_STATE, STATE_INVALID),
+            of_duplicates(STATUS_STATE, STATE_MISSING),
+            of_duplicates(STATUS_STATE, STATE_INVALID),
         ))?;
-        let [duplicates, latency_missing, latency_invalid, status_missing, status_invalid] =
+        let [new_events, duplicates, latency_missing, latency_invalid, status_missing, status_invalid] =
             longs(summary.first().map(Vec::as_slice).unwrap_or_default()).map_err(|m| self.unexpected(m))?;
         finished.late_duplicates = duplicates;
         finished.late_duplicate_counters =
             Counters { latency_invalid, latency_missing, status_invalid, status_missing };
-        if duplicates > 0 {
-            let bronze = layout::partition(BRONZE, "ingest_date", run.ingest_date);
-            self.view("minutely_bronze", &layout::staged(run.run_id, &bronze))?;
-            let code = Reason::DuplicateEventId.code();
-            self.write(
-                &format!(
-                    "SELECT b.*, '{code}' AS {REJECT_REASON}, array('{code}') AS {REJECT_REASONS} \
-                     FROM minutely_bronze b LEFT SEMI JOIN minutely_duplicates d \
-                     ON b._source_file = d._source_file AND b._source_line = d._source_line"
-                ),
-                &format!("{scratch}/rejects"),
-                &[],
-            )?;
-        }
+        Ok(new_events)
+    }
 
-        // 4. Gold of every date with new events: committed and new events.
+    /// Writes the duplicates' bronze rows as `duplicate_event_id` rejects.
+    fn reject_duplicates(&self, run: &RunContext, scratch: &str) -> Result<()> {
+        let duplicates = format!("{scratch}/duplicates");
+        self.write("SELECT _source_file, _source_line FROM minutely_decided WHERE _duplicate", &duplicates, &[])?;
+        self.view("minutely_duplicates", &duplicates)?;
+        let bronze = layout::partition(BRONZE, "ingest_date", run.ingest_date);
+        self.view("minutely_bronze", &layout::staged(run.run_id, &bronze))?;
+        let code = Reason::DuplicateEventId.code();
+        self.write(
+            &format!(
+                "SELECT b.*, '{code}' AS {REJECT_REASON}, array('{code}') AS {REJECT_REASONS} \
+                 FROM minutely_bronze b LEFT SEMI JOIN minutely_duplicates d \
+                 ON b._source_file = d._source_file AND b._source_line = d._source_line"
+            ),
+            &format!("{scratch}/rejects"),
+            &[],
+        )
+    }
+
+    /// Gold of every date with new events, from its committed (if
+    /// `committed`) and new events: one file per date, sorted by service
+    /// and minute like the local engine's.
+    fn write_gold(&self, scratch: &str, committed: bool) -> Result<()> {
         self.view("minutely_new", &format!("{scratch}/silver"))?;
         let gold_input = |view: &str| {
             format!(
-                "SELECT CAST(event_date AS DATE) AS event_date, {SERVICE}, {EVENT_TIME}, {LATENCY_MS}, {STATUS_CODE} FROM {view}"
+                "SELECT CAST(event_date AS DATE) AS event_date, {SERVICE}, {EVENT_TIME}, {LATENCY_MS}, {STATUS_CODE} \
+                 FROM {view}"
             )
         };
         let mut events = gold_input("minutely_new");
         if committed {
             events = format!(
-                "{events} UNION ALL {} WHERE CAST(event_date AS DATE) IN (SELECT DISTINCT CAST(event_date AS DATE) FROM minutely_new)",
+                "{events} UNION ALL {} WHERE CAST(event_date AS DATE) IN \
+                 (SELECT DISTINCT CAST(event_date AS DATE) FROM minutely_new)",
                 gold_input("minutely_committed")
             );
         }
@@ -246,7 +279,7 @@ impl Engine for SparkEngine {
                event_date \
              FROM ({events}) GROUP BY event_date, {SERVICE}, date_trunc('MINUTE', {EVENT_TIME})"
         );
-        // One task per date, so one file per gold partition, sorted like the local engine's.
+        // One task per date, so one file per gold partition.
         let df = self.session.sql(&gold).map_err(self.error("planning gold"))?;
         df.repartition_by_expressions(0, vec![col("event_date").expression().clone()])
             .sort_within_partitions(vec![col(SERVICE).expression().clone(), col("minute").expression().clone()])
@@ -255,55 +288,52 @@ impl Engine for SparkEngine {
             .option("compression", "zstd")
             .partition_by(["event_date"])
             .parquet(&self.url(&format!("{scratch}/gold")))
-            .map_err(self.error("writing gold"))?;
+            .map_err(self.error("writing gold"))
+    }
 
-        // Spark's files, renamed into the layers inside the run's staging.
-        let by_name: std::collections::HashMap<String, i32> = dates.iter().map(|d| (format_date(*d), *d)).collect();
+    /// Moves Spark's files to the names the layers use, inside the run's
+    /// staging, and records them (and the gold dates) in `finished`.
+    fn adopt_files(
+        &self,
+        run: &RunContext,
+        scratch: &str,
+        dates: &BTreeSet<i32>,
+        finished: &mut Finished,
+    ) -> Result<()> {
+        let mut adopt = |from: &str, to: String| -> Result<()> {
+            run.output.rename(from, &layout::staged(run.run_id, &to))?;
+            finished.outputs.push(to);
+            Ok(())
+        };
+        let mut gold_dates = BTreeSet::new();
         for (date, files) in spark_files(run.output, &format!("{scratch}/silver"))? {
-            let Some(&day) = by_name.get(&date) else {
-                return Err(
-                    self.unexpected(format!("silver events in partition event_date={date}, not a date it was given"))
-                );
+            let Some(day) = dates.iter().copied().find(|d| format_date(*d) == date) else {
+                return Err(self.unexpected(format!("silver events in event_date={date}, a date it was not given")));
             };
-            finished.gold_dates.insert(day);
+            gold_dates.insert(day);
+            let dir = layout::partition(SILVER_EVENTS, "event_date", &date);
             for (i, from) in files.iter().enumerate() {
-                let to = format!(
-                    "{}/part-{}-spark-{i:05}.parquet",
-                    layout::partition(SILVER_EVENTS, "event_date", &date),
-                    run.run_id
-                );
-                run.output.rename(from, &layout::staged(run.run_id, &to))?;
-                finished.outputs.push(to);
+                adopt(from, format!("{dir}/part-{}-spark-{i:05}.parquet", run.run_id))?;
             }
         }
-        for (_, files) in spark_files(run.output, &format!("{scratch}/rejects"))? {
+        let dir = layout::partition(SILVER_REJECTS, "ingest_date", run.ingest_date);
+        for files in spark_files(run.output, &format!("{scratch}/rejects"))?.values() {
             for (i, from) in files.iter().enumerate() {
-                let to = format!(
-                    "{}/part-{}-duplicates-{i:05}.parquet",
-                    layout::partition(SILVER_REJECTS, "ingest_date", run.ingest_date),
-                    run.run_id
-                );
-                run.output.rename(from, &layout::staged(run.run_id, &to))?;
-                finished.outputs.push(to);
+                adopt(from, format!("{dir}/part-{}-duplicates-{i:05}.parquet", run.run_id))?;
             }
         }
+        let mut gold_rows = 0;
         for (date, files) in spark_files(run.output, &format!("{scratch}/gold"))? {
             let [from] = files.as_slice() else {
                 return Err(self.unexpected(format!("{} gold files for event_date={date}, not one", files.len())));
             };
             let to = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &date));
-            let staged = layout::staged(run.run_id, &to);
-            run.output.rename(from, &staged)?;
-            finished.gold_rows += run.output.get_parquet(&staged, Some(&[SERVICE]))?.height() as u64;
-            finished.outputs.push(to);
+            adopt(from, to.clone())?;
+            gold_rows += run.output.get_parquet(&layout::staged(run.run_id, &to), Some(&[SERVICE]))?.height() as u64;
         }
-        info!(
-            duplicates,
-            partitions = finished.gold_dates.len(),
-            rows = finished.gold_rows,
-            "Spark wrote silver and gold."
-        );
-        Ok(finished)
+        finished.gold_dates = gold_dates;
+        finished.gold_rows = gold_rows;
+        Ok(())
     }
 }
 
