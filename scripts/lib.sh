@@ -8,6 +8,22 @@ need_debian() {
   fi
 }
 
+# Makes the virtualenv $1 hold the PyPI packages after $2 unless `python -c
+# "$2"` (an import check) already passes; under a lock, so parallel tests
+# install once: `install_venv VENV CHECK PACKAGE...`.
+install_venv() {
+  local venv="$1" check="$2"
+  shift 2
+  mkdir -p "$(dirname "$venv")"
+  (
+    flock 9
+    if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+    fi
+  ) 9>"$venv.lock"
+}
+
 # Starts the real `api` on 127.0.0.1:0 over output $1 with log file $2 and
 # extra arguments after them; sets API_PID and API_ADDR once it answers.
 start_api() {

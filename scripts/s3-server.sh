@@ -5,12 +5,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${MINUTELY_S3_VENV:-${CARGO_TARGET_DIR:-$root/target}/s3-venv}"
-mkdir -p "$(dirname "$venv")"
-(
-  flock 9
-  if ! "$venv/bin/python" -c "import moto.server, boto3" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.1" >&2
-  fi
-) 9>"$venv.lock"
+source "$root/scripts/lib.sh"
+install_venv "$venv" "import moto.server, boto3" "moto[server]==5.2.1"
 exec "$venv/bin/python" "$root/scripts/s3_server.py" "$@"

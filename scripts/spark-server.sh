@@ -15,12 +15,6 @@ case "$kind" in
   *) echo "usage: $0 sail|spark" >&2; exit 2 ;;
 esac
 venv="${CARGO_TARGET_DIR:-$root/target}/$kind-venv"
-mkdir -p "$(dirname "$venv")"
-(
-  flock 9
-  if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" >&2
-  fi
-) 9>"$venv.lock"
+source "$root/scripts/lib.sh"
+install_venv "$venv" "$check" "${packages[@]}"
 exec "$venv/bin/python" "$root/scripts/spark_server.py" "$kind"

@@ -166,6 +166,45 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// The basic fixtures plus `events` generated events (`--seed seed`), under
+/// `dir/all`; returns their paths relative to it, in path order.
+pub fn dataset(dir: &Path, events: u64, seed: u64) -> Vec<PathBuf> {
+    let all = dir.join("all");
+    copy_dir(&fixture("basic"), &all);
+    let (events, seed) = (events.to_string(), seed.to_string());
+    let out = pipeline(dir, &["generate", "--events", &events, "--seed", &seed, "--out", "all/gen"]);
+    assert!(out.status.success(), "{}", text(&out));
+    files_under(&all)
+}
+
+/// Copies the given files (relative to `dir/all`) into `dir/<inbox>`.
+pub fn deliver(dir: &Path, inbox: &str, files: &[PathBuf]) {
+    for f in files {
+        let to = dir.join(inbox).join(f);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(dir.join("all").join(f), to).expect("copy");
+    }
+}
+
+/// `pipeline run` from `inbox` into `out` (under `dir`) as the run tests
+/// do it: the fixtures' extra timestamp pattern, no reject gate, then
+/// `extra` flags, with `env`.
+pub fn run_into(dir: &Path, inbox: &str, out: &str, extra: &[&str], env: &[(&str, String)]) -> Output {
+    let mut args = vec![
+        "run",
+        "--input",
+        inbox,
+        "--output",
+        out,
+        "--max-reject-ratio",
+        "1",
+        "--timestamp-format",
+        "%d/%m/%Y %H:%M:%S",
+    ];
+    args.extend_from_slice(extra);
+    pipeline_env(dir, &args, env)
+}
+
 /// Folder of a named fixture set.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)

@@ -10,36 +10,11 @@ use tests::*;
 
 /// A delivery of files: the basic fixtures plus a small generated set.
 fn dataset(dir: &Path) -> Vec<PathBuf> {
-    let all = dir.join("all");
-    copy_dir(&fixture("basic"), &all);
-    let out = pipeline(dir, &["generate", "--events", "1500", "--seed", "3", "--out", "all/gen"]);
-    assert!(out.status.success(), "{}", text(&out));
-    files_under(&all)
-}
-
-/// Copies the given files (relative to `dir/all`) into `dir/<inbox>`.
-fn deliver(dir: &Path, inbox: &str, files: &[PathBuf]) {
-    for f in files {
-        let to = dir.join(inbox).join(f);
-        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(dir.join("all").join(f), to).expect("copy");
-    }
+    tests::dataset(dir, 1500, 3)
 }
 
 fn run(dir: &Path, inbox: &str, out: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        "--input",
-        inbox,
-        "--output",
-        out,
-        "--max-reject-ratio",
-        "1",
-        "--timestamp-format",
-        "%d/%m/%Y %H:%M:%S",
-    ];
-    args.extend_from_slice(extra);
-    pipeline(dir, &args)
+    run_into(dir, inbox, out, extra, &[])
 }
 
 /// One uninterrupted run over every file: the reference result.

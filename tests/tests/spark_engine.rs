@@ -12,39 +12,14 @@ use tests::*;
 /// The basic fixtures plus a generated set with duplicates across files
 /// and dates, under `dir/all`.
 fn dataset(dir: &Path) -> Vec<PathBuf> {
-    let all = dir.join("all");
-    copy_dir(&fixture("basic"), &all);
-    let out = pipeline(dir, &["generate", "--events", "3000", "--seed", "5", "--out", "all/gen"]);
-    assert!(out.status.success(), "{}", text(&out));
-    files_under(&all)
-}
-
-fn deliver(dir: &Path, inbox: &str, files: &[PathBuf]) {
-    for f in files {
-        let to = dir.join(inbox).join(f);
-        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(dir.join("all").join(f), to).expect("copy");
-    }
+    tests::dataset(dir, 3000, 5)
 }
 
 /// `pipeline run` from `inbox` into `out`; `engine` is `None` for local,
 /// or the Spark Connect URL.
 fn run(dir: &Path, inbox: &str, out: &str, engine: Option<&str>, env: &[(&str, String)]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        "--input",
-        inbox,
-        "--output",
-        out,
-        "--max-reject-ratio",
-        "1",
-        "--timestamp-format",
-        "%d/%m/%Y %H:%M:%S",
-    ];
-    if let Some(remote) = engine {
-        args.extend(["--engine", "spark", "--spark-remote", remote]);
-    }
-    let output = pipeline_env(dir, &args, env);
+    let extra = engine.map(|remote| vec!["--engine", "spark", "--spark-remote", remote]).unwrap_or_default();
+    let output = run_into(dir, inbox, out, &extra, env);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     output
 }
@@ -131,26 +106,8 @@ fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     // Nothing new is nothing new on either engine; a full refresh on Spark rebuilds the same.
     let again = run(dir.path(), "inc-in", "inc", remote, &[]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing new"), "{}", text(&again));
-    run(dir.path(), "inc-in", "inc", remote, &[]);
-    let refresh = pipeline(
-        dir.path(),
-        &[
-            "run",
-            "--input",
-            "inc-in",
-            "--output",
-            "inc",
-            "--max-reject-ratio",
-            "1",
-            "--timestamp-format",
-            "%d/%m/%Y %H:%M:%S",
-            "--full-refresh",
-            "--engine",
-            "spark",
-            "--spark-remote",
-            server.remote(),
-        ],
-    );
+    let spark = ["--engine", "spark", "--spark-remote", server.remote()];
+    let refresh = run_into(dir.path(), "inc-in", "inc", &[&spark[..], &["--full-refresh"]].concat(), &[]);
     assert_eq!(refresh.status.code(), Some(0), "{}", text(&refresh));
     assert_same_layers(&dir.path().join("inc"), &dir.path().join("local"), "full refresh on Spark");
 
@@ -159,26 +116,8 @@ fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     deliver(dir.path(), "crash-in", thirds[0]);
     run(dir.path(), "crash-in", "crash", remote, &[]);
     deliver(dir.path(), "crash-in", &files[files.len() / 3..]);
-    let crashed = pipeline(
-        dir.path(),
-        &[
-            "run",
-            "--input",
-            "crash-in",
-            "--output",
-            "crash",
-            "--max-reject-ratio",
-            "1",
-            "--timestamp-format",
-            "%d/%m/%Y %H:%M:%S",
-            "--engine",
-            "spark",
-            "--spark-remote",
-            server.remote(),
-            "--crash-at",
-            "gold-staged",
-        ],
-    );
+    let crashed =
+        run_into(dir.path(), "crash-in", "crash", &[&spark[..], &["--crash-at", "gold-staged"]].concat(), &[]);
     assert!(crashed.status.code().is_none(), "must die by a signal: {}", text(&crashed));
     run(dir.path(), "crash-in", "crash", None, &[]);
     assert_same_layers(&dir.path().join("crash"), &dir.path().join("local"), "spark run killed, then a local run");
