@@ -83,6 +83,7 @@ fn write_manifest(output: &Storage, run_id: &str, status: RunStatus) {
         input: "in".into(),
         output: "out".into(),
         full_refresh: false,
+        engine: Default::default(),
         files: Vec::new(),
         unreadable_files: Vec::new(),
         max_unreadable_files: 0,

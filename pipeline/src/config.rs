@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -31,7 +31,7 @@ pub struct ConfigFile {
 
 /// Where a run's global stages (duplicate detection against history, silver
 /// events, gold) run; reading, bronze and rules 1–4 always run in `pipeline`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// This machine, with polars.
@@ -39,6 +39,16 @@ pub enum EngineKind {
     Local,
     /// A Spark Connect server (Apache Spark, Databricks, EMR, Sail, ...).
     Spark,
+}
+
+impl EngineKind {
+    /// The name config, flags and manifests use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Local => "local",
+            EngineKind::Spark => "spark",
+        }
+    }
 }
 
 /// `[engine]` section.

@@ -109,9 +109,10 @@ fn inspect_runs(output: &Storage, report: &mut String) -> Result<()> {
     for m in manifests.iter().rev() {
         let _ = writeln!(
             report,
-            "   {}  {:<19}  files {:>4}  unreadable {:>3}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",
+            "   {}  {:<19}  {:<5}  files {:>4}  unreadable {:>3}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",
             m.run_id,
             m.status.as_str(),
+            m.engine.as_str(),
             m.files.len(),
             m.unreadable_files.len(),
             m.rows.bronze,

@@ -55,8 +55,8 @@ fn assert_same_layers(got: &Path, want: &Path, what: &str) {
     }
 }
 
-/// The newest manifest's counts (rows per layer, rejects, counters).
-fn counts(out: &Path) -> serde_json::Value {
+/// The newest run's manifest.
+fn newest_manifest(out: &Path) -> serde_json::Value {
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(out.join("_runs"))
         .expect("_runs")
         .flatten()
@@ -65,7 +65,12 @@ fn counts(out: &Path) -> serde_json::Value {
         .collect();
     manifests.sort();
     let newest = manifests.last().expect("a manifest");
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("json");
+    serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("json")
+}
+
+/// The newest manifest's counts (rows per layer, rejects, counters).
+fn counts(out: &Path) -> serde_json::Value {
+    let m = newest_manifest(out);
     serde_json::json!({
         "rows": m["rows"], "rejects": m["rejects_by_reason"], "counters": m["counters"],
         "gold_partitions": m["gold_partitions"], "status": m["status"],
@@ -84,6 +89,8 @@ fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     let spark = run(dir.path(), "in", "spark", remote, &[]);
     assert_same_layers(&dir.path().join("spark"), &dir.path().join("local"), "one run");
     assert_eq!(counts(&dir.path().join("spark")), counts(&dir.path().join("local")), "{}", text(&spark));
+    assert_eq!(newest_manifest(&dir.path().join("spark"))["engine"], "spark");
+    assert_eq!(newest_manifest(&dir.path().join("local"))["engine"], "local");
     for date in std::fs::read_dir(dir.path().join("spark/gold/service_minute_metrics")).expect("gold").flatten() {
         let files = parquet_files(&date.path());
         assert_eq!(files.len(), 1, "one file per gold partition: {files:?}");

@@ -232,6 +232,7 @@ impl<'a> Run<'a> {
             input: self.config.input.clone(),
             output: self.config.output.clone(),
             full_refresh: self.options.full_refresh,
+            engine: self.config.engine,
             files: self.files.clone(),
             unreadable_files: self.unreadable.clone(),
             max_unreadable_files: self.config.max_unreadable_files,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::EngineKind;
 use crate::error::{Error, Result};
 use crate::silver::Counters;
 use crate::storage::Storage;
@@ -85,6 +86,9 @@ pub struct Manifest {
     pub input: String,
     pub output: String,
     pub full_refresh: bool,
+    /// Where the global stages ran (`local` in manifests of older versions).
+    #[serde(default)]
+    pub engine: EngineKind,
     /// Files ingested by this run, in processing order.
     pub files: Vec<FileRecord>,
     /// Files this run could not read (absent in manifests of older versions).
