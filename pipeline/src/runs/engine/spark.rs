@@ -149,10 +149,10 @@ impl Engine for SparkEngine {
         }
         let committed = !run.full_refresh && has_events_on(run.output, dates)?;
         self.mark_duplicates(&scratch, committed, dates)?;
-        let new_events = self.count_duplicates(&mut finished)?;
+        let new_dates = self.count_duplicates(&mut finished)?;
         // An empty result may be written as a file without columns (Sail):
         // what is empty is not written.
-        if new_events > 0 {
+        if !new_dates.is_empty() {
             self.write(
                 &format!("SELECT {EVENT_COLUMNS}, event_date FROM minutely_decided WHERE NOT _duplicate"),
                 &format!("{scratch}/silver"),
@@ -162,8 +162,8 @@ impl Engine for SparkEngine {
         if finished.late_duplicates > 0 {
             self.reject_duplicates(run, &scratch)?;
         }
-        if new_events > 0 {
-            self.write_gold(&scratch, committed)?;
+        if !new_dates.is_empty() {
+            self.write_gold(&scratch, committed, &new_dates)?;
         }
         self.adopt_files(run, &scratch, dates, &mut finished)?;
         info!(
@@ -184,10 +184,10 @@ impl SparkEngine {
         self.view("minutely_candidates", &format!("{scratch}/candidates"))?;
         let seen = if committed {
             self.view("minutely_committed", SILVER_EVENTS)?;
-            let dates = dates.iter().map(|d| format!("DATE'{}'", format_date(*d))).collect::<Vec<_>>().join(", ");
+            let dates: BTreeSet<String> = dates.iter().map(|d| format_date(*d)).collect();
             format!(
-                "SELECT DISTINCT CAST(event_date AS DATE) AS event_date, {EVENT_ID} FROM minutely_committed \
-                 WHERE CAST(event_date AS DATE) IN ({dates})"
+                "SELECT DISTINCT CAST(event_date AS DATE) AS event_date, {EVENT_ID} FROM minutely_committed WHERE {}",
+                date_filter(&dates)
             )
         } else {
             format!("SELECT CAST(NULL AS DATE) AS event_date, CAST(NULL AS STRING) AS {EVENT_ID} WHERE false")
@@ -204,12 +204,13 @@ impl SparkEngine {
     }
 
     /// Counts the duplicates, and how their optional fields became null
-    /// (to take them out of the counters); returns the count of new events.
-    fn count_duplicates(&self, finished: &mut Finished) -> Result<u64> {
+    /// (to take them out of the counters); returns the dates (`YYYY-MM-DD`)
+    /// that get new events.
+    fn count_duplicates(&self, finished: &mut Finished) -> Result<BTreeSet<String>> {
         let count_if = |condition: &str| format!("COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)");
         let of_duplicates = |column: &str, state: i8| count_if(&format!("_duplicate AND {column} = {state}"));
-        let summary = self.collect(&format!(
-            "SELECT {}, {}, {}, {}, {}, {} FROM minutely_decided",
+        let per_date = self.collect(&format!(
+            "SELECT {}, {}, {}, {}, {}, {}, CAST(event_date AS STRING) FROM minutely_decided GROUP BY event_date",
             count_if("NOT _duplicate"),
             count_if("_duplicate"),
             of_duplicates(LATENCY_STATE, STATE_MISSING),
@@ -217,12 +218,26 @@ impl SparkEngine {
             of_duplicates(STATUS_STATE, STATE_MISSING),
             of_duplicates(STATUS_STATE, STATE_INVALID),
         ))?;
-        let [new_events, duplicates, latency_missing, latency_invalid, status_missing, status_invalid] =
-            longs(summary.first().map(Vec::as_slice).unwrap_or_default()).map_err(|m| self.unexpected(m))?;
-        finished.late_duplicates = duplicates;
-        finished.late_duplicate_counters =
-            Counters { latency_invalid, latency_missing, status_invalid, status_missing };
-        Ok(new_events)
+        let mut new_dates = BTreeSet::new();
+        for row in per_date {
+            let [new_events, duplicates, latency_missing, latency_invalid, status_missing, status_invalid] =
+                longs(&row).map_err(|m| self.unexpected(m))?;
+            finished.late_duplicates += duplicates;
+            finished.late_duplicate_counters.add(&Counters {
+                latency_invalid,
+                latency_missing,
+                status_invalid,
+                status_missing,
+            });
+            match row.last() {
+                Some(Value::String(date)) if new_events > 0 => {
+                    new_dates.insert(date.clone());
+                }
+                Some(Value::String(_)) => {}
+                other => return Err(self.unexpected(format!("{other:?} where an event date was expected"))),
+            }
+        }
+        Ok(new_dates)
     }
 
     /// Writes the duplicates' bronze rows as `duplicate_event_id` rejects.
@@ -244,10 +259,10 @@ impl SparkEngine {
         )
     }
 
-    /// Gold of every date with new events, from its committed (if
-    /// `committed`) and new events: one file per date, sorted by service
-    /// and minute like the local engine's.
-    fn write_gold(&self, scratch: &str, committed: bool) -> Result<()> {
+    /// Gold of `dates` (those with new events), from their committed (if
+    /// `committed`) and new events: one file per date, sorted by service and
+    /// minute like the local engine's.
+    fn write_gold(&self, scratch: &str, committed: bool, dates: &BTreeSet<String>) -> Result<()> {
         self.view("minutely_new", &format!("{scratch}/silver"))?;
         let gold_input = |view: &str| {
             format!(
@@ -257,11 +272,8 @@ impl SparkEngine {
         };
         let mut events = gold_input("minutely_new");
         if committed {
-            events = format!(
-                "{events} UNION ALL {} WHERE CAST(event_date AS DATE) IN \
-                 (SELECT DISTINCT CAST(event_date AS DATE) FROM minutely_new)",
-                gold_input("minutely_committed")
-            );
+            // Literal dates, so that only their partitions of the history are read.
+            events = format!("{events} UNION ALL {} WHERE {}", gold_input("minutely_committed"), date_filter(dates));
         }
         let is_error = format!("CASE WHEN {STATUS_CODE} < 200 OR {STATUS_CODE} > 299 THEN 1 ELSE 0 END");
         let gold = format!(
@@ -335,6 +347,13 @@ impl SparkEngine {
         finished.gold_rows = gold_rows;
         Ok(())
     }
+}
+
+/// `event_date` among `dates` (`YYYY-MM-DD`), as a filter on the partition
+/// column alone, so Spark reads only those partitions.
+fn date_filter(dates: &BTreeSet<String>) -> String {
+    let list = dates.iter().map(|d| format!("DATE'{d}'")).collect::<Vec<_>>().join(", ");
+    format!("CAST(event_date AS DATE) IN ({list})")
 }
 
 /// Fails fast when nothing listens at the remote's address: the client
