@@ -177,9 +177,10 @@ impl Engine for SparkEngine {
 }
 
 impl SparkEngine {
-    /// Rule 5 as the view `minutely_decided`: the candidates with
-    /// `_duplicate`, true when committed silver (if `committed`) has the
-    /// (event date, event id) or an earlier candidate (path, then line) does.
+    /// Rule 5 as the view `minutely_decided` (staged under `scratch`): the
+    /// candidates with `_duplicate`, true when committed silver (if
+    /// `committed`) has the (event date, event id) or an earlier candidate
+    /// (path, then line) does.
     fn mark_duplicates(&self, scratch: &str, committed: bool, dates: &BTreeSet<i32>) -> Result<()> {
         self.view("minutely_candidates", &format!("{scratch}/candidates"))?;
         let seen = if committed {
@@ -199,8 +200,10 @@ impl SparkEngine {
                    FROM minutely_candidates) c \
              LEFT JOIN ({seen}) k ON c.event_date = k.event_date AND c.{EVENT_ID} = k.{EVENT_ID}"
         );
-        let decided = self.session.sql(&decided).map_err(self.error("planning duplicate detection"))?;
-        decided.create_or_replace_temp_view("minutely_decided").map_err(self.error("planning duplicate detection"))
+        // Written once and read back: the window is the costly part, and
+        // counts, silver and rejects all read its result.
+        self.write(&decided, &format!("{scratch}/decided"), &[])?;
+        self.view("minutely_decided", &format!("{scratch}/decided"))
     }
 
     /// Counts the duplicates, and how their optional fields became null
