@@ -83,21 +83,45 @@ impl Columns {
     }
 }
 
+thread_local! {
+    /// Built `csv_core` readers of this thread, for reuse: building one (its
+    /// transition table) costs more than splitting a small file or parsing
+    /// a small piece. (csv_core's `Clone` copies only part of that table, so
+    /// a built reader cannot be cloned instead.)
+    static CORES: RefCell<Vec<csv_core::Reader>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A `csv_core` reader in its initial state: a reset one from this
+/// thread's pool, or a new one. Give it back with [`give_back`].
+pub(super) fn take_core() -> csv_core::Reader {
+    match CORES.with_borrow_mut(Vec::pop) {
+        Some(mut core) => {
+            core.reset();
+            core
+        }
+        None => csv_core::Reader::new(),
+    }
+}
+
+/// Returns a reader to this thread's pool, which keeps a few.
+pub(super) fn give_back(core: csv_core::Reader) {
+    CORES.with_borrow_mut(|pool| {
+        if pool.len() < 4 {
+            pool.push(core);
+        }
+    });
+}
+
 /// Parses one piece of whole records (after the header) into `sink`.
 /// `data[0]` is on physical line `first_line`.
 ///
-/// It drives `csv_core` directly, as the `csv` crate does, with one reader
-/// per thread, reset for each piece: building one (its transition table)
-/// per piece dominated small pieces. (csv_core's `Clone` copies only part
-/// of that table, so a built reader cannot be cloned instead.)
+/// It drives `csv_core` directly, as the `csv` crate does, with a reader
+/// from this thread's pool: building one per piece dominated small pieces.
 pub fn read_csv_piece(data: &[u8], first_line: i64, columns: &Columns, sink: &mut impl RecordSink) -> ReadStats {
-    thread_local! {
-        static CORE: RefCell<csv_core::Reader> = RefCell::new(csv_core::Reader::new());
-    }
-    CORE.with_borrow_mut(|core| {
-        core.reset();
-        read_with(core, data, first_line, columns, sink)
-    })
+    let mut core = take_core();
+    let stats = read_with(&mut core, data, first_line, columns, sink);
+    give_back(core);
+    stats
 }
 
 fn read_with(

@@ -10,13 +10,12 @@
 //! unreadable). A record longer than `max_record_bytes` is cut down to
 //! its head here and the rest is skipped as it streams past.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use csv_core::ReadRecordResult;
 
 use super::Format;
-use super::csv::{Columns, is_blank};
+use super::csv::{Columns, give_back, is_blank, take_core};
 use crate::error::{Error, Result};
 
 /// The UTF-8 byte-order mark.
@@ -125,39 +124,17 @@ struct CsvState {
     fed: bool,
 }
 
-thread_local! {
-    /// Built CSV readers for reuse: building one (its transition table)
-    /// costs more than splitting a small file.
-    static CORES: RefCell<Vec<csv_core::Reader>> = const { RefCell::new(Vec::new()) };
-}
-
 impl CsvState {
     fn clear_record(&mut self) {
         self.out_len = 0;
         self.ends_len = 0;
-    }
-
-    /// A fresh reader: a reset one from this thread's pool, or a new one.
-    fn take_core() -> csv_core::Reader {
-        match CORES.with_borrow_mut(Vec::pop) {
-            Some(mut core) => {
-                core.reset();
-                core
-            }
-            None => csv_core::Reader::new(),
-        }
     }
 }
 
 impl Drop for CsvState {
     fn drop(&mut self) {
         // `Reader::default()` is unbuilt, but it is only a placeholder here.
-        let core = std::mem::take(&mut self.core);
-        CORES.with_borrow_mut(|pool| {
-            if pool.len() < 4 {
-                pool.push(core);
-            }
-        });
+        give_back(std::mem::take(&mut self.core));
     }
 }
 
@@ -174,7 +151,7 @@ impl Splitter {
     pub fn new(format: Format, limits: Limits, path: &str) -> Self {
         let format = match format {
             Format::Csv => FormatState::Csv(Box::new(CsvState {
-                core: CsvState::take_core(),
+                core: take_core(),
                 out: vec![0; (limits.max_record_bytes + 1).min(64 << 10)],
                 out_len: 0,
                 ends: vec![0; 64],
