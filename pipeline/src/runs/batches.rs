@@ -192,7 +192,7 @@ impl Run<'_> {
         ];
         for (date, frames) in event_frames {
             self.candidate_dates.insert(date);
-            writes.push(self.engine.stage_events(&format_date(date), &part, frames)?);
+            writes.push(self.engine.stage_events(&format_date(date), &part, frames));
         }
         info!(bronze_rows = self.rows.bronze, silver_events = self.rows.silver_events, "Processed batch.");
         Ok(writes)

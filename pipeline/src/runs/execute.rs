@@ -180,8 +180,7 @@ impl<'a> Run<'a> {
             full_refresh: self.options.full_refresh,
             ingest_date: &self.ingest_date,
         };
-        let finished = self.engine.finish(&context, &self.outputs, &self.candidate_dates)?;
-        self.outputs = finished.outputs;
+        let finished = self.engine.finish(&context, &mut self.outputs, &self.candidate_dates)?;
         self.touched_dates = finished.gold_dates;
         self.rows.gold += finished.gold_rows;
         self.rows.silver_events -= finished.late_duplicates;

@@ -43,22 +43,22 @@ impl Engine for LocalEngine {
         Ok(())
     }
 
-    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> Result<StagedWrite> {
+    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> StagedWrite {
         // Duplicates are already out: the rows are silver events as they are.
         let frames = frames.into_iter().map(|df| df.drop_many(CANDIDATE_COLUMNS)).collect();
-        Ok((format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", date)), frames))
+        (format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", date)), frames)
     }
 
-    fn finish(&mut self, run: &RunContext, staged: &[String], dates: &BTreeSet<i32>) -> Result<Finished> {
+    fn finish(&mut self, run: &RunContext, outputs: &mut Vec<String>, dates: &BTreeSet<i32>) -> Result<Finished> {
         // Duplicate detection is done: free its ids before gold needs memory.
         self.dedupe = Dedupe::default();
-        let mut finished = Finished { outputs: staged.to_vec(), gold_dates: dates.clone(), ..Finished::default() };
+        let mut finished = Finished { gold_dates: dates.clone(), ..Finished::default() };
         // One date at a time (bounds memory to one date's events); polars
         // and the file reads parallelize within it.
         for &date in dates {
-            let (path, rows) = gold_partition(run, staged, date)?;
+            let (path, rows) = gold_partition(run, outputs, date)?;
             finished.gold_rows += rows;
-            finished.outputs.push(path);
+            outputs.push(path);
         }
         info!(partitions = dates.len(), rows = finished.gold_rows, "Wrote gold.");
         Ok(finished)

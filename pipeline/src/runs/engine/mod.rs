@@ -46,20 +46,19 @@ pub(super) trait Engine {
 
     /// Where a batch's clean rows of `date` are staged, and the frames to
     /// write there (clean events with [`crate::silver::CANDIDATE_COLUMNS`]).
-    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> Result<StagedWrite>;
+    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> StagedWrite;
 
     /// After the last batch: whatever rule 5 is left, the silver events
-    /// and gold. `staged` lists what the run has staged so far (paths
-    /// relative to the output root); `dates` the event dates of the clean
-    /// rows staged.
-    fn finish(&mut self, run: &RunContext, staged: &[String], dates: &BTreeSet<i32>) -> Result<Finished>;
+    /// and gold. `outputs` lists what the run has staged so far (paths
+    /// relative to the output root), the files it will publish: the engine
+    /// adds what it stages and drops its own scratch files. `dates` are the
+    /// event dates of the clean rows staged.
+    fn finish(&mut self, run: &RunContext, outputs: &mut Vec<String>, dates: &BTreeSet<i32>) -> Result<Finished>;
 }
 
 /// What [`Engine::finish`] did.
 #[derive(Debug, Default)]
 pub(super) struct Finished {
-    /// The staged files the run publishes, replacing `staged`.
-    pub outputs: Vec<String>,
     /// Dates that received new clean events; their gold partitions were staged.
     pub gold_dates: BTreeSet<i32>,
     pub gold_rows: u64,

@@ -24,15 +24,15 @@ use std::collections::BTreeSet;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use polars::prelude::DataFrame;
 use spark_connect::row::Value;
-use spark_connect::{SparkError, SparkSession, col};
+use spark_connect::{DataFrame, SparkError, SparkSession, col};
 use tracing::info;
 
 use super::{Engine, Finished, RunContext, StagedWrite};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
+use crate::runs::execute::parquet_files;
 use crate::silver::columns::*;
 use crate::silver::{Counters, Evaluated, Reason, STATE_INVALID, STATE_MISSING, timestamp::format_date};
 use crate::storage::Storage;
@@ -57,32 +57,32 @@ impl SparkEngine {
     pub fn connect(config: &PipelineConfig, output: &Storage) -> Result<Self> {
         let remote =
             config.spark_remote.clone().ok_or_else(|| Error::Config("engine \"spark\" needs spark_remote".into()))?;
-        let spark = |context: &'static str| {
-            let remote = remote.clone();
-            move |source: SparkError| Error::Spark { remote, context, source: Box::new(source) }
-        };
-        reachable(&remote)?;
-        let session = SparkSession::builder().remote(&remote).get_or_create().map_err(spark("connecting"))?;
-        let version = session.version().map_err(spark("connecting"))?;
-        // Timestamps are UTC instants, written as Parquet TIMESTAMP(MICROS, UTC) like the local engine's.
-        for (key, value) in [
-            ("spark.sql.session.timeZone", "UTC"),
-            ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
-            ("spark.sql.sources.partitionColumnTypeInference.enabled", "true"),
-        ] {
-            session.conf().set(key, value).map_err(spark("setting the session's configuration"))?;
-        }
         let root = match (&config.spark_output, output.local_root()) {
             (Some(url), _) => url.trim_end_matches('/').to_string(),
             (None, Some(dir)) => dir.display().to_string(),
+            (None, None) if output.location().starts_with("memory://") => {
+                return Err(Error::Config(
+                    "the spark engine cannot reach a memory:// output; set spark_output or use another output".into(),
+                ));
+            }
             (None, None) => output.location().trim_end_matches('/').to_string(),
         };
+        reachable(&remote)?;
+        let session =
+            SparkSession::builder().remote(&remote).get_or_create().map_err(spark_error(&remote, "connecting"))?;
+        let version = session.version().map_err(spark_error(&remote, "connecting"))?;
+        // Timestamps are UTC instants, written as Parquet TIMESTAMP(MICROS, UTC) like the local engine's.
+        for (key, value) in
+            [("spark.sql.session.timeZone", "UTC"), ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")]
+        {
+            session.conf().set(key, value).map_err(spark_error(&remote, "setting the session's configuration"))?;
+        }
         info!(remote, version, root, "Connected to Spark.");
         Ok(Self { session, remote, root })
     }
 
-    fn error(&self, context: &'static str) -> impl FnOnce(SparkError) -> Error + '_ {
-        move |source| Error::Spark { remote: self.remote.clone(), context, source: Box::new(source) }
+    fn error(&self, context: &'static str) -> impl FnOnce(SparkError) -> Error {
+        spark_error(&self.remote, context)
     }
 
     fn unexpected(&self, message: String) -> Error {
@@ -107,6 +107,10 @@ impl SparkEngine {
     /// partitioned by `partition_by`.
     fn write(&self, query: &str, relative: &str, partition_by: &[&str]) -> Result<()> {
         let df = self.session.sql(query).map_err(self.error("planning a query"))?;
+        self.save(&df, relative, partition_by)
+    }
+
+    fn save(&self, df: &DataFrame, relative: &str, partition_by: &[&str]) -> Result<()> {
         df.write()
             .mode("overwrite")
             .option("compression", "zstd")
@@ -134,16 +138,15 @@ impl Engine for SparkEngine {
         Ok(()) // Rule 5 runs on Spark in `finish`, over every batch at once.
     }
 
-    fn stage_events(&self, date: &str, part: &str, frames: Vec<DataFrame>) -> Result<StagedWrite> {
-        Ok((format!("{SCRATCH}/{}/{part}", layout::partition("candidates", "event_date", date)), frames))
+    fn stage_events(&self, date: &str, part: &str, frames: Vec<polars::prelude::DataFrame>) -> StagedWrite {
+        (format!("{SCRATCH}/{}/{part}", layout::partition("candidates", "event_date", date)), frames)
     }
 
-    fn finish(&mut self, run: &RunContext, staged: &[String], dates: &BTreeSet<i32>) -> Result<Finished> {
+    fn finish(&mut self, run: &RunContext, outputs: &mut Vec<String>, dates: &BTreeSet<i32>) -> Result<Finished> {
+        // The candidates stay in the scratch folder: they are not published.
+        outputs.retain(|p| !p.starts_with(&format!("{SCRATCH}/")));
         let scratch = format!("{STAGING}/{}/{SCRATCH}", run.run_id);
-        let mut finished = Finished {
-            outputs: staged.iter().filter(|p| !p.starts_with(&format!("{SCRATCH}/"))).cloned().collect(),
-            ..Finished::default()
-        };
+        let mut finished = Finished::default();
         if dates.is_empty() {
             return Ok(finished);
         }
@@ -165,7 +168,7 @@ impl Engine for SparkEngine {
         if !new_dates.is_empty() {
             self.write_gold(&scratch, committed, &new_dates)?;
         }
-        self.adopt_files(run, &scratch, dates, &mut finished)?;
+        self.adopt_files(run, &scratch, dates, outputs, &mut finished)?;
         info!(
             duplicates = finished.late_duplicates,
             partitions = finished.gold_dates.len(),
@@ -245,16 +248,13 @@ impl SparkEngine {
 
     /// Writes the duplicates' bronze rows as `duplicate_event_id` rejects.
     fn reject_duplicates(&self, run: &RunContext, scratch: &str) -> Result<()> {
-        let duplicates = format!("{scratch}/duplicates");
-        self.write("SELECT _source_file, _source_line FROM minutely_decided WHERE _duplicate", &duplicates, &[])?;
-        self.view("minutely_duplicates", &duplicates)?;
         let bronze = layout::partition(BRONZE, "ingest_date", run.ingest_date);
         self.view("minutely_bronze", &layout::staged(run.run_id, &bronze))?;
         let code = Reason::DuplicateEventId.code();
         self.write(
             &format!(
                 "SELECT b.*, '{code}' AS {REJECT_REASON}, array('{code}') AS {REJECT_REASONS} \
-                 FROM minutely_bronze b LEFT SEMI JOIN minutely_duplicates d \
+                 FROM minutely_bronze b LEFT SEMI JOIN (SELECT * FROM minutely_decided WHERE _duplicate) d \
                  ON b._source_file = d._source_file AND b._source_line = d._source_line"
             ),
             &format!("{scratch}/rejects"),
@@ -296,28 +296,25 @@ impl SparkEngine {
         );
         // One task per date, so one file per gold partition.
         let df = self.session.sql(&gold).map_err(self.error("planning gold"))?;
-        df.repartition_by_expressions(0, vec![col("event_date").expression().clone()])
-            .sort_within_partitions(vec![col(SERVICE).expression().clone(), col("minute").expression().clone()])
-            .write()
-            .mode("overwrite")
-            .option("compression", "zstd")
-            .partition_by(["event_date"])
-            .parquet(&self.url(&format!("{scratch}/gold")))
-            .map_err(self.error("writing gold"))
+        let df = df
+            .repartition_by_expressions(0, vec![col("event_date").expression().clone()])
+            .sort_within_partitions(vec![col(SERVICE).expression().clone(), col("minute").expression().clone()]);
+        self.save(&df, &format!("{scratch}/gold"), &["event_date"])
     }
 
     /// Moves Spark's files to the names the layers use, inside the run's
-    /// staging, and records them (and the gold dates) in `finished`.
+    /// staging, adds them to `outputs` and records the gold dates and rows.
     fn adopt_files(
         &self,
         run: &RunContext,
         scratch: &str,
         dates: &BTreeSet<i32>,
+        outputs: &mut Vec<String>,
         finished: &mut Finished,
     ) -> Result<()> {
         let mut adopt = |from: &str, to: String| -> Result<()> {
             run.output.rename(from, &layout::staged(run.run_id, &to))?;
-            finished.outputs.push(to);
+            outputs.push(to);
             Ok(())
         };
         let mut gold_dates = BTreeSet::new();
@@ -383,12 +380,16 @@ fn reachable(remote: &str) -> Result<()> {
 /// Whether committed silver has events on any of `dates`.
 fn has_events_on(output: &Storage, dates: &BTreeSet<i32>) -> Result<bool> {
     for date in dates {
-        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(*date));
-        if output.list(&dir)?.iter().any(|e| e.relative.ends_with(".parquet")) {
+        if !parquet_files(output, &layout::partition(SILVER_EVENTS, "event_date", &format_date(*date)))?.is_empty() {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+fn spark_error(remote: &str, context: &'static str) -> impl FnOnce(SparkError) -> Error + use<> {
+    let remote = remote.to_string();
+    move |source| Error::Spark { remote, context, source: Box::new(source) }
 }
 
 /// The Parquet files Spark wrote under `dir`, by the `key=value` folder
