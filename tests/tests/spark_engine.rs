@@ -174,6 +174,14 @@ fn an_unreachable_spark_remote_fails_before_anything_is_written() {
         files_under(&dir.path().join("out"))
     );
 
+    // A cluster cannot reach a memory:// output: a usage error naming the way out.
+    let out = pipeline(
+        dir.path(),
+        &["run", "--input", "in", "--output", "memory://x", "--engine", "spark", "--spark-remote", &remote],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spark_output"), "{}", text(&out));
+
     // Asking for Spark without a remote is a usage error naming the setting.
     let out = pipeline(dir.path(), &["run", "--input", "in", "--output", "out", "--engine", "spark"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
