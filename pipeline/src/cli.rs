@@ -84,6 +84,9 @@ struct RunArgs {
     /// Object store outputs: seconds the run's lease lasts unless renewed.
     #[arg(long, env = "MINUTELY_LEASE_SECS")]
     lease_secs: Option<u64>,
+    /// MiB duplicate detection and gold may hold beyond the batches; above it they spill.
+    #[arg(long, env = "MINUTELY_MEMORY_BUDGET_MB")]
+    memory_budget_mb: Option<u64>,
     /// Where the global stages run: this machine, or a Spark Connect server.
     #[arg(long, env = "MINUTELY_ENGINE", value_enum)]
     engine: Option<EngineKind>,
@@ -173,6 +176,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 max_record_bytes: args.max_record_bytes,
                 zstd_level: args.zstd_level,
                 lease_secs: args.lease_secs,
+                memory_budget_mb: args.memory_budget_mb,
                 engine: args.engine,
                 spark_remote: args.spark_remote,
                 spark_output: args.spark_output,

@@ -90,6 +90,11 @@ pub struct PipelineSection {
     /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
     /// A crashed run blocks the next one for at most this long.
     pub lease_secs: u64,
+    /// MiB that duplicate detection, and then gold, may hold beyond the
+    /// batches in flight: exact event ids up to it, then a Bloom filter of
+    /// this size with ids spilled under `_staging`; gold reads a date in as
+    /// many passes as it needs to stay within it (README, "Memory").
+    pub memory_budget_mb: u64,
 }
 
 impl Default for PipelineSection {
@@ -104,6 +109,7 @@ impl Default for PipelineSection {
             max_record_bytes: 1 << 20,
             zstd_level: crate::storage::DEFAULT_ZSTD_LEVEL,
             lease_secs: 60,
+            memory_budget_mb: 512,
         }
     }
 }
@@ -141,6 +147,7 @@ pub struct Overrides {
     pub max_record_bytes: Option<usize>,
     pub zstd_level: Option<i32>,
     pub lease_secs: Option<u64>,
+    pub memory_budget_mb: Option<u64>,
     pub engine: Option<EngineKind>,
     pub spark_remote: Option<String>,
     pub spark_output: Option<String>,
@@ -158,6 +165,7 @@ pub struct PipelineConfig {
     pub max_record_bytes: usize,
     pub zstd_level: i32,
     pub lease_secs: u64,
+    pub memory_budget_mb: u64,
     pub engine: EngineKind,
     /// Set (and an `sc://` URL) when `engine` is `spark`.
     pub spark_remote: Option<String>,
@@ -200,6 +208,7 @@ impl ConfigFile {
             max_record_bytes: overrides.max_record_bytes.unwrap_or(file.max_record_bytes),
             zstd_level: overrides.zstd_level.unwrap_or(file.zstd_level),
             lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
+            memory_budget_mb: overrides.memory_budget_mb.unwrap_or(file.memory_budget_mb),
             engine: overrides.engine.unwrap_or(self.engine.kind),
             spark_remote: overrides.spark_remote.or_else(|| self.engine.spark_remote.clone()),
             spark_output: overrides.spark_output.or_else(|| self.engine.spark_output.clone()),
@@ -210,6 +219,11 @@ impl ConfigFile {
 }
 
 impl PipelineConfig {
+    /// [`PipelineConfig::memory_budget_mb`] in bytes.
+    pub fn memory_budget(&self) -> usize {
+        (self.memory_budget_mb as usize) << 20
+    }
+
     fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.max_reject_ratio) {
             return Err(Error::Config(format!("max_reject_ratio must be within 0..=1, got {}", self.max_reject_ratio)));
@@ -228,6 +242,12 @@ impl PipelineConfig {
         }
         if !(1..=86_400).contains(&self.lease_secs) {
             return Err(Error::Config(format!("lease_secs must be within 1..=86400, got {}", self.lease_secs)));
+        }
+        if !(1..=1 << 20).contains(&self.memory_budget_mb) {
+            return Err(Error::Config(format!(
+                "memory_budget_mb must be within 1..=1048576, got {}",
+                self.memory_budget_mb
+            )));
         }
         for format in &self.timestamp_formats {
             validate_strftime(format)?;

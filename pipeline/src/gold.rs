@@ -82,11 +82,15 @@ pub fn minutes_of(frames: &[DataFrame]) -> Result<HashSet<i64>> {
     Ok(minutes)
 }
 
-/// The events of `df` that fall in `minutes`, in their order.
-pub fn events_in(df: &DataFrame, minutes: &HashSet<i64>) -> Result<DataFrame> {
-    let mask: BooleanChunked =
-        micros(df, EVENT_TIME)?.iter().map(|t| t.is_some_and(|t| minutes.contains(&minute_of(t)))).collect();
-    df.filter(&mask).map_err(Error::polars("selecting events of touched minutes"))
+/// The events of `df` whose minute (µs since the epoch) `keep` takes, in their order.
+pub fn events_in(df: &DataFrame, keep: impl Fn(i64) -> bool) -> Result<DataFrame> {
+    let mask: BooleanChunked = micros(df, EVENT_TIME)?.iter().map(|t| t.is_some_and(|t| keep(minute_of(t)))).collect();
+    df.filter(&mask).map_err(Error::polars("selecting events of some minutes"))
+}
+
+/// Gold rows sorted by service, minute.
+pub fn sorted(metrics: DataFrame) -> Result<DataFrame> {
+    metrics.sort([SERVICE, MINUTE], SortMultipleOptions::default()).map_err(Error::polars("sorting gold"))
 }
 
 /// A gold partition with the rows of `minutes` replaced by `fresh` ones
@@ -98,7 +102,7 @@ pub fn replace_minutes(previous: DataFrame, fresh: DataFrame, minutes: &HashSet<
         micros(&previous, MINUTE)?.iter().map(|m| m.is_none_or(|m| !minutes.contains(&m))).collect();
     let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
     merged.vstack_mut_owned(fresh).map_err(Error::polars("merging recomputed gold minutes"))?;
-    merged.sort([SERVICE, MINUTE], SortMultipleOptions::default()).map_err(Error::polars("sorting gold"))
+    sorted(merged)
 }
 
 /// The physical µs values of a timestamp column.
@@ -187,7 +191,7 @@ mod tests {
         let added = collect(&added);
         let minutes = minutes_of(std::slice::from_ref(&added)).expect("minutes");
         assert_eq!(minutes, HashSet::from([T0 + 2 * MIN, T0 + 5 * MIN]));
-        let mut touched = events_in(&collect(&earlier), &minutes).expect("filter");
+        let mut touched = events_in(&collect(&earlier), |m| minutes.contains(&m)).expect("filter");
         assert_eq!(touched.height(), 2, "both services' events of minute 2");
         touched.vstack_mut_owned(added).expect("same schema");
         let fresh = aggregate(touched.lazy()).expect("aggregate");

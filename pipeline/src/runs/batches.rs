@@ -15,7 +15,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
-use super::engine::{RunContext, StagedWrite};
+use super::engine::{RunContext, StagedWrite, Tally};
 use super::execute::{Run, concat_frames};
 use super::ingest::{Candidate, Event, FileOutcome, Reader};
 use super::manifest::FileRecord;
@@ -150,6 +150,7 @@ impl Run<'_> {
                 run_id: &run.run_id,
                 full_refresh: run.options.full_refresh,
                 ingest_date: &run.ingest_date,
+                rules: &run.rules,
             };
             run.engine.check_batch(&context, &mut evaluated)
         })?;
@@ -167,25 +168,22 @@ impl Run<'_> {
         // Gather the batch into one file per layer partition.
         let batch_no = self.batches;
         self.batches += 1;
-        let ingest_date = &self.ingest_date;
         let part = format!("part-{}-{batch_no:05}.parquet", self.run_id);
         let mut bronze_frames = Vec::new();
         let mut reject_frames = Vec::new();
         let mut event_frames: BTreeMap<i32, Vec<DataFrame>> = BTreeMap::new();
+        let mut tally = Tally::default();
         for (bronze, cleaned) in cleaned {
             self.rows.bronze += bronze.height() as u64;
-            self.rows.silver_rejects += cleaned.rejects.height() as u64;
-            for (count, total) in cleaned.reject_counts.iter().zip(self.reject_counts.iter_mut()) {
-                *total += count;
-            }
-            self.counters.add(&cleaned.counters);
+            tally.add(&cleaned);
             for (date, events) in cleaned.events {
-                self.rows.silver_events += events.height() as u64;
                 event_frames.entry(date).or_default().push(events);
             }
             bronze_frames.push(bronze);
             reject_frames.push(cleaned.rejects);
         }
+        self.count(&tally);
+        let ingest_date = &self.ingest_date;
         let mut writes = vec![
             (format!("{}/{part}", layout::partition(BRONZE, "ingest_date", ingest_date)), bronze_frames),
             (format!("{}/{part}", layout::partition(SILVER_REJECTS, "ingest_date", ingest_date)), reject_frames),

@@ -16,7 +16,7 @@ use polars::prelude::*;
 use tracing::{info, warn};
 
 use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
-use super::engine::{self, Engine, RunContext};
+use super::engine::{self, Engine, RunContext, Tally};
 use super::ingest::Candidate;
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
@@ -179,15 +179,27 @@ impl<'a> Run<'a> {
             run_id: &self.run_id,
             full_refresh: self.options.full_refresh,
             ingest_date: &self.ingest_date,
+            rules: &self.rules,
         };
         let finished = self.engine.finish(&context, &mut self.outputs, &self.candidate_dates)?;
         self.touched_dates = finished.gold_dates;
         self.rows.gold += finished.gold_rows;
+        self.count(&finished.deferred);
         self.rows.silver_events -= finished.late_duplicates;
         self.rows.silver_rejects += finished.late_duplicates;
         self.reject_counts[Reason::DuplicateEventId as usize] += finished.late_duplicates;
         self.counters.subtract(&finished.late_duplicate_counters);
         Ok(())
+    }
+
+    /// Adds staged silver rows to the run's counts.
+    pub(super) fn count(&mut self, tally: &Tally) {
+        self.rows.silver_events += tally.events;
+        self.rows.silver_rejects += tally.rejects;
+        for (total, count) in self.reject_counts.iter_mut().zip(tally.reject_counts) {
+            *total += count;
+        }
+        self.counters.add(&tally.counters);
     }
 
     /// Event files under the input root not already ingested with this content.

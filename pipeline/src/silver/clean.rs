@@ -25,6 +25,9 @@ pub(super) struct RowOutcome {
     pub event_time: i64,
     /// Fingerprint of the normalized event id; meaningful only when `reasons` is empty.
     pub id_hash: u128,
+    /// A clean row rule 5 decides after the last batch (see [`super::Dedupe`]):
+    /// neither an event nor a reject yet.
+    pub deferred: bool,
 }
 
 impl RowOutcome {
@@ -55,6 +58,17 @@ impl Evaluated {
 
     pub fn bronze(&self) -> &DataFrame {
         &self.bronze
+    }
+
+    /// The bronze rows of deferred rows, if any: evaluated again when
+    /// rule 5 decides them.
+    pub fn deferred_bronze(&self) -> Result<Option<DataFrame>> {
+        let idx: Vec<IdxSize> = (0..self.rows.len() as IdxSize).filter(|&i| self.rows[i as usize].deferred).collect();
+        if idx.is_empty() {
+            return Ok(None);
+        }
+        let rows = self.bronze.take(&IdxCa::from_vec("".into(), idx)).map_err(Error::polars("taking deferred rows"))?;
+        Ok(Some(rows))
     }
 }
 
@@ -110,7 +124,7 @@ pub fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
         .zip(times.iter())
         .zip(raws.iter())
         .map(|((((id, service), event_type), time), raw)| {
-            let mut outcome = RowOutcome { reasons: Reasons::default(), event_time: 0, id_hash: 0 };
+            let mut outcome = RowOutcome { reasons: Reasons::default(), event_time: 0, id_hash: 0, deferred: false };
             if raw.is_some() {
                 outcome.reasons.insert(Reason::MalformedRow);
                 return outcome;
@@ -167,7 +181,8 @@ pub fn events_schema() -> Schema {
     .collect()
 }
 
-/// Builds the clean events (rules 6–7) and rejects frames.
+/// Builds the clean events (rules 6–7) and rejects frames. Deferred rows
+/// are in neither, and not counted.
 pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
     let Evaluated { bronze, rows } = evaluated;
     let err = Error::polars;
@@ -175,7 +190,8 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
         bronze.column(name).and_then(|c| c.str()).map_err(err("splitting silver"))
     };
 
-    let kept: Vec<IdxSize> = (0..rows.len() as IdxSize).filter(|&i| rows[i as usize].reasons.is_empty()).collect();
+    let is_kept = |row: &RowOutcome| row.reasons.is_empty() && !row.deferred;
+    let kept: Vec<IdxSize> = (0..rows.len() as IdxSize).filter(|&i| is_kept(&rows[i as usize])).collect();
     let rejected: Vec<IdxSize> = (0..rows.len() as IdxSize).filter(|&i| !rows[i as usize].reasons.is_empty()).collect();
 
     let mut reject_counts = [0u64; Reason::ALL.len()];
@@ -219,7 +235,7 @@ pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
         .enumerate()
     {
         let row = rows[i];
-        if !row.reasons.is_empty() {
+        if !is_kept(&row) {
             continue;
         }
         event_id.append_option(normalize(id));

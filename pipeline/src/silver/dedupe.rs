@@ -10,10 +10,22 @@
 //! ([`Load::Probe`]): no set of millions of ids is built for a small
 //! incremental run. If a later batch of the same run touches the date
 //! again, the date is loaded in full ([`Load::Full`]).
+//!
+//! Memory is bounded by a budget. Ids are held exactly in hash sets until
+//! those would take more than half of it; then they give way to a Bloom
+//! filter of the other half ([`Dedupe::apply`] switches by itself). A
+//! filter has no false negatives: a row it has not seen is new, and is
+//! decided at once; its id goes to the caller to spill
+//! ([`Dedupe::take_spilled`]). A row it may have seen is *deferred*: not
+//! silver yet, decided after the last batch by a [`Resolver`] that knows
+//! the spilled and committed ids among the deferred ones. Every spilled
+//! id comes before every deferred row with the same id (after a row, its
+//! id is in the filter), so the outcome is the exact one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use fastbloom::AtomicBloomFilter;
 use rayon::prelude::*;
 
 use super::clean::Evaluated;
@@ -24,7 +36,8 @@ pub fn fingerprint(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
-type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+/// A set of id fingerprints.
+pub type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
 
 /// How much of a date's committed ids a batch needs loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +49,47 @@ pub enum Load {
 }
 
 /// Seen ids per event date (days since 1970-01-01).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Dedupe {
+    /// Exact ids, until they would take more than half of `budget` bytes.
     seen: HashMap<i32, FingerprintSet>,
-    /// Dates whose committed ids are all in `seen` (not just probed ones).
+    /// Dates some ids were recorded for (committed or this run's).
+    touched: HashSet<i32>,
+    /// Dates whose committed ids are all recorded (not just probed ones).
     complete: HashSet<i32>,
+    budget: usize,
+    /// Set once the exact ids outgrew the budget.
+    bounded: Option<Bounded>,
+}
+
+/// Rule 5 beyond the budget: a filter, new ids to spill, deferred ids.
+#[derive(Debug)]
+struct Bounded {
+    filter: AtomicBloomFilter,
+    /// Ids of rows decided new (and exact ids at the switch), by date, for the caller to spill.
+    spilled: BTreeMap<i32, Vec<u128>>,
+    /// Ids of deferred rows, by date.
+    deferred: HashMap<i32, FingerprintSet>,
+    deferred_rows: u64,
+}
+
+/// Bits the filter sets per id: 1 in 9,000 false "maybe"s at 22 bits an
+/// id (100M ids in 256 MiB, half the default budget), 1 in 1,100 at 14 bits.
+const FILTER_HASHES: u32 = 7;
+
+impl Default for Dedupe {
+    /// Exact ids, however many.
+    fn default() -> Self {
+        Self::with_budget(usize::MAX)
+    }
 }
 
 impl Dedupe {
+    /// Holds exact ids up to half of `budget` bytes, then a filter of the other half.
+    pub fn with_budget(budget: usize) -> Self {
+        Self { seen: HashMap::new(), touched: HashSet::new(), complete: HashSet::new(), budget, bounded: None }
+    }
+
     /// Dates of a batch's clean candidates that need committed ids loaded
     /// before [`Dedupe::apply`], and how.
     pub fn dates_to_load(&self, batch: &[Evaluated]) -> BTreeMap<i32, Load> {
@@ -51,7 +97,7 @@ impl Dedupe {
             .iter()
             .flat_map(Evaluated::candidate_dates)
             .filter(|d| !self.complete.contains(d))
-            .map(|d| (d, if self.seen.contains_key(&d) { Load::Full } else { Load::Probe }))
+            .map(|d| (d, if self.touched.contains(&d) { Load::Full } else { Load::Probe }))
             .collect()
     }
 
@@ -68,17 +114,30 @@ impl Dedupe {
     /// Records ids committed by earlier runs on `date`: all of them
     /// ([`Load::Full`]) or those among the probed candidates ([`Load::Probe`]).
     pub fn preload(&mut self, date: i32, load: Load, ids: impl IntoIterator<Item = u128>) {
-        self.seen.entry(date).or_default().extend(ids);
+        self.touched.insert(date);
+        match &self.bounded {
+            None => self.seen.entry(date).or_default().extend(ids),
+            // Not spilled: the resolver probes committed ids itself.
+            Some(bounded) => ids.into_iter().for_each(|id| {
+                bounded.filter.insert_hash(filter_key(date, id));
+            }),
+        }
         if load == Load::Full {
             self.complete.insert(date);
         }
     }
 
-    /// Marks repeated ids of a batch of files as `duplicate_event_id`, in
-    /// file then row order. Dates are independent, so each date's ids are
-    /// checked on its own thread.
+    /// Applies rule 5 to a batch of files, in file then row order: repeated
+    /// ids are marked `duplicate_event_id` (or, beyond the budget, rows the
+    /// filter may have seen are marked deferred). Dates are independent,
+    /// so each date's ids are checked on its own thread.
     pub fn apply(&mut self, batch: &mut [Evaluated]) {
         let dates: BTreeSet<i32> = batch.iter().flat_map(Evaluated::candidate_dates).collect();
+        self.touched.extend(&dates);
+        if let Some(bounded) = &mut self.bounded {
+            bounded.apply(batch, &dates);
+            return;
+        }
         for date in &dates {
             self.seen.entry(*date).or_default();
         }
@@ -88,29 +147,134 @@ impl Dedupe {
             .par_iter_mut()
             .filter(|(date, _)| dates.contains(date))
             .flat_map_iter(|(&date, seen)| {
-                let mut duplicates = Vec::new();
-                for (f, file) in files.iter().enumerate() {
-                    for (r, row) in file.rows().iter().enumerate() {
-                        if row.reasons.is_empty() && row.event_date() == date && !seen.insert(row.id_hash) {
-                            duplicates.push((f, r));
-                        }
-                    }
-                }
-                duplicates
+                rows_on(files, date).filter(|&(_, _, id)| !seen.insert(id)).map(|(f, r, _)| (f, r)).collect::<Vec<_>>()
             })
             .collect();
         for (f, r) in duplicates {
             batch[f].rows_mut()[r].reasons.insert(Reason::DuplicateEventId);
         }
+        if self.exact_bytes() > self.budget / 2 {
+            self.bound();
+        }
     }
 
-    /// Number of ids held, for logs.
+    /// Whether the ids outgrew the budget (rows may be deferred).
+    pub fn is_bounded(&self) -> bool {
+        self.bounded.is_some()
+    }
+
+    /// Ids decided new since the last call (beyond the budget), by date:
+    /// the caller keeps them for the [`Resolver`].
+    pub fn take_spilled(&mut self) -> BTreeMap<i32, Vec<u128>> {
+        self.bounded.as_mut().map(|b| std::mem::take(&mut b.spilled)).unwrap_or_default()
+    }
+
+    /// The ids of deferred rows by date, and how many rows were deferred.
+    pub fn take_deferred(&mut self) -> (HashMap<i32, FingerprintSet>, u64) {
+        match &mut self.bounded {
+            Some(b) => (std::mem::take(&mut b.deferred), std::mem::take(&mut b.deferred_rows)),
+            None => Default::default(),
+        }
+    }
+
+    /// Number of exact ids held, for logs.
     pub fn len(&self) -> usize {
         self.seen.values().map(HashSet::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Heap bytes of the exact sets: 16-byte ids and a control byte per
+    /// slot, in tables of a power of two slots at most 7/8 full.
+    fn exact_bytes(&self) -> usize {
+        self.seen.values().map(|s| (s.capacity() * 8 / 7).next_power_of_two() * 17).sum()
+    }
+
+    /// Gives the exact ids over to a filter of half the budget; they move
+    /// to the spill date by date, each set freed as it goes.
+    fn bound(&mut self) {
+        let bits = (self.budget / 2).saturating_mul(8).max(64);
+        let filter = AtomicBloomFilter::with_num_bits(bits).hashes(FILTER_HASHES);
+        let mut spilled = BTreeMap::new();
+        for (date, ids) in std::mem::take(&mut self.seen) {
+            for &id in &ids {
+                filter.insert_hash(filter_key(date, id));
+            }
+            spilled.insert(date, ids.into_iter().collect());
+        }
+        self.bounded = Some(Bounded { filter, spilled, deferred: HashMap::new(), deferred_rows: 0 });
+    }
+}
+
+impl Bounded {
+    fn apply(&mut self, batch: &mut [Evaluated], dates: &BTreeSet<i32>) {
+        let (files, filter): (&[Evaluated], _) = (batch, &self.filter);
+        // Per date, in order: a row is new only if no earlier row could have its id.
+        let outcomes: Vec<(i32, Vec<u128>, Vec<(usize, usize)>)> = dates
+            .par_iter()
+            .map(|&date| {
+                let (mut new, mut deferred) = (Vec::new(), Vec::new());
+                for (f, r, id) in rows_on(files, date) {
+                    match filter.insert_hash(filter_key(date, id)) {
+                        false => new.push(id),
+                        true => deferred.push((f, r)),
+                    }
+                }
+                (date, new, deferred)
+            })
+            .collect();
+        for (date, new, deferred) in outcomes {
+            self.spilled.entry(date).or_default().extend(new);
+            let ids = self.deferred.entry(date).or_default();
+            self.deferred_rows += deferred.len() as u64;
+            for (f, r) in deferred {
+                let row = &mut batch[f].rows_mut()[r];
+                row.deferred = true;
+                ids.insert(row.id_hash);
+            }
+        }
+    }
+}
+
+/// Clean rows of `files` on `date`, in order: (file, row, id).
+fn rows_on(files: &[Evaluated], date: i32) -> impl Iterator<Item = (usize, usize, u128)> + '_ {
+    files.iter().enumerate().flat_map(move |(f, file)| {
+        file.rows()
+            .iter()
+            .enumerate()
+            .filter(move |(_, row)| row.reasons.is_empty() && row.event_date() == date)
+            .map(move |(r, row)| (f, r, row.id_hash))
+    })
+}
+
+/// The filter's hash of an id on a date (the fingerprint is uniform already).
+fn filter_key(date: i32, id: u128) -> u64 {
+    (id as u64) ^ ((id >> 64) as u64) ^ (date as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Rule 5 for deferred rows, after the last batch: given the ids that come
+/// before every deferred row (spilled and committed ones among the
+/// deferred ids), [`Resolver::apply`] takes the deferred rows in
+/// processing order.
+pub struct Resolver {
+    earlier: HashMap<i32, FingerprintSet>,
+}
+
+impl Resolver {
+    pub fn new(earlier: HashMap<i32, FingerprintSet>) -> Self {
+        Self { earlier }
+    }
+
+    /// Marks repeated ids of `evaluated` (clean deferred rows, evaluated
+    /// again) `duplicate_event_id`.
+    pub fn apply(&mut self, evaluated: &mut Evaluated) {
+        for row in evaluated.rows_mut().iter_mut().filter(|row| row.reasons.is_empty()) {
+            if !self.earlier.entry(row.event_date()).or_default().insert(row.id_hash) {
+                row.reasons.insert(Reason::DuplicateEventId);
+            }
+        }
     }
 }
 

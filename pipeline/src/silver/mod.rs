@@ -13,7 +13,7 @@ pub use clean::{
     CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, events_schema,
     split,
 };
-pub use dedupe::{Dedupe, Load, fingerprint};
+pub use dedupe::{Dedupe, FingerprintSet, Load, Resolver, fingerprint};
 pub use reason::{Reason, Reasons};
 pub use records::{timestamp, value};
 pub use timestamp::{TimestampError, TimestampParser};

@@ -9,6 +9,7 @@
 //! sends Spark plans over Spark Connect once every batch is staged. Both
 //! write only into the run's staging; the run's commit publishes.
 
+mod deferred;
 mod local;
 mod spark;
 
@@ -18,7 +19,7 @@ use polars::prelude::DataFrame;
 
 use crate::config::{EngineKind, PipelineConfig};
 use crate::error::Result;
-use crate::silver::{Counters, Evaluated};
+use crate::silver::{Cleaned, Counters, Evaluated, Reason, Rules};
 use crate::storage::Storage;
 
 pub(super) use local::LocalEngine;
@@ -35,6 +36,7 @@ pub(super) struct RunContext<'a> {
     pub full_refresh: bool,
     /// The run's `ingest_date` partition value (`YYYY-MM-DD`).
     pub ingest_date: &'a str,
+    pub rules: &'a Rules,
 }
 
 /// The global stages, on one machine or on Spark.
@@ -66,13 +68,37 @@ pub(super) struct Finished {
     /// rejects, not events, and leave the optional-field counters.
     pub late_duplicates: u64,
     pub late_duplicate_counters: Counters,
+    /// Rows held back from the batches (not counted there) and staged by
+    /// `finish`: events or duplicate rejects.
+    pub deferred: Tally,
+}
+
+/// Silver rows staged, counted as the run report counts them.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub events: u64,
+    pub rejects: u64,
+    /// Rejects by their first reason, indexed like [`Reason::ALL`].
+    pub reject_counts: [u64; Reason::ALL.len()],
+    pub counters: Counters,
+}
+
+impl Tally {
+    pub fn add(&mut self, cleaned: &Cleaned) {
+        self.events += cleaned.events.iter().map(|(_, df)| df.height() as u64).sum::<u64>();
+        self.rejects += cleaned.rejects.height() as u64;
+        for (total, count) in self.reject_counts.iter_mut().zip(cleaned.reject_counts) {
+            *total += count;
+        }
+        self.counters.add(&cleaned.counters);
+    }
 }
 
 /// The engine `config` asks for; the spark engine is connected (and fails
 /// here, before anything is staged, when it cannot be reached).
 pub(super) fn open(config: &PipelineConfig, output: &Storage) -> Result<Box<dyn Engine>> {
     Ok(match config.engine {
-        EngineKind::Local => Box::new(LocalEngine::default()),
+        EngineKind::Local => Box::new(LocalEngine::new(config.memory_budget())),
         EngineKind::Spark => Box::new(SparkEngine::connect(config, output)?),
     })
 }
