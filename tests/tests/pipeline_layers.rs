@@ -289,13 +289,6 @@ fn gzip_files_are_read_and_ignore_rules_hold() {
     assert_eq!(strs(&bronze, "_source_file"), [s("day/x.csv.gz"), s("day/y.jsonl.gz")]);
 }
 
-/// The newest manifest under `out`, as JSON.
-fn newest_manifest(out: &std::path::Path) -> serde_json::Value {
-    let mut runs: Vec<_> = std::fs::read_dir(out.join("_runs")).expect("runs").flatten().map(|e| e.path()).collect();
-    runs.sort();
-    serde_json::from_slice(&std::fs::read(runs.last().expect("a manifest")).expect("read")).expect("json")
-}
-
 #[test]
 fn unreadable_files_are_recorded_and_skipped_until_they_change_while_the_rest_is_published() {
     use std::io::Write as _;

@@ -24,59 +24,6 @@ fn run(dir: &Path, inbox: &str, out: &str, engine: Option<&str>, env: &[(&str, S
     output
 }
 
-/// Bronze, silver events and rejects exactly; gold with its computed
-/// floats within 1e-9 relative (sums may be added in another order).
-fn assert_same_layers(got: &Path, want: &Path, what: &str) {
-    let (got_layers, want_layers) = (snapshot(got), snapshot(want));
-    for (i, layer) in ["bronze", "silver events", "rejects"].iter().enumerate() {
-        assert!(!want_layers[i].is_empty(), "{what}: the reference {layer} is empty");
-        assert_eq!(got_layers[i], want_layers[i], "{what}: {layer} differ");
-    }
-    let gold = |root: &Path| {
-        let df = read_layer(&root.join("gold/service_minute_metrics"), "event_date");
-        sorted(&df, &["event_date", "service", "minute"])
-    };
-    let (got_gold, want_gold) = (gold(got), gold(want));
-    assert!(want_gold.height() > 0, "{what}: the reference gold is empty");
-    assert_eq!(got_gold.height(), want_gold.height(), "{what}: gold rows differ");
-    for column in want_gold.columns() {
-        let name = column.name().as_str();
-        if column.dtype() == &DataType::Float64 {
-            for (row, (g, w)) in f64s(&got_gold, name).into_iter().zip(f64s(&want_gold, name)).enumerate() {
-                let close = match (g, w) {
-                    (Some(g), Some(w)) => (g - w).abs() <= 1e-9 * w.abs().max(g.abs()),
-                    (g, w) => g == w,
-                };
-                assert!(close, "{what}: gold {name} row {row}: {g:?} != {w:?}");
-            }
-        } else {
-            assert_eq!(strs(&got_gold, name), strs(&want_gold, name), "{what}: gold {name} differs");
-        }
-    }
-}
-
-/// The newest run's manifest.
-fn newest_manifest(out: &Path) -> serde_json::Value {
-    let mut manifests: Vec<PathBuf> = std::fs::read_dir(out.join("_runs"))
-        .expect("_runs")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    manifests.sort();
-    let newest = manifests.last().expect("a manifest");
-    serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("json")
-}
-
-/// The newest manifest's counts (rows per layer, rejects, counters).
-fn counts(out: &Path) -> serde_json::Value {
-    let m = newest_manifest(out);
-    serde_json::json!({
-        "rows": m["rows"], "rejects": m["rejects_by_reason"], "counters": m["counters"],
-        "gold_partitions": m["gold_partitions"], "status": m["status"],
-    })
-}
-
 #[test]
 fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     let server = SparkServer::start(&[]);

@@ -68,7 +68,17 @@ impl Evaluated {
             return Ok(None);
         }
         let rows = self.bronze.take(&IdxCa::from_vec("".into(), idx)).map_err(Error::polars("taking deferred rows"))?;
-        Ok(Some(rows))
+        // Taken text still points into the whole batch's buffers: copy it
+        // out, or holding a few rows would hold every batch they came from.
+        let columns = rows
+            .columns()
+            .iter()
+            .map(|c| match c.str() {
+                Ok(text) => text.iter().collect::<StringChunked>().with_name(c.name().clone()).into_column(),
+                Err(_) => c.clone(),
+            })
+            .collect();
+        DataFrame::new(rows.height(), columns).map(Some).map_err(Error::polars("copying deferred rows"))
     }
 }
 
@@ -557,7 +567,83 @@ mod proptests {
         (height, split(ev).expect("split"))
     }
 
+    /// Batches of (id, day) rows, lines numbered across batches.
+    fn id_batch(batch: usize, rows: &[(u8, u8)]) -> DataFrame {
+        let mut b = BronzeBuilder::with_capacity(rows.len());
+        for (i, &(id, day)) in rows.iter().enumerate() {
+            let (id, ts) = (format!("e{id}"), format!("2026-01-{}T10:00:00Z", 12 + day));
+            let row = [Some(id.as_str()), Some("api"), Some("request"), Some(ts.as_str()), None, None, None];
+            b.record((batch * 1000 + i) as i64, row, None);
+        }
+        b.finish(Lineage { source_file: "f", ingested_at_micros: 0, run_id: "r" }).expect("bronze")
+    }
+
+    /// Source lines of duplicate rejects, and of events.
+    fn outcome(cleaned: &Cleaned, duplicates: &mut Vec<i64>, events: &mut Vec<i64>) {
+        let lines = |df: &DataFrame| df.column(bronze::SOURCE_LINE).unwrap().i64().unwrap().clone();
+        duplicates.extend(lines(&cleaned.rejects).into_no_null_iter());
+        for (_, df) in &cleaned.events {
+            events.extend(lines(df).into_no_null_iter());
+        }
+    }
+
+    /// Rule 5 as the engine runs it: committed ids loaded per batch (probed
+    /// first, then in full), deferred rows decided after the last batch.
+    fn rule_5(dedupe: &mut Dedupe, batches: &[Vec<(u8, u8)>], committed: &[u128]) -> (Vec<i64>, Vec<i64>) {
+        let (mut duplicates, mut events) = (Vec::new(), Vec::new());
+        let mut spilled: std::collections::HashMap<i32, Vec<u128>> = Default::default();
+        let mut deferred = Vec::new();
+        for (i, rows) in batches.iter().enumerate() {
+            let mut batch = [evaluate(id_batch(i, rows), &Rules::default()).expect("evaluate")];
+            for (date, load) in dedupe.dates_to_load(&batch) {
+                let probe = Dedupe::candidate_ids(&batch, date);
+                let ids = committed.iter().copied().filter(|id| load == crate::silver::Load::Full || probe.contains(id));
+                dedupe.preload(date, load, ids.collect::<Vec<_>>());
+            }
+            dedupe.apply(&mut batch);
+            for (date, ids) in dedupe.take_spilled() {
+                spilled.entry(date).or_default().extend(ids);
+            }
+            let [batch] = batch;
+            deferred.extend(batch.deferred_bronze().expect("deferred rows"));
+            outcome(&split(batch).expect("split"), &mut duplicates, &mut events);
+        }
+        let (ids, rows) = dedupe.take_deferred();
+        assert_eq!(rows as usize, deferred.iter().map(DataFrame::height).sum::<usize>());
+        let earlier = ids
+            .into_iter()
+            .map(|(date, probe)| {
+                let before = spilled.get(&date).into_iter().flatten().chain(committed);
+                (date, before.copied().filter(|id| probe.contains(id)).collect())
+            })
+            .collect();
+        let mut resolver = crate::silver::Resolver::new(earlier);
+        for bronze in deferred {
+            let mut evaluated = evaluate(bronze, &Rules::default()).expect("evaluate");
+            resolver.apply(&mut evaluated);
+            outcome(&split(evaluated).expect("split"), &mut duplicates, &mut events);
+        }
+        duplicates.sort();
+        events.sort();
+        (duplicates, events)
+    }
+
     proptest! {
+        /// Beyond any budget (the smallest ones saturate the filter, so
+        /// most rows are deferred), rule 5 decides every row as exact ids do.
+        #[test]
+        fn bounded_rule_5_decides_as_exact_ids_do(
+            batches in proptest::collection::vec(proptest::collection::vec((0u8..40, 0u8..3), 0..40), 1..6),
+            committed in proptest::collection::vec(0u8..60, 0..10),
+            budget in prop_oneof![Just(0usize), 1usize..4096],
+        ) {
+            let committed: Vec<u128> = committed.iter().map(|id| fingerprint(&format!("e{id}"))).collect();
+            let want = rule_5(&mut Dedupe::default(), &batches, &committed);
+            let mut bounded = Dedupe::with_budget(budget);
+            let got = rule_5(&mut bounded, &batches, &committed);
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn rules_never_panic_on_any_text(v in "\\PC{0,40}") {
             let _ = crate::silver::TimestampParser::new(&["%d/%m/%Y %H:%M:%S".into()]).parse(&v);
