@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
 use tests::*;
 
 /// The basic fixtures plus a generated set with duplicates across files
