@@ -109,7 +109,7 @@ impl Default for PipelineSection {
             max_record_bytes: 1 << 20,
             zstd_level: crate::storage::DEFAULT_ZSTD_LEVEL,
             lease_secs: 60,
-            memory_budget_mb: 256,
+            memory_budget_mb: 512,
         }
     }
 }

@@ -74,8 +74,8 @@ struct Bounded {
 }
 
 /// Bits the filter sets per id. Each costs a cache miss, and a false
-/// "maybe" only costs deferring a row: 3 give 1 in 70 at 11 bits an id
-/// (100M ids in 128 MiB, half the default budget), 1 in 500 at 22 bits,
+/// "maybe" only costs deferring a row: 3 give 1 in 500 at 22 bits an id
+/// (100M ids in 256 MiB, half the default budget), 1 in 70 at 11 bits,
 /// while true duplicates (deferred anyway) are often 1 in 100.
 const FILTER_HASHES: u32 = 3;
 

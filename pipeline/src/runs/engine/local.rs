@@ -122,9 +122,9 @@ pub(super) fn committed_ids(
 /// Bytes gold holds in memory per byte of silver Parquet it aggregates:
 /// the four columns decoded, gathered and grouped (measured: 2.2 GB for a
 /// date of 198 MB of silver, 13.8M events).
-const GOLD_BYTES_PER_SILVER_BYTE: u64 = 11;
+const GOLD_BYTES_PER_SILVER_BYTE: f64 = 11.0;
 /// Passes over a date at most (each reads all of its files): an hour each.
-const MAX_GOLD_PASSES: u64 = 24;
+const MAX_GOLD_PASSES: f64 = 24.0;
 const MINUTES_PER_DAY: i64 = 24 * 60;
 const MINUTE_MICROS: i64 = 60_000_000;
 
@@ -133,8 +133,9 @@ const MINUTE_MICROS: i64 = 60_000_000;
 /// already has a gold partition, only the minutes this run added events to
 /// are aggregated again, from all of their events; the other rows are kept
 /// as they are (their events did not change). The date is read in as many
-/// passes as keep its input within `budget`, each a range of its minutes
-/// (a minute's events are never split). Returns its path and rows.
+/// passes as keep the events aggregated within `budget` (assuming they are
+/// spread evenly over the day), each a range of its minutes (a minute's
+/// events are never split). Returns its path and rows.
 fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String, u64)> {
     let output = run.output;
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
@@ -156,8 +157,10 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     };
     // Committed events first, then this run's: the order a single run sees.
     let sources: Vec<&Entry> = committed.iter().chain(&staged).collect();
-    let bytes = sources.iter().map(|e| e.size).sum::<u64>() * GOLD_BYTES_PER_SILVER_BYTE;
-    let passes = bytes.div_ceil(budget as u64).clamp(1, MAX_GOLD_PASSES) as i64;
+    // What a pass holds: its share of the date's events, of the touched minutes only if any.
+    let kept = minutes.as_ref().map_or(1.0, |m| m.len() as f64 / MINUTES_PER_DAY as f64);
+    let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
+    let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
     let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
     let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
     let mut parts = Vec::new();
