@@ -597,7 +597,8 @@ mod proptests {
             let mut batch = [evaluate(id_batch(i, rows), &Rules::default()).expect("evaluate")];
             for (date, load) in dedupe.dates_to_load(&batch) {
                 let probe = Dedupe::candidate_ids(&batch, date);
-                let ids = committed.iter().copied().filter(|id| load == crate::silver::Load::Full || probe.contains(id));
+                let ids =
+                    committed.iter().copied().filter(|id| load == crate::silver::Load::Full || probe.contains(id));
                 dedupe.preload(date, load, ids.collect::<Vec<_>>());
             }
             dedupe.apply(&mut batch);

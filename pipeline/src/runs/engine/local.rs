@@ -23,10 +23,9 @@ use crate::error::{Error, Result};
 use crate::gold;
 use crate::layout::{self, GOLD, GOLD_FILE, SILVER_EVENTS};
 use crate::runs::execute::{concat_frames, parquet_files};
-use crate::storage::Entry;
 use crate::silver::columns::{EVENT_ID, EVENT_TIME};
 use crate::silver::{self, CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
-use crate::storage::Storage;
+use crate::storage::{Entry, Storage};
 
 pub struct LocalEngine {
     dedupe: Dedupe,
