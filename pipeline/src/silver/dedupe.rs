@@ -214,7 +214,7 @@ impl Bounded {
     fn apply(&mut self, batch: &mut [Evaluated], dates: &BTreeSet<i32>) {
         let (files, filter): (&[Evaluated], _) = (batch, &self.filter);
         // Per date, in order: a row is new only if no earlier row could have its id.
-        let outcomes: Vec<(i32, Vec<u128>, Vec<(usize, usize)>)> = dates
+        let outcomes: Vec<_> = dates
             .par_iter()
             .map(|&date| {
                 let (mut new, mut deferred) = (Vec::new(), Vec::new());
