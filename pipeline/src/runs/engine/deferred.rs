@@ -114,7 +114,7 @@ impl Deferred {
             .map(|(date, probe)| {
                 let mut found = spill.find(run, date, &probe)?;
                 if !run.full_refresh {
-                    found.extend(super::local::committed_ids(run.output, date, Some(&probe))?);
+                    super::local::committed_ids(run.output, date, Some(&probe), |ids| found.extend(ids))?;
                 }
                 Ok((date, found))
             })

@@ -49,8 +49,8 @@ impl Engine for LocalEngine {
                 continue;
             }
             let probe = (load == Load::Probe).then(|| Dedupe::candidate_ids(batch, date));
-            let ids = committed_ids(run.output, date, probe.as_ref())?;
-            self.dedupe.preload(date, load, ids);
+            self.dedupe.preload(date, load, []);
+            committed_ids(run.output, date, probe.as_ref(), |ids| self.dedupe.preload(date, load, ids))?;
         }
         let was_bounded = self.dedupe.is_bounded();
         self.dedupe.apply(batch);
@@ -94,28 +94,36 @@ impl Engine for LocalEngine {
     }
 }
 
-/// Event id fingerprints committed on `date` by earlier runs; with `probe`,
-/// only those in it (a small incremental batch need not hold millions).
+/// Event id fingerprints committed on `date` by earlier runs, handed to
+/// `each` a file at a time (a date's ids are never all in memory at once);
+/// with `probe`, only those in it (a small incremental batch need not hold
+/// millions).
 pub(super) fn committed_ids(
     output: &Storage,
     date: i32,
     probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
-) -> Result<Vec<u128>> {
+    mut each: impl FnMut(Vec<u128>),
+) -> Result<()> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let per_file = parquet_files(output, &dir)?
-        .par_iter()
-        .map(|path| {
-            let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
-            let column =
-                df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-            let ids = column.iter().flatten().map(silver::fingerprint);
-            Ok(match probe {
-                Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
-                None => ids.collect::<Vec<u128>>(),
+    let files = parquet_files(output, &dir)?;
+    // A few files per thread at a time: parallel reads, bounded memory.
+    for group in files.chunks(4 * rayon::current_num_threads()) {
+        let per_file = group
+            .par_iter()
+            .map(|path| {
+                let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
+                let column =
+                    df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
+                let ids = column.iter().flatten().map(silver::fingerprint);
+                Ok(match probe {
+                    Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
+                    None => ids.collect::<Vec<u128>>(),
+                })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(per_file.concat())
+            .collect::<Result<Vec<_>>>()?;
+        per_file.into_iter().for_each(&mut each);
+    }
+    Ok(())
 }
 
 /// Bytes gold holds in memory per byte of silver Parquet it aggregates:
