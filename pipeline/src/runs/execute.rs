@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, ReadStats};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::silver::{self, Counters, Reason, Rules, timestamp::format_date};
-use crate::storage::Storage;
+use crate::storage::{Entry, Storage};
 
 /// How a run was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -306,9 +306,14 @@ impl<'a> Run<'a> {
     }
 }
 
+/// `*.parquet` objects under `dir`, with their sizes.
+pub(super) fn parquet_entries(output: &Storage, dir: &str) -> Result<Vec<Entry>> {
+    Ok(output.list(dir)?.into_iter().filter(|e| e.relative.ends_with(".parquet")).collect())
+}
+
 /// Published `*.parquet` objects under `dir`.
 pub(super) fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
-    Ok(output.list(dir)?.into_iter().map(|e| e.relative).filter(|p| p.ends_with(".parquet")).collect())
+    Ok(parquet_entries(output, dir)?.into_iter().map(|e| e.relative).collect())
 }
 
 pub(super) fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {

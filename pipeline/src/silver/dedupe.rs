@@ -179,13 +179,10 @@ impl Dedupe {
         }
     }
 
-    /// Number of exact ids held, for logs.
-    pub fn len(&self) -> usize {
-        self.seen.values().map(HashSet::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Ids decided new and not yet taken by [`Dedupe::take_spilled`]: right
+    /// after the switch, the exact ids it gave over (and the batch's new ones).
+    pub fn spilled_len(&self) -> usize {
+        self.bounded.as_ref().map_or(0, |b| b.spilled.values().map(Vec::len).sum())
     }
 
     /// Heap bytes of the exact sets: 16-byte ids and a control byte per

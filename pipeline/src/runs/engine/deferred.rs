@@ -6,6 +6,7 @@
 //! Both live under `_staging/<run_id>/_local/`, which the run's commit (or
 //! the next run, after a crash) removes with the rest of its staging.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::DataFrame;
@@ -38,7 +39,11 @@ impl Spill {
     pub fn add(&mut self, run: &RunContext, ids: BTreeMap<i32, Vec<u128>>) -> Result<()> {
         for (date, ids) in ids {
             self.buffered_ids += ids.len();
-            self.buffered.entry(date).or_default().extend(ids);
+            match self.buffered.entry(date) {
+                // The switch hands over millions at once: take them, do not copy them.
+                Entry::Vacant(slot) => drop(slot.insert(ids)),
+                Entry::Occupied(mut slot) => slot.get_mut().extend(ids),
+            }
         }
         if self.buffered_ids >= SPILL_BUFFER_IDS { self.flush(run) } else { Ok(()) }
     }

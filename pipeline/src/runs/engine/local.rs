@@ -22,7 +22,7 @@ use super::{Engine, Finished, RunContext, StagedWrite};
 use crate::error::{Error, Result};
 use crate::gold;
 use crate::layout::{self, GOLD, GOLD_FILE, SILVER_EVENTS};
-use crate::runs::execute::{concat_frames, parquet_files};
+use crate::runs::execute::{concat_frames, parquet_entries, parquet_files};
 use crate::silver::columns::{EVENT_ID, EVENT_TIME};
 use crate::silver::{self, CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
 use crate::storage::{Entry, Storage};
@@ -58,7 +58,8 @@ impl Engine for LocalEngine {
             return Ok(());
         }
         if !was_bounded {
-            info!(budget_mib = self.budget >> 20, "Event ids outgrew half the memory budget: spilling them.");
+            let ids = self.dedupe.spilled_len();
+            info!(budget_mib = self.budget >> 20, ids, "Event ids outgrew half the memory budget: spilling them.");
         }
         self.spill.add(run, self.dedupe.take_spilled())?;
         let deferred = batch.iter().filter_map(|file| file.deferred_bronze().transpose()).collect::<Result<_>>()?;
@@ -126,9 +127,10 @@ pub(super) fn committed_ids(
     Ok(())
 }
 
-/// Bytes gold holds in memory per byte of silver Parquet it aggregates:
-/// the four columns decoded, gathered and grouped (measured: 2.2 GB for a
-/// date of 198 MB of silver, 13.8M events).
+/// Bytes gold may hold in memory per byte of silver Parquet it aggregates:
+/// the four columns decoded, gathered and grouped. An upper bound: a
+/// 100M-event run under glibc's malloc peaked at 2.2 GB while aggregating
+/// dates of 198 MB of silver (13.8M events) in one pass, arenas included.
 const GOLD_BYTES_PER_SILVER_BYTE: f64 = 11.0;
 /// Passes over a date at most (each reads all of its files): an hour each.
 const MAX_GOLD_PASSES: f64 = 24.0;
@@ -147,11 +149,8 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let output = run.output;
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
     let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
-    let parquet = |dir: &str| -> Result<Vec<Entry>> {
-        Ok(output.list(dir)?.into_iter().filter(|e| e.relative.ends_with(".parquet")).collect())
-    };
-    let committed = if run.full_refresh { Vec::new() } else { parquet(&dir)? };
-    let staged = parquet(&layout::staged(run.run_id, &dir))?;
+    let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
+    let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
     let previous = if committed.is_empty() { None } else { output.get_parquet_opt(&path)? };
     let read = |entry: &Entry, columns: &[&str]| output.get_parquet(&entry.relative, Some(columns));
     // Only the minutes this run added events to, when the date has gold already.
