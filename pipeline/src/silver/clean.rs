@@ -645,6 +645,30 @@ mod proptests {
             prop_assert_eq!(got, want);
         }
 
+        /// Rule 5 split into id shards, each on its own thread, decides
+        /// as one pass over the rows in order does.
+        #[test]
+        fn sharded_rule_5_keeps_the_first_row_of_each_id_and_date(
+            batches in proptest::collection::vec(proptest::collection::vec((0u8..40, 0u8..3), 0..60), 1..6),
+            committed in proptest::collection::vec(0u8..60, 0..10),
+        ) {
+            let fingerprints: Vec<u128> = committed.iter().map(|id| fingerprint(&format!("e{id}"))).collect();
+            let mut seen: std::collections::HashSet<(u8, u8)> = Default::default();
+            let mut want = (Vec::new(), Vec::new());
+            for (b, rows) in batches.iter().enumerate() {
+                for (i, &(id, day)) in rows.iter().enumerate() {
+                    let line = (b * 1000 + i) as i64;
+                    match committed.contains(&id) || !seen.insert((id, day)) {
+                        true => want.0.push(line),
+                        false => want.1.push(line),
+                    }
+                }
+            }
+            want.0.sort();
+            want.1.sort();
+            prop_assert_eq!(rule_5(&mut Dedupe::default(), &batches, &fingerprints), want);
+        }
+
         #[test]
         fn rules_never_panic_on_any_text(v in "\\PC{0,40}") {
             let _ = crate::silver::TimestampParser::new(&["%d/%m/%Y %H:%M:%S".into()]).parse(&v);

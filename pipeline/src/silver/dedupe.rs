@@ -21,8 +21,13 @@
 //! the spilled and committed ids among the deferred ones. Every spilled
 //! id comes before every deferred row with the same id (after a row, its
 //! id is in the filter), so the outcome is the exact one.
+//!
+//! A date's ids are split into [`SHARDS`] shards by fingerprint, each with
+//! its own set (or filter), so one date's rows are checked on every core:
+//! rows with one id share a shard, and each shard takes its rows in
+//! processing order, so the outcome does not depend on the threads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use fastbloom::AtomicBloomFilter;
@@ -48,11 +53,25 @@ pub enum Load {
     Full,
 }
 
+/// Shards of a date's ids; see the module header.
+pub const SHARDS: usize = 16;
+
+/// The shard of an id (its top bits; the set hashers fold all of them).
+fn shard_of(id: u128) -> usize {
+    (id >> (128 - SHARDS.trailing_zeros())) as usize
+}
+
+/// A date's exact ids, by shard.
+type Shards = [FingerprintSet; SHARDS];
+
+/// A batch's clean rows on one date, by shard, in order: (file, row, id).
+type RowsByShard = [Vec<(usize, usize, u128)>; SHARDS];
+
 /// Seen ids per event date (days since 1970-01-01).
 #[derive(Debug)]
 pub struct Dedupe {
     /// Exact ids, until they would take more than half of `budget` bytes.
-    seen: HashMap<i32, FingerprintSet>,
+    seen: HashMap<i32, Shards>,
     /// Dates some ids were recorded for (committed or this run's).
     touched: HashSet<i32>,
     /// Dates whose committed ids are all recorded (not just probed ones).
@@ -65,7 +84,8 @@ pub struct Dedupe {
 /// Rule 5 beyond the budget: a filter, new ids to spill, deferred ids.
 #[derive(Debug)]
 struct Bounded {
-    filter: AtomicBloomFilter,
+    /// One filter a shard, of an equal share of the bits.
+    filters: Vec<AtomicBloomFilter>,
     /// Ids of rows decided new (and exact ids at the switch), by date, for the caller to spill.
     spilled: BTreeMap<i32, Vec<u128>>,
     /// Ids of deferred rows, by date.
@@ -118,10 +138,15 @@ impl Dedupe {
     pub fn preload(&mut self, date: i32, load: Load, ids: impl IntoIterator<Item = u128>) {
         self.touched.insert(date);
         match &self.bounded {
-            None => self.seen.entry(date).or_default().extend(ids),
+            None => {
+                let shards = self.seen.entry(date).or_default();
+                for id in ids {
+                    shards[shard_of(id)].insert(id);
+                }
+            }
             // Not spilled: the resolver probes committed ids itself.
             Some(bounded) => ids.into_iter().for_each(|id| {
-                bounded.filter.insert_hash(filter_key(date, id));
+                bounded.filters[shard_of(id)].insert_hash(filter_key(date, id));
             }),
         }
         if load == Load::Full {
@@ -131,25 +156,28 @@ impl Dedupe {
 
     /// Applies rule 5 to a batch of files, in file then row order: repeated
     /// ids are marked `duplicate_event_id` (or, beyond the budget, rows the
-    /// filter may have seen are marked deferred). Dates are independent,
-    /// so each date's ids are checked on its own thread.
+    /// filter may have seen are marked deferred). Dates and shards are
+    /// independent, so each shard of each date is checked on its own thread.
     pub fn apply(&mut self, batch: &mut [Evaluated]) {
-        let dates: BTreeSet<i32> = batch.iter().flat_map(Evaluated::candidate_dates).collect();
-        self.touched.extend(&dates);
+        let mut rows = rows_by_shard(batch);
+        self.touched.extend(rows.keys());
         if let Some(bounded) = &mut self.bounded {
-            bounded.apply(batch, &dates);
+            bounded.apply(batch, rows);
             return;
         }
-        for date in &dates {
+        for date in rows.keys() {
             self.seen.entry(*date).or_default();
         }
-        let files: &[Evaluated] = batch;
-        let duplicates: Vec<(usize, usize)> = self
+        let work: Vec<_> = self
             .seen
-            .par_iter_mut()
-            .filter(|(date, _)| dates.contains(date))
-            .flat_map_iter(|(&date, seen)| {
-                rows_on(files, date).filter(|&(_, _, id)| !seen.insert(id)).map(|(f, r, _)| (f, r)).collect::<Vec<_>>()
+            .iter_mut()
+            .filter_map(|(date, shards)| Some(shards.iter_mut().zip(rows.remove(date)?)))
+            .flatten()
+            .collect();
+        let duplicates: Vec<(usize, usize)> = work
+            .into_par_iter()
+            .flat_map_iter(|(seen, rows)| {
+                rows.into_iter().filter(|&(_, _, id)| !seen.insert(id)).map(|(f, r, _)| (f, r)).collect::<Vec<_>>()
             })
             .collect();
         for (f, r) in duplicates {
@@ -188,35 +216,44 @@ impl Dedupe {
     /// Heap bytes of the exact sets: 16-byte ids and a control byte per
     /// slot, in tables of a power of two slots at most 7/8 full.
     fn exact_bytes(&self) -> usize {
-        self.seen.values().map(|s| (s.capacity() * 8 / 7).next_power_of_two() * 17).sum()
+        self.seen.values().flatten().map(|s| (s.capacity() * 8 / 7).next_power_of_two() * 17).sum()
     }
 
-    /// Gives the exact ids over to a filter of half the budget; they move
+    /// Gives the exact ids over to filters of half the budget; they move
     /// to the spill date by date, each set freed as it goes.
     fn bound(&mut self) {
-        let bits = (self.budget / 2).saturating_mul(8).max(64);
-        let filter = AtomicBloomFilter::with_num_bits(bits).hashes(FILTER_HASHES);
+        let bits = (self.budget / 2 / SHARDS).saturating_mul(8).max(64);
+        let filters: Vec<_> =
+            (0..SHARDS).map(|_| AtomicBloomFilter::with_num_bits(bits).hashes(FILTER_HASHES)).collect();
         let mut spilled = BTreeMap::new();
-        for (date, ids) in std::mem::take(&mut self.seen) {
-            for &id in &ids {
-                filter.insert_hash(filter_key(date, id));
+        for (date, shards) in std::mem::take(&mut self.seen) {
+            let mut ids = Vec::with_capacity(shards.iter().map(HashSet::len).sum());
+            for (filter, shard) in filters.iter().zip(shards) {
+                for &id in &shard {
+                    filter.insert_hash(filter_key(date, id));
+                }
+                ids.extend(shard);
             }
-            spilled.insert(date, ids.into_iter().collect());
+            spilled.insert(date, ids);
         }
-        self.bounded = Some(Bounded { filter, spilled, deferred: HashMap::new(), deferred_rows: 0 });
+        self.bounded = Some(Bounded { filters, spilled, deferred: HashMap::new(), deferred_rows: 0 });
     }
 }
 
 impl Bounded {
-    fn apply(&mut self, batch: &mut [Evaluated], dates: &BTreeSet<i32>) {
-        let (files, filter): (&[Evaluated], _) = (batch, &self.filter);
-        // Per date, in order: a row is new only if no earlier row could have its id.
-        let outcomes: Vec<_> = dates
-            .par_iter()
-            .map(|&date| {
+    fn apply(&mut self, batch: &mut [Evaluated], rows: BTreeMap<i32, RowsByShard>) {
+        let filters = &self.filters;
+        let work: Vec<_> = rows
+            .into_iter()
+            .flat_map(|(date, shards)| shards.into_iter().enumerate().map(move |s| (date, s)))
+            .collect();
+        // Per shard, in order: a row is new only if no earlier row could have its id.
+        let outcomes: Vec<_> = work
+            .into_par_iter()
+            .map(|(date, (shard, rows))| {
                 let (mut new, mut deferred) = (Vec::new(), Vec::new());
-                for (f, r, id) in rows_on(files, date) {
-                    match filter.insert_hash(filter_key(date, id)) {
+                for (f, r, id) in rows {
+                    match filters[shard].insert_hash(filter_key(date, id)) {
                         false => new.push(id),
                         true => deferred.push((f, r)),
                     }
@@ -237,15 +274,28 @@ impl Bounded {
     }
 }
 
-/// Clean rows of `files` on `date`, in order: (file, row, id).
-fn rows_on(files: &[Evaluated], date: i32) -> impl Iterator<Item = (usize, usize, u128)> + '_ {
-    files.iter().enumerate().flat_map(move |(f, file)| {
-        file.rows()
-            .iter()
-            .enumerate()
-            .filter(move |(_, row)| row.reasons.is_empty() && row.event_date() == date)
-            .map(move |(r, row)| (f, r, row.id_hash))
-    })
+/// The clean rows of `files` by date and shard, in processing order.
+fn rows_by_shard(files: &[Evaluated]) -> BTreeMap<i32, RowsByShard> {
+    let per_file: Vec<BTreeMap<i32, RowsByShard>> = files
+        .par_iter()
+        .enumerate()
+        .map(|(f, file)| {
+            let mut rows: BTreeMap<i32, RowsByShard> = BTreeMap::new();
+            for (r, row) in file.rows().iter().enumerate().filter(|(_, row)| row.reasons.is_empty()) {
+                rows.entry(row.event_date()).or_default()[shard_of(row.id_hash)].push((f, r, row.id_hash));
+            }
+            rows
+        })
+        .collect();
+    let mut rows: BTreeMap<i32, RowsByShard> = BTreeMap::new();
+    for file in per_file {
+        for (date, shards) in file {
+            for (all, more) in rows.entry(date).or_default().iter_mut().zip(shards) {
+                all.extend(more);
+            }
+        }
+    }
+    rows
 }
 
 /// The filter's hash of an id on a date (the fingerprint is uniform already).
