@@ -1,8 +1,6 @@
 //! Gold: `service_minute_metrics`, clean events grouped by service and
 //! minute (SPEC §5), computed with polars expressions.
 
-use std::collections::HashSet;
-
 use polars::prelude::*;
 
 use crate::bronze::timestamp_type;
@@ -69,22 +67,67 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
 /// The minute (µs since the epoch) an event time falls in: the same floor
 /// as `dt().truncate("1m")` in [`aggregate`] (silver times are after 2000).
 fn minute_of(micros: i64) -> i64 {
-    const MINUTE_MICROS: i64 = 60_000_000;
     micros.div_euclid(MINUTE_MICROS) * MINUTE_MICROS
 }
 
-/// The minutes (µs since the epoch) that `frames`' events fall in.
-pub fn minutes_of(frames: &[DataFrame]) -> Result<HashSet<i64>> {
-    let mut minutes = HashSet::new();
-    for df in frames {
-        minutes.extend(micros(df, EVENT_TIME)?.into_no_null_iter().map(minute_of));
-    }
-    Ok(minutes)
+const MINUTE_MICROS: i64 = 60_000_000;
+
+/// Gold rows (service, minute) that some events fall in: the rows that
+/// change when those events are added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The first minute (µs since the epoch) with a touched row.
+    first: i64,
+    /// Touched services by minute from `first` on. Looked up once per
+    /// event of a date, so indexed, not hashed: one date's rows span
+    /// 1,440 minutes. A minute has few touched services, compared as they are.
+    services: Vec<Vec<String>>,
 }
 
-/// The events of `df` whose minute (µs since the epoch) `keep` takes, in their order.
-pub fn events_in(df: &DataFrame, keep: impl Fn(i64) -> bool) -> Result<DataFrame> {
-    let mask: BooleanChunked = micros(df, EVENT_TIME)?.iter().map(|t| t.is_some_and(|t| keep(minute_of(t)))).collect();
+impl Touched {
+    /// The rows that `frames`' events (at least service and event time) fall in.
+    pub fn of(frames: &[DataFrame]) -> Result<Self> {
+        let mut rows = Vec::new();
+        for df in frames {
+            for (service, time) in services(df, SERVICE)?.iter().zip(micros(df, EVENT_TIME)?.iter()) {
+                if let (Some(service), Some(time)) = (service, time) {
+                    rows.push((minute_of(time) / MINUTE_MICROS, service));
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (rows.iter().map(|r| r.0).min(), rows.iter().map(|r| r.0).max()) else {
+            return Ok(Self::default());
+        };
+        let mut services: Vec<Vec<String>> = vec![Vec::new(); (last - first + 1) as usize];
+        for (minute, service) in rows {
+            let slot = &mut services[(minute - first) as usize];
+            if !slot.iter().any(|s| s == service) {
+                slot.push(service.to_string());
+            }
+        }
+        Ok(Self { first: first * MINUTE_MICROS, services })
+    }
+
+    pub fn contains(&self, service: &str, minute: i64) -> bool {
+        let slot = usize::try_from((minute - self.first) / MINUTE_MICROS).ok().and_then(|i| self.services.get(i));
+        slot.is_some_and(|services| services.iter().any(|s| s == service))
+    }
+
+    /// How many gold rows.
+    pub fn len(&self) -> usize {
+        self.services.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The events of `df` whose service and minute (µs since the epoch) `keep`
+/// takes, in their order.
+pub fn events_in(df: &DataFrame, keep: impl Fn(&str, i64) -> bool) -> Result<DataFrame> {
+    let rows = services(df, SERVICE)?.iter().zip(micros(df, EVENT_TIME)?.iter());
+    let mask: BooleanChunked = rows.map(|row| matches!(row, (Some(s), Some(t)) if keep(s, minute_of(t)))).collect();
     df.filter(&mask).map_err(Error::polars("selecting events of some minutes"))
 }
 
@@ -93,16 +136,22 @@ pub fn sorted(metrics: DataFrame) -> Result<DataFrame> {
     metrics.sort([SERVICE, MINUTE], SortMultipleOptions::default()).map_err(Error::polars("sorting gold"))
 }
 
-/// A gold partition with the rows of `minutes` replaced by `fresh` ones
-/// (aggregated from every clean event of those minutes), sorted by
-/// service, minute. Other minutes' events did not change, so neither did
-/// their rows: the result equals aggregating the whole date again.
-pub fn replace_minutes(previous: DataFrame, fresh: DataFrame, minutes: &HashSet<i64>) -> Result<DataFrame> {
-    let keep: BooleanChunked =
-        micros(&previous, MINUTE)?.iter().map(|m| m.is_none_or(|m| !minutes.contains(&m))).collect();
+/// A gold partition with its `touched` rows replaced by `fresh` ones
+/// (aggregated from every clean event of those rows), sorted by service,
+/// minute. Other rows' events did not change, so neither did the rows:
+/// the result equals aggregating the whole date again.
+pub fn replace_rows(previous: DataFrame, fresh: DataFrame, touched: &Touched) -> Result<DataFrame> {
+    let rows = services(&previous, SERVICE)?.iter().zip(micros(&previous, MINUTE)?.iter());
+    let keep: BooleanChunked = rows.map(|row| !matches!(row, (Some(s), Some(m)) if touched.contains(s, m))).collect();
     let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
     merged.vstack_mut_owned(fresh).map_err(Error::polars("merging recomputed gold minutes"))?;
     sorted(merged)
+}
+
+/// A text column.
+fn services<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
+    let column = df.column(name).map_err(Error::polars("reading a text column"))?;
+    column.str().map_err(Error::polars("reading a text column"))
 }
 
 /// The physical µs values of a timestamp column.
@@ -173,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn replacing_touched_minutes_equals_aggregating_everything() {
+    fn replacing_touched_rows_equals_aggregating_everything() {
         // Earlier events over three minutes and two services; then new events
         // land in minute 2 (existing) and minute 5 (new), for one service.
         let earlier = [
@@ -189,13 +238,16 @@ mod tests {
 
         let previous = aggregate(events(&earlier)).expect("aggregate");
         let added = collect(&added);
-        let minutes = minutes_of(std::slice::from_ref(&added)).expect("minutes");
-        assert_eq!(minutes, HashSet::from([T0 + 2 * MIN, T0 + 5 * MIN]));
-        let mut touched = events_in(&collect(&earlier), |m| minutes.contains(&m)).expect("filter");
-        assert_eq!(touched.height(), 2, "both services' events of minute 2");
-        touched.vstack_mut_owned(added).expect("same schema");
-        let fresh = aggregate(touched.lazy()).expect("aggregate");
-        let merged = replace_minutes(previous, fresh, &minutes).expect("merge");
+        let touched = Touched::of(std::slice::from_ref(&added)).expect("touched rows");
+        assert_eq!(touched.len(), 2);
+        assert!(touched.contains("a", T0 + 2 * MIN) && touched.contains("a", T0 + 5 * MIN));
+        assert!(!touched.contains("b", T0 + 2 * MIN), "service b got no new events");
+        let mut events = events_in(&collect(&earlier), |s, m| touched.contains(s, m)).expect("filter");
+        assert_eq!(events.height(), 1, "only service a's event of minute 2");
+        events.vstack_mut_owned(added).expect("same schema");
+        let fresh = aggregate(events.lazy()).expect("aggregate");
+        assert_eq!(fresh.height(), 2);
+        let merged = replace_rows(previous, fresh, &touched).expect("merge");
         assert!(merged.equals_missing(&everything), "{merged}\n!=\n{everything}");
     }
 }

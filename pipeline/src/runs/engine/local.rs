@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 
 use polars::prelude::*;
 use rayon::prelude::*;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::deferred::{Deferred, Spill};
 use super::{Engine, Finished, RunContext, StagedWrite};
@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::gold;
 use crate::layout::{self, GOLD, GOLD_FILE, SILVER_EVENTS};
 use crate::runs::execute::{concat_frames, parquet_entries, parquet_files};
-use crate::silver::columns::{EVENT_ID, EVENT_TIME};
+use crate::runs::id_index;
+use crate::silver::columns::{EVENT_ID, EVENT_TIME, SERVICE};
 use crate::silver::{self, CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 
@@ -84,12 +85,22 @@ impl Engine for LocalEngine {
             finished.deferred = tally;
             finished.gold_dates.extend(dates);
         }
-        // One date at a time; polars and the file reads parallelize within it.
-        for &date in &finished.gold_dates {
-            let (path, rows) = gold_partition(run, self.budget, date)?;
-            finished.gold_rows += rows;
-            outputs.push(path);
+        // Dates in waves whose estimated input fits the budget together
+        // (one date alone when it needs the whole budget); the dates of a
+        // wave, and the file reads within each, run in parallel. Dates are
+        // planned a thread's worth at a time.
+        let dates: Vec<i32> = finished.gold_dates.iter().copied().collect();
+        let mut wave: Vec<GoldPlan> = Vec::new();
+        for group in dates.chunks(rayon::current_num_threads()) {
+            let plans = group.par_iter().map(|&date| GoldPlan::new(run, self.budget, date));
+            for plan in plans.collect::<Result<Vec<_>>>()? {
+                if !wave.is_empty() && wave.iter().map(|p| p.bytes).sum::<f64>() + plan.bytes > self.budget as f64 {
+                    finished.gold_rows += stage_gold(run, std::mem::take(&mut wave), outputs)?;
+                }
+                wave.push(plan);
+            }
         }
+        finished.gold_rows += stage_gold(run, wave, outputs)?;
         info!(partitions = finished.gold_dates.len(), rows = finished.gold_rows, "Wrote gold.");
         Ok(finished)
     }
@@ -98,7 +109,7 @@ impl Engine for LocalEngine {
 /// Event id fingerprints committed on `date` by earlier runs, handed to
 /// `each` a file at a time (a date's ids are never all in memory at once);
 /// with `probe`, only those in it (a small incremental batch need not hold
-/// millions).
+/// millions), and a file whose id index holds none of them is not read.
 pub(super) fn committed_ids(
     output: &Storage,
     date: i32,
@@ -107,11 +118,23 @@ pub(super) fn committed_ids(
 ) -> Result<()> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
     let files = parquet_files(output, &dir)?;
+    let indexes: HashSet<String> = match probe {
+        Some(_) => output.list(&id_index::dir_of(date))?.into_iter().map(|e| e.relative).collect(),
+        None => HashSet::new(),
+    };
     // A few files per thread at a time: parallel reads, bounded memory.
     for group in files.chunks(4 * rayon::current_num_threads()) {
         let per_file = group
             .par_iter()
             .map(|path| {
+                let index = id_index::path_of(path).filter(|index| indexes.contains(index));
+                if let (Some(probe), Some(index)) = (probe, index) {
+                    match id_index::may_hold(&output.get(&index)?, probe) {
+                        Some(false) => return Ok(Vec::new()),
+                        Some(true) => {}
+                        None => warn!(index, "Reading the ids of a file whose id index is damaged."),
+                    }
+                }
                 let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
                 let column =
                     df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
@@ -137,59 +160,99 @@ const MAX_GOLD_PASSES: f64 = 24.0;
 const MINUTES_PER_DAY: i64 = 24 * 60;
 const MINUTE_MICROS: i64 = 60_000_000;
 
-/// Stages one date's gold partition, recomputed from all of its clean
+/// Stages the gold partitions of `wave`, in parallel; returns their rows.
+fn stage_gold(run: &RunContext, wave: Vec<GoldPlan>, outputs: &mut Vec<String>) -> Result<u64> {
+    let staged = wave.into_par_iter().map(|plan| plan.stage(run)).collect::<Result<Vec<_>>>()?;
+    let rows = staged.iter().map(|(_, rows)| rows).sum();
+    outputs.extend(staged.into_iter().map(|(path, _)| path));
+    Ok(rows)
+}
+
+/// How one date's gold partition is recomputed from all of its clean
 /// events: committed ones plus this run's staged ones. When the date
-/// already has a gold partition, only the minutes this run added events to
-/// are aggregated again, from all of their events; the other rows are kept
-/// as they are (their events did not change). The date is read in as many
-/// passes as keep the events aggregated within `budget` (assuming they are
-/// spread evenly over the day), each a range of its minutes (a minute's
-/// events are never split). Returns its path and rows.
-fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String, u64)> {
-    let output = run.output;
-    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let path = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)));
-    let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
-    let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
-    let previous = if committed.is_empty() { None } else { output.get_parquet_opt(&path)? };
-    let read = |entry: &Entry, columns: &[&str]| output.get_parquet(&entry.relative, Some(columns));
-    // Only the minutes this run added events to, when the date has gold already.
-    let minutes = match previous {
-        None => None,
-        Some(_) => {
-            let per_file = staged.par_iter().map(|e| gold::minutes_of(&[read(e, &[EVENT_TIME])?]));
-            Some(per_file.collect::<Result<Vec<_>>>()?.into_iter().flatten().collect::<HashSet<i64>>())
+/// already has a gold partition, only its rows (service, minute) that this
+/// run added events to are aggregated again, from all of their events; the
+/// other rows are kept as they are (their events did not change). The date
+/// is read in as many passes as keep the events aggregated within the
+/// budget (assuming they are spread evenly over its rows), each a range of
+/// its minutes (a minute's events are never split).
+struct GoldPlan {
+    date: i32,
+    /// Committed events first, then this run's: the order a single run sees.
+    sources: Vec<Entry>,
+    /// The partition as earlier runs left it, and the rows this run touched.
+    previous: Option<(DataFrame, gold::Touched)>,
+    passes: i64,
+    /// Estimated bytes held while a pass aggregates (and the previous partition).
+    bytes: f64,
+}
+
+impl GoldPlan {
+    fn new(run: &RunContext, budget: usize, date: i32) -> Result<Self> {
+        let output = run.output;
+        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+        let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
+        let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
+        let previous = match committed.is_empty() {
+            true => None,
+            false => output.get_parquet_opt(&gold_path(date))?,
+        };
+        // Only the rows this run added events to, when the date has gold already.
+        let previous = match previous {
+            None => None,
+            Some(previous) => {
+                let read = |e: &Entry| output.get_parquet(&e.relative, Some(&[SERVICE, EVENT_TIME]));
+                let frames = staged.par_iter().map(read).collect::<Result<Vec<_>>>()?;
+                Some((previous, gold::Touched::of(&frames)?))
+            }
+        };
+        // What a pass holds: its share of the date's events, of the touched rows only if any.
+        let kept = match &previous {
+            Some((previous, touched)) => touched.len() as f64 / previous.height().max(touched.len()) as f64,
+            None => 1.0,
+        };
+        let sources: Vec<Entry> = committed.into_iter().chain(staged).collect();
+        let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
+        let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
+        let held = previous.as_ref().map_or(0, |(previous, _)| previous.estimated_size());
+        Ok(Self { date, sources, previous, passes, bytes: bytes / passes as f64 + held as f64 })
+    }
+
+    /// Aggregates and stages the partition; returns its path and rows.
+    fn stage(self, run: &RunContext) -> Result<(String, u64)> {
+        let Self { date, sources, previous, passes, .. } = self;
+        let touched = previous.as_ref().map(|(_, touched)| touched);
+        let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
+        let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
+        let mut parts = Vec::new();
+        for pass in 0..passes {
+            let range = day_start + pass * span..day_start + (pass + 1) * span;
+            let keep = |service: &str, minute: i64| {
+                range.contains(&minute) && touched.is_none_or(|t| t.contains(service, minute))
+            };
+            let frames = sources
+                .par_iter()
+                .map(|e| {
+                    let df = run.output.get_parquet(&e.relative, Some(&gold::INPUT_COLUMNS))?;
+                    if passes == 1 && touched.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
         }
-    };
-    // Committed events first, then this run's: the order a single run sees.
-    let sources: Vec<&Entry> = committed.iter().chain(&staged).collect();
-    // What a pass holds: its share of the date's events, of the touched minutes only if any.
-    let kept = minutes.as_ref().map_or(1.0, |m| m.len() as f64 / MINUTES_PER_DAY as f64);
-    let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
-    let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
-    let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
-    let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
-    let mut parts = Vec::new();
-    for pass in 0..passes {
-        let range = day_start + pass * span..day_start + (pass + 1) * span;
-        let keep = |minute: i64| range.contains(&minute) && minutes.as_ref().is_none_or(|m| m.contains(&minute));
-        let frames = sources
-            .par_iter()
-            .map(|e| {
-                let df = read(e, &gold::INPUT_COLUMNS)?;
-                if passes == 1 && minutes.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
+        let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
+        let mut metrics = match previous {
+            Some((previous, touched)) => gold::replace_rows(previous, fresh, &touched)?,
+            None => fresh,
+        };
+        if passes > 1 {
+            info!(date = format_date(date), passes, "Read a date for gold in passes.");
+        }
+        let path = gold_path(date);
+        run.output.put_parquet(&layout::staged(run.run_id, &path), &mut metrics)?;
+        Ok((path, metrics.height() as u64))
     }
-    let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
-    let mut metrics = match (previous, &minutes) {
-        (Some(previous), Some(minutes)) => gold::replace_minutes(previous, fresh, minutes)?,
-        _ => fresh,
-    };
-    if passes > 1 {
-        info!(date = format_date(date), passes, "Read a date for gold in passes.");
-    }
-    output.put_parquet(&layout::staged(run.run_id, &path), &mut metrics)?;
-    Ok((path, metrics.height() as u64))
+}
+
+fn gold_path(date: i32) -> String {
+    format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)))
 }
