@@ -14,9 +14,17 @@ pub const COMMIT_MARKER: &str = "_commit.json";
 /// The single file of a gold partition, replaced whole by each run that touches it.
 pub const GOLD_FILE: &str = "data.parquet";
 
+/// Beside each silver events file a local run writes: the sorted prefixes
+/// of its event id fingerprints (see `runs::id_index`), `event_date=`
+/// partitioned like silver. Internal, not a layer.
+pub const EVENT_IDS: &str = "_state/event_ids";
+
 /// Every layer folder with its partition key, for listing and inspection.
 pub const LAYERS: [(&str, &str); 4] =
     [(BRONZE, "ingest_date"), (SILVER_EVENTS, "event_date"), (SILVER_REJECTS, "ingest_date"), (GOLD, "event_date")];
+
+/// What a full refresh replaces whole: the layers and the event id indexes.
+pub const REPLACED: [&str; 5] = [BRONZE, SILVER_EVENTS, SILVER_REJECTS, GOLD, EVENT_IDS];
 
 /// `layer/key=date`.
 pub fn partition(layer: &str, key: &str, date: &str) -> String {

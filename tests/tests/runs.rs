@@ -267,6 +267,62 @@ fn late_events_correct_earlier_minutes_and_only_touched_dates_are_rewritten() {
     assert_eq!(strs(&events, "event_id").iter().filter(|id| id.as_deref() == Some("p1")).count(), 1);
 }
 
+/// The id index files of an output with the silver events file each
+/// should index, as (index, silver) stems relative to their folders.
+fn id_indexes_and_silver_files(out: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let stems = |dir: &Path, ext: &str| -> Vec<PathBuf> {
+        files_under(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.with_extension(""))
+            .collect()
+    };
+    (stems(&out.join("_state/event_ids"), "ids"), stems(&out.join("silver/events"), "parquet"))
+}
+
+/// Rule 5 against committed silver reads a committed file's event ids
+/// only when its id index may hold one of the run's: a re-delivered copy
+/// of a file is all duplicates. An index that cannot be decoded, or none,
+/// means reading the file, with the same result; and an index that says
+/// "no ids" is believed, which shows the indexes are what decides.
+#[test]
+fn rule_5_reads_committed_files_by_their_id_indexes_and_reads_those_without_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = dataset(dir.path());
+    let half = files.len() / 2;
+    let copied = files[..half].iter().find(|f| f.to_string_lossy().ends_with(".csv")).expect("a CSV file").clone();
+    std::fs::copy(dir.path().join("all").join(&copied), dir.path().join("all/zz-redelivered.csv")).expect("copy");
+    files.push(PathBuf::from("zz-redelivered.csv"));
+    let want = reference(dir.path(), &files);
+    for mode in ["intact", "damaged", "missing", "empty"] {
+        let (inbox, out) = (format!("in-{mode}"), format!("out-{mode}"));
+        deliver(dir.path(), &inbox, &files[..half]);
+        let first = run(dir.path(), &inbox, &out, &[]);
+        assert!(first.status.success(), "{}", text(&first));
+        let (indexes, silver) = id_indexes_and_silver_files(&dir.path().join(&out));
+        assert!(!indexes.is_empty(), "{mode}: indexes written");
+        assert_eq!(indexes, silver, "{mode}: one index per silver events file");
+        for index in &indexes {
+            let path = dir.path().join(&out).join("_state/event_ids").join(index).with_extension("ids");
+            match mode {
+                "damaged" => std::fs::write(&path, b"mnids01\nabc").expect("damage"),
+                "missing" => std::fs::remove_file(&path).expect("remove"),
+                "empty" => std::fs::write(&path, b"mnids01\n").expect("empty"),
+                _ => {}
+            }
+        }
+        deliver(dir.path(), &inbox, &files[half..]);
+        let second = run(dir.path(), &inbox, &out, &[]);
+        assert!(second.status.success(), "{}", text(&second));
+        let got = snapshot(&dir.path().join(&out));
+        if mode == "empty" {
+            assert_ne!(got, want, "indexes that hold no ids hide the copy's duplicates");
+        } else {
+            assert_eq!(got, want, "{mode}: the layers of one run");
+        }
+    }
+}
+
 #[test]
 fn full_refresh_rebuilds_every_layer_from_all_input() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -279,6 +335,8 @@ fn full_refresh_rebuilds_every_layer_from_all_input() {
     let refreshed = run(dir.path(), "inbox", "out", &["--full-refresh"]);
     assert!(refreshed.status.success(), "{}", text(&refreshed));
     assert_eq!(snapshot(&dir.path().join("out")), want);
+    let (indexes, silver) = id_indexes_and_silver_files(&dir.path().join("out"));
+    assert_eq!(indexes, silver, "the refreshed silver's id indexes, and no stale ones");
     let nothing_new = run(dir.path(), "inbox", "out", &[]);
     assert!(String::from_utf8_lossy(&nothing_new.stdout).contains("Nothing new"), "{}", text(&nothing_new));
 }

@@ -17,6 +17,7 @@ use tracing::{info, info_span, warn};
 
 use super::engine::{RunContext, StagedWrite, Tally};
 use super::execute::{Run, concat_frames};
+use super::id_index;
 use super::ingest::{Candidate, Event, FileOutcome, Reader};
 use super::manifest::FileRecord;
 use crate::bronze::{BronzeBuilder, Lineage};
@@ -228,18 +229,20 @@ enum Parsed {
     Done { file: usize, outcome: FileOutcome },
 }
 
-/// Encodes and stages one batch's files in parallel; returns the staged paths.
+/// Encodes and stages one batch's files in parallel (silver events files
+/// with their id indexes); returns the staged paths.
 fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<Vec<String>> {
     let written = writes
         .into_par_iter()
         .map(|(path, frames)| {
             let mut df = concat_frames(frames)?;
             if df.height() == 0 {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             output.put_parquet(&layout::staged(run_id, &path), &mut df)?;
-            Ok(Some(path))
+            let index = id_index::stage(output, run_id, &path, &df)?;
+            Ok(std::iter::once(path).chain(index).collect())
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<Vec<_>>>>()?;
     Ok(written.into_iter().flatten().collect())
 }

@@ -89,7 +89,7 @@ pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOption
     }
     if manifest.full_refresh {
         let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
-        for (layer, _) in layout::LAYERS {
+        for layer in layout::REPLACED {
             for entry in output.list(layer)? {
                 if !keep.contains(entry.relative.as_str()) {
                     output.delete(&entry.relative)?;

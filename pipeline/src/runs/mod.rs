@@ -9,6 +9,7 @@ mod batches;
 mod commit;
 mod engine;
 mod execute;
+mod id_index;
 mod ingest;
 mod ingested;
 mod lock;

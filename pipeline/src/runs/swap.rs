@@ -16,14 +16,14 @@ use std::path::Path;
 use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::layout::{self, LAYERS};
+use crate::layout::{self, REPLACED};
 
-/// Creates every staged layer folder (also for layers with no new files)
+/// Creates every staged folder a full refresh replaces (also those with no new files)
 /// and returns their inodes by layer.
 pub fn prepare(root: &Path, run_id: &str) -> Result<BTreeMap<String, u64>> {
-    LAYERS
+    REPLACED
         .iter()
-        .map(|(layer, _)| {
+        .map(|layer| {
             let dir = root.join(layout::staged(run_id, layer));
             let io = |source| Error::Io { path: dir.clone(), source };
             std::fs::create_dir_all(&dir).map_err(io)?;
@@ -93,11 +93,11 @@ mod tests {
     fn swap_exchanges_layer_folders_and_is_idempotent() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
-        let layer = LAYERS[0].0;
+        let layer = REPLACED[0];
         std::fs::create_dir_all(root.join(layer)).expect("mkdir");
         std::fs::write(root.join(layer).join("old.parquet"), "old").expect("write");
         let inodes = prepare(root, "r1").expect("prepare");
-        assert_eq!(inodes.len(), LAYERS.len());
+        assert_eq!(inodes.len(), REPLACED.len());
         std::fs::write(root.join(layout::staged("r1", layer)).join("new.parquet"), "new").expect("write");
 
         swap_layer(root, "r1", layer, inodes[layer]).expect("swap");
@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(names(&root.join(layer)), ["new.parquet"]);
 
         // A layer that did not exist yet is moved in.
-        let gold = LAYERS[3].0;
+        let gold = REPLACED[3];
         swap_layer(root, "r1", gold, inodes[gold]).expect("swap");
         assert!(root.join(gold).is_dir());
     }

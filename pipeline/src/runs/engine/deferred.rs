@@ -17,6 +17,7 @@ use super::{RunContext, Tally};
 use crate::error::Result;
 use crate::layout::{self, SILVER_EVENTS, SILVER_REJECTS, STAGING};
 use crate::runs::execute::concat_frames;
+use crate::runs::id_index;
 use crate::silver::{self, CANDIDATE_COLUMNS, FingerprintSet, Resolver, timestamp::format_date};
 
 /// The engine's scratch folder inside the run's staging.
@@ -143,6 +144,7 @@ impl Deferred {
             for (path, mut df) in std::iter::once(rejects).chain(events) {
                 if df.height() > 0 {
                     run.output.put_parquet(&layout::staged(run.run_id, &path), &mut df)?;
+                    outputs.extend(id_index::stage(run.output, run.run_id, &path, &df)?);
                     outputs.push(path);
                 }
             }
