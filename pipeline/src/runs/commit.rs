@@ -67,8 +67,11 @@ pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> 
 pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
     let run_id = &manifest.run_id;
     if let (false, Some(root)) = (manifest.layer_folders.is_empty(), output.local_root()) {
-        // A local full refresh: whole layer folders, each swapped atomically.
-        for (i, (layer, inode)) in manifest.layer_folders.iter().enumerate() {
+        // A local full refresh: whole layer folders, each swapped atomically,
+        // bronze to gold, then the id indexes.
+        let mut folders: Vec<_> = manifest.layer_folders.iter().collect();
+        folders.sort_by_key(|(layer, _)| layout::REPLACED.iter().position(|r| r == layer));
+        for (i, (layer, inode)) in folders.into_iter().enumerate() {
             if i == manifest.layer_folders.len() / 2 {
                 checkpoint(options, CrashPoint::MidPublish)?;
             }
