@@ -1,14 +1,16 @@
 //! The local engine: the global stages on this machine, with polars.
 //!
 //! Rule 5 runs batch by batch as the batches come ([`Dedupe`]), so clean
-//! rows are staged straight into silver. Gold is recomputed at the end,
-//! one date at a time.
+//! rows are staged straight into silver. Committed ids are probed through
+//! the silver files' id indexes ([`id_index`]). Gold is recomputed at the
+//! end, for the (service, minute) rows the run touched.
 //!
 //! Memory beyond the batches is bounded by the run's memory budget. Event
 //! ids are held exactly up to half of it; beyond that, rows the Bloom
 //! filter cannot decide are deferred and decided after the last batch
 //! ([`deferred`](super::deferred)). Gold reads a date in as many passes
-//! (each a range of its minutes) as keep its input within the budget.
+//! (each a range of its minutes) as keep its input within the budget, and
+//! dates whose inputs fit it together at once.
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::BuildHasher;
