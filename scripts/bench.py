@@ -13,7 +13,8 @@ output: +10k events in five minutes, and +10k spread over all 7 dates.
 
 With --before BIN it also runs another build of `pipeline` (e.g. an earlier
 commit's) on the same input, with only the shipped timestamp pattern
-configured, and prints its wall, CPU, cores and RSS first.
+configured, and prints its wall, CPU, cores and RSS first, and last the
+same two incremental runs on its own output (each right after minutely's).
 
 With --zstd-levels L,L,... it instead runs minutely on the large shape at
 each zstd level and prints wall, CPU and the size of bronze and silver.
@@ -123,7 +124,7 @@ def main():
         return engines(base, args.events, args.shapes.split(","))
     if args.before:
         header = (f"{'shape':>6} {'events':>11} | {'before s':>8} {'CPU s':>6} {'cores':>5} {'RSS MiB':>7} |"
-                  + header[header.index("|") + 1:])
+                  + header[header.index("|") + 1:] + f" | {'before +10k 5min s':>18} {'+10k 7d s':>9}")
         before_config = os.path.join(base, "before.toml")
         os.makedirs(base, exist_ok=True)
         with open(before_config, "w") as f:
@@ -143,7 +144,7 @@ def main():
                 before_out = os.path.join(work, "before")
                 b_wall, b_cpu, b_rss = measure([args.before, "run", "--config", before_config, "--input", inp, "--output", before_out])
                 before_cols = f" | {b_wall:>8.1f} {b_cpu:>6.1f} {b_cpu / b_wall:>5.2f} {b_rss:>7.0f} |"
-                shutil.rmtree(before_out, ignore_errors=True)
+                before_run = [args.before, "run", "--config", before_config, "--input", inp, "--output", before_out]
                 settle()
             run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
             wall, cpu_s, rss = measure(run)
@@ -155,13 +156,17 @@ def main():
                 settle()
             else:
                 duck_cols = f"{'-':>8} {'-':>6} {'-':>5} {'-':>7} | {'-':>5}"
+            # The same increments on the before build's output too, right after minutely's.
             add_increment(inp, "zz-incr-5min", ["--start", "2026-01-13", "--span-minutes", "5"])
             i1, _, i1_rss = measure(run)
+            b_i1 = measure(before_run)[0] if args.before else None
             add_increment(inp, "zz-incr-7d", ["--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)])
             i2, _, i2_rss = measure(run)
+            b_i2 = measure(before_run)[0] if args.before else None
             lead = f"{shape:>6} {n:>11,}{before_cols}" if args.before else f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} |"
+            tail = f" | {b_i1:>18.2f} {b_i2:>9.2f}" if args.before else ""
             print(f"{lead} {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
-                  f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}", flush=True)
+                  f" | {duck_cols} | {i1:>11.2f} {i1_rss:>5.0f} | {i2:>9.2f} {i2_rss:>5.0f}{tail}", flush=True)
             if not os.environ.get("KEEP"):
                 shutil.rmtree(work, ignore_errors=True)
 
