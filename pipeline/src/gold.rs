@@ -85,7 +85,8 @@ pub struct Touched {
 }
 
 impl Touched {
-    /// The rows that `frames`' events (at least service and event time) fall in.
+    /// The rows that `frames`' events (at least service and event time) fall
+    /// in: one date's events (it holds a slot for every minute they span).
     pub fn of(frames: &[DataFrame]) -> Result<Self> {
         let mut rows = Vec::new();
         for df in frames {
@@ -109,7 +110,8 @@ impl Touched {
     }
 
     pub fn contains(&self, service: &str, minute: i64) -> bool {
-        let slot = usize::try_from((minute - self.first) / MINUTE_MICROS).ok().and_then(|i| self.services.get(i));
+        let slot = usize::try_from((minute - self.first).div_euclid(MINUTE_MICROS)).ok();
+        let slot = slot.and_then(|i| self.services.get(i));
         slot.is_some_and(|services| services.iter().any(|s| s == service))
     }
 

@@ -89,16 +89,17 @@ impl Engine for LocalEngine {
         }
         // Dates in waves whose estimated inputs fit half the budget together
         // (the estimate holds for large dates, not small ones: a 10M-event
-        // run's 19 MB dates took about 350 MB each), so an incremental run's
-        // small dates share one and a full run's dates go one at a time. The
-        // dates of a wave, and the file reads within each, run in parallel.
-        // Dates are planned a thread's worth at a time.
+        // run's 19 MB dates took about 350 MB each), so many small dates
+        // (a backfill of a year) share a wave and a 10M-event run's dates go
+        // one at a time. The dates of a wave, and the file reads within
+        // each, run in parallel. Dates are planned a thread's worth at a time.
         let dates: Vec<i32> = finished.gold_dates.iter().copied().collect();
         let mut wave: Vec<GoldPlan> = Vec::new();
         for group in dates.chunks(rayon::current_num_threads()) {
             let plans = group.par_iter().map(|&date| GoldPlan::new(run, self.budget, date));
             for plan in plans.collect::<Result<Vec<_>>>()? {
-                if !wave.is_empty() && wave.iter().map(|p| p.bytes).sum::<f64>() + plan.bytes > self.budget as f64 / 2.0 {
+                if !wave.is_empty() && wave.iter().map(|p| p.bytes).sum::<f64>() + plan.bytes > self.budget as f64 / 2.0
+                {
                     finished.gold_rows += stage_gold(run, std::mem::take(&mut wave), outputs)?;
                 }
                 wave.push(plan);
@@ -187,7 +188,7 @@ struct GoldPlan {
     /// The partition as earlier runs left it, and the rows this run touched.
     previous: Option<(DataFrame, gold::Touched)>,
     passes: i64,
-    /// Estimated bytes held while a pass aggregates (and the previous partition).
+    /// Estimated bytes a pass reads and aggregates (and the previous partition).
     bytes: f64,
 }
 
@@ -216,10 +217,14 @@ impl GoldPlan {
             None => 1.0,
         };
         let sources: Vec<Entry> = committed.into_iter().chain(staged).collect();
-        let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
-        let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
+        let input = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE;
+        let passes = (input * kept / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
+        // Beside other dates, count a pass as its share of all the date's
+        // events: they are all read, and selecting few of them did not
+        // keep a run's peak down (100M events, +10k over 7 dates two at a
+        // time: 1,222 MiB).
         let held = previous.as_ref().map_or(0, |(previous, _)| previous.estimated_size());
-        Ok(Self { date, sources, previous, passes, bytes: bytes / passes as f64 + held as f64 })
+        Ok(Self { date, sources, previous, passes, bytes: input / passes as f64 + held as f64 })
     }
 
     /// Aggregates and stages the partition; returns its path and rows.
