@@ -144,8 +144,9 @@ impl Deferred {
             for (path, mut df) in std::iter::once(rejects).chain(events) {
                 if df.height() > 0 {
                     run.output.put_parquet(&layout::staged(run.run_id, &path), &mut df)?;
-                    outputs.extend(id_index::stage(run.output, run.run_id, &path, &df)?);
+                    let index = id_index::stage(run.output, run.run_id, &path, &df)?;
                     outputs.push(path);
+                    outputs.extend(index);
                 }
             }
         }

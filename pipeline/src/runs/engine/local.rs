@@ -9,8 +9,7 @@
 //! ids are held exactly up to half of it; beyond that, rows the Bloom
 //! filter cannot decide are deferred and decided after the last batch
 //! ([`deferred`](super::deferred)). Gold reads a date in as many passes
-//! (each a range of its minutes) as keep its input within the budget, and
-//! dates whose inputs fit it together at once.
+//! (each a range of its minutes) as keep its input within the budget.
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::BuildHasher;
@@ -87,25 +86,12 @@ impl Engine for LocalEngine {
             finished.deferred = tally;
             finished.gold_dates.extend(dates);
         }
-        // Dates in waves whose estimated inputs fit half the budget together
-        // (the estimate holds for large dates, not small ones: a 10M-event
-        // run's 19 MB dates took about 350 MB each), so many small dates
-        // (a backfill of a year) share a wave and a 10M-event run's dates go
-        // one at a time. The dates of a wave, and the file reads within
-        // each, run in parallel. Dates are planned a thread's worth at a time.
-        let dates: Vec<i32> = finished.gold_dates.iter().copied().collect();
-        let mut wave: Vec<GoldPlan> = Vec::new();
-        for group in dates.chunks(rayon::current_num_threads()) {
-            let plans = group.par_iter().map(|&date| GoldPlan::new(run, self.budget, date));
-            for plan in plans.collect::<Result<Vec<_>>>()? {
-                if !wave.is_empty() && wave.iter().map(|p| p.bytes).sum::<f64>() + plan.bytes > self.budget as f64 / 2.0
-                {
-                    finished.gold_rows += stage_gold(run, std::mem::take(&mut wave), outputs)?;
-                }
-                wave.push(plan);
-            }
+        // One date at a time; polars and the file reads parallelize within it.
+        for &date in &finished.gold_dates {
+            let (path, rows) = gold_partition(run, self.budget, date)?;
+            finished.gold_rows += rows;
+            outputs.push(path);
         }
-        finished.gold_rows += stage_gold(run, wave, outputs)?;
         info!(partitions = finished.gold_dates.len(), rows = finished.gold_rows, "Wrote gold.");
         Ok(finished)
     }
@@ -165,101 +151,66 @@ const MAX_GOLD_PASSES: f64 = 24.0;
 const MINUTES_PER_DAY: i64 = 24 * 60;
 const MINUTE_MICROS: i64 = 60_000_000;
 
-/// Stages the gold partitions of `wave`, in parallel; returns their rows.
-fn stage_gold(run: &RunContext, wave: Vec<GoldPlan>, outputs: &mut Vec<String>) -> Result<u64> {
-    let staged = wave.into_par_iter().map(|plan| plan.stage(run)).collect::<Result<Vec<_>>>()?;
-    let rows = staged.iter().map(|(_, rows)| rows).sum();
-    outputs.extend(staged.into_iter().map(|(path, _)| path));
-    Ok(rows)
-}
-
-/// How one date's gold partition is recomputed from all of its clean
+/// Stages one date's gold partition, recomputed from all of its clean
 /// events: committed ones plus this run's staged ones. When the date
 /// already has a gold partition, only its rows (service, minute) that this
 /// run added events to are aggregated again, from all of their events; the
 /// other rows are kept as they are (their events did not change). The date
-/// is read in as many passes as keep the events aggregated within the
-/// budget (assuming they are spread evenly over its rows), each a range of
-/// its minutes (a minute's events are never split).
-struct GoldPlan {
-    date: i32,
-    /// Committed events first, then this run's: the order a single run sees.
-    sources: Vec<Entry>,
-    /// The partition as earlier runs left it, and the rows this run touched.
-    previous: Option<(DataFrame, gold::Touched)>,
-    passes: i64,
-    /// Estimated bytes a pass reads and aggregates (and the previous partition).
-    bytes: f64,
-}
-
-impl GoldPlan {
-    fn new(run: &RunContext, budget: usize, date: i32) -> Result<Self> {
-        let output = run.output;
-        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-        let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
-        let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
-        let previous = match committed.is_empty() {
-            true => None,
-            false => output.get_parquet_opt(&gold_path(date))?,
-        };
-        // Only the rows this run added events to, when the date has gold already.
-        let previous = match previous {
-            None => None,
-            Some(previous) => {
-                let read = |e: &Entry| output.get_parquet(&e.relative, Some(&[SERVICE, EVENT_TIME]));
-                let frames = staged.par_iter().map(read).collect::<Result<Vec<_>>>()?;
-                Some((previous, gold::Touched::of(&frames)?))
-            }
-        };
-        // What a pass holds: its share of the date's events, of the touched rows only if any.
-        let kept = match &previous {
-            Some((previous, touched)) => touched.len() as f64 / previous.height().max(touched.len()) as f64,
-            None => 1.0,
-        };
-        let sources: Vec<Entry> = committed.into_iter().chain(staged).collect();
-        let input = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE;
-        let passes = (input * kept / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
-        // Beside other dates, count a pass as its share of all the date's
-        // events: they are all read, and selecting few of them did not
-        // keep a run's peak down (100M events, +10k over 7 dates two at a
-        // time: 1,222 MiB).
-        let held = previous.as_ref().map_or(0, |(previous, _)| previous.estimated_size());
-        Ok(Self { date, sources, previous, passes, bytes: input / passes as f64 + held as f64 })
-    }
-
-    /// Aggregates and stages the partition; returns its path and rows.
-    fn stage(self, run: &RunContext) -> Result<(String, u64)> {
-        let Self { date, sources, previous, passes, .. } = self;
-        let touched = previous.as_ref().map(|(_, touched)| touched);
-        let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
-        let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
-        let mut parts = Vec::new();
-        for pass in 0..passes {
-            let range = day_start + pass * span..day_start + (pass + 1) * span;
-            let keep = |service: &str, minute: i64| {
-                range.contains(&minute) && touched.is_none_or(|t| t.contains(service, minute))
-            };
-            let frames = sources
-                .par_iter()
-                .map(|e| {
-                    let df = run.output.get_parquet(&e.relative, Some(&gold::INPUT_COLUMNS))?;
-                    if passes == 1 && touched.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
-                })
-                .collect::<Result<Vec<_>>>()?;
-            parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
+/// is read in as many passes as keep the events aggregated within `budget`
+/// (assuming they are spread evenly over its rows), each a range of its
+/// minutes (a minute's events are never split). Returns its path and rows.
+fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String, u64)> {
+    let output = run.output;
+    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+    let path = gold_path(date);
+    let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
+    let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
+    let previous = if committed.is_empty() { None } else { output.get_parquet_opt(&path)? };
+    let read = |entry: &Entry, columns: &[&str]| output.get_parquet(&entry.relative, Some(columns));
+    // Only the rows this run added events to, when the date has gold already.
+    let touched = match previous {
+        None => None,
+        Some(_) => {
+            let frames = staged.par_iter().map(|e| read(e, &[SERVICE, EVENT_TIME])).collect::<Result<Vec<_>>>()?;
+            Some(gold::Touched::of(&frames)?)
         }
-        let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
-        let mut metrics = match previous {
-            Some((previous, touched)) => gold::replace_rows(previous, fresh, &touched)?,
-            None => fresh,
+    };
+    // Committed events first, then this run's: the order a single run sees.
+    let sources: Vec<&Entry> = committed.iter().chain(&staged).collect();
+    // What a pass holds: its share of the date's events, of the touched rows only if any.
+    let kept = match (&previous, &touched) {
+        (Some(previous), Some(touched)) => touched.len() as f64 / previous.height().max(touched.len()) as f64,
+        _ => 1.0,
+    };
+    let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
+    let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
+    let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
+    let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
+    let mut parts = Vec::new();
+    for pass in 0..passes {
+        let range = day_start + pass * span..day_start + (pass + 1) * span;
+        let keep = |service: &str, minute: i64| {
+            range.contains(&minute) && touched.as_ref().is_none_or(|t| t.contains(service, minute))
         };
-        if passes > 1 {
-            info!(date = format_date(date), passes, "Read a date for gold in passes.");
-        }
-        let path = gold_path(date);
-        run.output.put_parquet(&layout::staged(run.run_id, &path), &mut metrics)?;
-        Ok((path, metrics.height() as u64))
+        let frames = sources
+            .par_iter()
+            .map(|e| {
+                let df = read(e, &gold::INPUT_COLUMNS)?;
+                if passes == 1 && touched.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
     }
+    let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
+    let mut metrics = match (previous, &touched) {
+        (Some(previous), Some(touched)) => gold::replace_rows(previous, fresh, touched)?,
+        _ => fresh,
+    };
+    if passes > 1 {
+        info!(date = format_date(date), passes, "Read a date for gold in passes.");
+    }
+    output.put_parquet(&layout::staged(run.run_id, &path), &mut metrics)?;
+    Ok((path, metrics.height() as u64))
 }
 
 fn gold_path(date: i32) -> String {
