@@ -74,34 +74,50 @@ def script(csv, ndjson, out):
     return f"""
 SET TimeZone = 'UTC';
 CREATE MACRO ws() AS ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13);
-CREATE MACRO norm(v) AS CASE WHEN lower(trim(v, ws())) IN ('', 'null', 'none', 'nan', 'n/a', '-') THEN NULL ELSE trim(v, ws()) END;
+-- trim(v, chars) is slow: run it only on values that start or end in a space or control character.
+CREATE MACRO tr(v) AS CASE WHEN ascii(v) <= 32 OR ascii(v[-1]) <= 32 THEN trim(v, ws()) ELSE v END;
+CREATE MACRO nul(v) AS CASE WHEN lower(v) IN ('', 'null', 'none', 'nan', 'n/a', '-') THEN NULL ELSE v END;
 CREATE MACRO epoch_us(v) AS CASE
     WHEN abs(v) < 1e11 THEN floor(v * 1e6) WHEN abs(v) < 1e14 THEN floor(v * 1e3) ELSE floor(v) END::BIGINT;
 CREATE MACRO parse_ts(v) AS CASE
     WHEN regexp_full_match(v, '[+-]?[0-9]+(\\.[0-9]+)?') THEN make_timestamptz(epoch_us(try_cast(v AS DOUBLE)))
-    ELSE coalesce(try_cast(regexp_replace(v, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[tT ]', '\\1 ') AS TIMESTAMPTZ), try_strptime(v, '%d/%m/%Y %H:%M:%S')::TIMESTAMPTZ) END;
+    ELSE coalesce(try_cast(v AS TIMESTAMPTZ),
+                  try_cast(regexp_replace(v, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[tT ]', '\\1 ') AS TIMESTAMPTZ),
+                  try_strptime(v, '%d/%m/%Y %H:%M:%S')::TIMESTAMPTZ) END;
 
 CREATE TEMP TABLE bronze AS
 SELECT *, row_number() OVER () AS _source_line, now()::TIMESTAMPTZ AS _ingested_at, 'duckdb' AS _run_id,
        NULL::VARCHAR AS _extra, NULL::VARCHAR AS _raw
 FROM ({union});
 
-CREATE TEMP TABLE evaluated AS
-SELECT *, list_filter([
-        CASE WHEN id IS NULL THEN 'missing_event_id' END,
-        CASE WHEN svc IS NULL THEN 'missing_service' END,
-        CASE WHEN et IS NULL THEN 'missing_event_type' END,
-        CASE WHEN ts IS NULL THEN 'missing_timestamp' END,
-        CASE WHEN ts IS NOT NULL AND t IS NULL THEN 'invalid_timestamp' END,
-        CASE WHEN t < TIMESTAMPTZ '2000-01-01' OR t >= TIMESTAMPTZ '2100-01-01' THEN 'timestamp_out_of_range' END
-    ], lambda r: r IS NOT NULL) AS reasons
-FROM (
-    SELECT *, norm(event_id) AS id, lower(norm(service)) AS svc, lower(norm(event_type)) AS et,
-           norm("timestamp") AS ts, parse_ts(norm("timestamp")) AS t
-    FROM bronze
-);
-
+-- One table of bronze rows with their clean values and reasons. Each field
+-- is trimmed, normalized and parsed once, a step per subquery (DuckDB
+-- inlines macros, so a macro over a macro would repeat the work).
 CREATE TEMP TABLE ranked AS
+WITH evaluated AS (
+    SELECT *, list_filter([
+            CASE WHEN id IS NULL THEN 'missing_event_id' END,
+            CASE WHEN svc IS NULL THEN 'missing_service' END,
+            CASE WHEN et IS NULL THEN 'missing_event_type' END,
+            CASE WHEN ts IS NULL THEN 'missing_timestamp' END,
+            CASE WHEN ts IS NOT NULL AND t IS NULL THEN 'invalid_timestamp' END,
+            CASE WHEN t < TIMESTAMPTZ '2000-01-01' OR t >= TIMESTAMPTZ '2100-01-01' THEN 'timestamp_out_of_range' END
+        ], lambda r: r IS NOT NULL) AS reasons
+    FROM (
+        SELECT * EXCLUDE (id_t, svc_t, et_t, ts_t, lat_t, status_t, user_t, lat, status),
+               parse_ts(ts) AS t, try_cast(lat AS DOUBLE) AS lat_d, try_cast(status AS DOUBLE) AS status_d
+        FROM (
+            SELECT *, nul(id_t) AS id, lower(nul(svc_t)) AS svc, lower(nul(et_t)) AS et, nul(ts_t) AS ts,
+                   nul(lat_t) AS lat, nul(status_t) AS status, nul(user_t) AS uid
+            FROM (
+                SELECT *, tr(event_id) AS id_t, tr(service) AS svc_t, tr(event_type) AS et_t,
+                       tr("timestamp") AS ts_t, tr(latency_ms) AS lat_t,
+                       tr(status_code) AS status_t, tr(user_id) AS user_t
+                FROM bronze
+            )
+        )
+    )
+)
 SELECT *, CASE WHEN len(reasons) = 0 AND row_number() OVER (
         PARTITION BY id, CAST(t AS DATE), len(reasons) = 0 ORDER BY _source_file, _source_line) > 1
     THEN ['duplicate_event_id'] ELSE reasons END AS all_reasons
@@ -112,12 +128,10 @@ COPY (SELECT {", ".join(f'"{f}"' for f in FIELDS)}, _extra, _raw, _source_file, 
 TO '{out}/bronze/events' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (ingest_date));
 
 COPY (SELECT id AS event_id, svc AS service, et AS event_type, t AS event_time,
-             CASE WHEN isfinite(try_cast(norm(latency_ms) AS DOUBLE)) AND try_cast(norm(latency_ms) AS DOUBLE) >= 0
-                  THEN try_cast(norm(latency_ms) AS DOUBLE) END AS latency_ms,
-             CASE WHEN try_cast(norm(status_code) AS DOUBLE) BETWEEN 100 AND 599
-                   AND try_cast(norm(status_code) AS DOUBLE) = floor(try_cast(norm(status_code) AS DOUBLE))
-                  THEN try_cast(norm(status_code) AS DOUBLE)::INTEGER END AS status_code,
-             norm(user_id) AS user_id, _source_file, _source_line, _run_id,
+             CASE WHEN isfinite(lat_d) AND lat_d >= 0 THEN lat_d END AS latency_ms,
+             CASE WHEN status_d BETWEEN 100 AND 599 AND status_d = floor(status_d)
+                  THEN status_d::INTEGER END AS status_code,
+             uid AS user_id, _source_file, _source_line, _run_id,
              strftime(t, '%Y-%m-%d') AS event_date
       FROM ranked WHERE len(all_reasons) = 0)
 TO '{out}/silver/events' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date));
