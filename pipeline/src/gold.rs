@@ -260,4 +260,23 @@ mod tests {
         let merged = replace_rows(previous, fresh, &touched).expect("merge");
         assert!(merged.equals_missing(&everything), "{merged}\n!=\n{everything}");
     }
+
+    #[test]
+    fn events_in_keeps_the_chosen_rows_with_or_without_nulls() {
+        let rows = [("a", T0), ("b", T0), ("a", T0 + MIN), ("b", T0 + 2 * MIN + 1)];
+        let df = events(&rows.map(|(s, t)| (s, t, None, None))).collect().expect("frame");
+        let keep = |service: &str, minute: i64| service == "b" || minute == T0 + MIN;
+        let times = |df: &DataFrame| micros(df, EVENT_TIME).unwrap().iter().collect::<Vec<_>>();
+        // No nulls: the fast path.
+        assert_eq!(times(&events_in(&df, keep).unwrap()), [Some(T0), Some(T0 + MIN), Some(T0 + 2 * MIN + 1)]);
+        // A null service or time is never kept, whatever its other value.
+        let mut nulls = df.clone();
+        let services = Column::new(SERVICE.into(), [Some("b"), None, Some("a"), Some("b")]);
+        nulls.replace(SERVICE, services).unwrap();
+        assert_eq!(times(&events_in(&nulls, keep).unwrap()), [Some(T0), Some(T0 + MIN), Some(T0 + 2 * MIN + 1)]);
+        let no_time = Int64Chunked::new(EVENT_TIME.into(), [None, Some(T0), Some(T0 + MIN), Some(T0 + 2 * MIN + 1)]);
+        let no_time = no_time.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_column();
+        nulls.replace(EVENT_TIME, no_time).unwrap();
+        assert_eq!(times(&events_in(&nulls, keep).unwrap()), [Some(T0 + MIN), Some(T0 + 2 * MIN + 1)]);
+    }
 }
