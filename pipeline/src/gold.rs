@@ -153,9 +153,8 @@ pub fn sorted(metrics: DataFrame) -> Result<DataFrame> {
 pub fn replace_rows(previous: DataFrame, fresh: DataFrame, touched: &Touched) -> Result<DataFrame> {
     let rows = services(&previous, SERVICE)?.iter().zip(micros(&previous, MINUTE)?.iter());
     let keep: BooleanChunked = rows.map(|row| !matches!(row, (Some(s), Some(m)) if touched.contains(s, m))).collect();
-    let kept = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
-    let order = merged_order(&kept, &fresh)?;
-    let mut merged = kept;
+    let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
+    let order = merged_order(&merged, &fresh)?;
     merged.vstack_mut_owned(fresh).map_err(Error::polars("merging recomputed gold minutes"))?;
     match order {
         Some(order) => merged.take(&order).map_err(Error::polars("merging recomputed gold minutes")),
