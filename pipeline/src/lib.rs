@@ -6,7 +6,8 @@
 //! - [`silver`] applies the cleaning rules: clean events and explained rejects.
 //! - [`gold`] aggregates clean events per service and minute.
 //! - [`runs`] orchestrates a run: incremental input, lock, staging, manifest.
-//! - [`storage`] is the object_store edge; [`config`] the layered settings.
+//! - [`storage`] is the object_store edge, [`parquet`] the layer files'
+//!   encoding; [`config`] the layered settings.
 
 pub mod bronze;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod generate;
 pub mod gold;
 pub mod inspect;
 pub mod layout;
+pub mod parquet;
 pub mod runs;
 pub mod silver;
 pub mod storage;

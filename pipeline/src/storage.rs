@@ -24,6 +24,7 @@ pub use object_store::UpdateVersion as Version;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::parquet;
 
 /// A location: a store plus a prefix inside it.
 #[derive(Clone)]
@@ -374,7 +375,7 @@ impl Storage {
 
     /// Writes a frame as one zstd-compressed Parquet object with statistics.
     pub fn put_parquet(&self, relative: &str, df: &mut DataFrame) -> Result<u64> {
-        let bytes = encode_parquet(df, self.zstd_level).map_err(|source| Error::Parquet {
+        let bytes = parquet::encode(df, self.zstd_level).map_err(|source| Error::Parquet {
             action: "encode",
             path: relative.to_string(),
             source,
@@ -500,32 +501,11 @@ impl std::io::Read for RangedRead {
 }
 
 fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Result<DataFrame> {
-    decode_parquet(bytes, columns).map_err(|source| Error::Parquet {
+    parquet::decode(bytes, columns).map_err(|source| Error::Parquet {
         action: "read",
         path: relative.to_string(),
         source,
     })
-}
-
-/// A frame as Parquet bytes: zstd, min/max/null-count statistics, row
-/// groups of 256k rows. (Distinct counts are left out: computing them
-/// hashes every value and no reader uses them for pruning.)
-pub fn encode_parquet(df: &mut DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
-    let level = polars::polars_utils::compression::ZstdLevel::try_new(zstd_level)?;
-    let mut buffer = Vec::new();
-    ParquetWriter::new(&mut buffer)
-        .with_compression(ParquetCompression::Zstd(Some(level)))
-        .with_statistics(StatisticsOptions::default())
-        .with_row_group_size(Some(256 * 1024))
-        .finish(df)?;
-    Ok(buffer)
-}
-
-/// Parquet bytes as a frame.
-pub fn decode_parquet(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
-    ParquetReader::new(Cursor::new(bytes))
-        .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
-        .finish()
 }
 
 #[cfg(test)]
