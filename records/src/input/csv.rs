@@ -64,7 +64,7 @@ impl Columns {
     /// The seven known fields of a record with one value per column;
     /// the unknown columns go into `extra` as a JSON object (left empty
     /// when there are none).
-    pub(super) fn place<'a>(&self, values: Vec<&'a str>, extra: &mut String) -> [Option<&'a str>; 7] {
+    pub(super) fn place<'a>(&self, values: impl IntoIterator<Item = &'a str>, extra: &mut String) -> [Option<&'a str>; 7] {
         let mut fields = [None; 7];
         extra.clear();
         for (target, value) in self.0.iter().zip(values) {
@@ -178,8 +178,7 @@ fn read_with(
             sink.malformed(line, &raw(), None);
             continue;
         }
-        let Ok(values) = (0..ends.len()).map(|i| std::str::from_utf8(field(i))).collect::<Result<Vec<&str>, _>>()
-        else {
+        let Some(values) = utf8_fields(&out, ends) else {
             stats.malformed += 1;
             sink.malformed(line, &raw(), None);
             continue;
@@ -187,6 +186,23 @@ fn read_with(
         let fields = columns.place(values, &mut extra);
         sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
     }
+}
+
+/// The fields of a record as text, from `csv_core`'s output `out` and
+/// field `ends`; `None` when a field is not valid UTF-8. One check of the
+/// whole record replaces one per field: fields each valid are valid
+/// together, and a valid whole splits into valid fields exactly when every
+/// end falls on a character boundary.
+fn utf8_fields<'a>(out: &'a [u8], ends: &'a [usize]) -> Option<impl Iterator<Item = &'a str>> {
+    let text = std::str::from_utf8(&out[..ends.last().copied().unwrap_or(0)]).ok()?;
+    if !ends.iter().all(|&end| text.is_char_boundary(end)) {
+        return None;
+    }
+    Some(ends.iter().scan(0, move |start, &end| {
+        let field = text.get(*start..end);
+        *start = end;
+        field
+    }))
 }
 
 /// A blank line: a record of `fields` fields, the first one `first`, that
@@ -267,6 +283,17 @@ mod tests {
         assert_eq!(sink.rows.len(), 1);
         let err = read_csv(b"event_id,service\ne1,\xff\n", "in/t.csv", &mut Collect::default()).unwrap_err();
         assert!(err.to_string().contains("in/t.csv"), "{err}");
+    }
+
+    #[test]
+    fn a_character_split_across_two_fields_is_malformed() {
+        // "é" is C3 A9: valid as one record's bytes, invalid in each field.
+        let mut sink = Collect::default();
+        read_csv(b"event_id,service\n\xc3,\xa9\nd\xc3\xa9j\xc3\xa0,\xc3\xa9\n", "t.csv", &mut sink).expect("one good row");
+        assert_eq!(sink.malformed.len(), 1);
+        assert_eq!(sink.rows.len(), 1);
+        assert_eq!(sink.rows[0].1[0], s("déjà"));
+        assert_eq!(sink.rows[0].1[1], s("é"));
     }
 
     #[test]
