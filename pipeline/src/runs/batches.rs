@@ -221,7 +221,7 @@ impl Run<'_> {
 /// A batch is about `batch_rows` rows of this many decoded bytes each.
 const BATCH_BYTES_PER_ROW: usize = 100;
 /// Pieces a batch is cut into, so that every core has work.
-const PIECES_PER_BATCH: usize = 8;
+const PIECES_PER_BATCH: usize = 16;
 
 /// One reader event after parsing.
 enum Parsed {
