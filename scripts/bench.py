@@ -25,7 +25,12 @@ by scripts/spark-server.sh on this machine), and prints wall seconds and
 peak RSS of the driver (`pipeline run`) and of the Sail server, then the
 +10k-over-7-dates incremental run on each.
 
-Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--zstd-levels 1,3] [--engines] [N ...]
+With --repeat K each full run of minutely (and of --before) is made K times,
+alternating, and reported as the median wall and CPU seconds and the highest
+peak RSS: on a shared VM one run of a build can differ from the next by a
+fifth. DuckDB still runs once; the ratio is minutely's median over it.
+
+Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--repeat K] [--zstd-levels 1,3] [--engines] [N ...]
        (default N: 10000000)
 Env:   BENCH_DIR (default target/bench), KEEP=1 keeps the data.
 """
@@ -59,6 +64,12 @@ def measure(args):
     if code not in (0, 3):
         sys.exit(f"{' '.join(args)} exited {code}:\n{out}")
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def summary(runs):
+    """Median wall and CPU seconds and the highest peak RSS of repeated runs."""
+    middle = lambda values: sorted(values)[len(values) // 2]
+    return middle([r[0] for r in runs]), middle([r[1] for r in runs]), max(r[2] for r in runs)
 
 
 def du(path):
@@ -108,6 +119,9 @@ def main():
     parser.add_argument("--no-duckdb", action="store_true", help="only minutely (e.g. for 100M events)")
     parser.add_argument("--zstd-levels", help="compare these zstd levels instead (large shape)")
     parser.add_argument("--before", help="another pipeline binary to run on the same input first")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="full runs of each build (alternating with --before), reported as the median wall"
+                             " and CPU and the highest peak RSS; DuckDB runs once")
     parser.add_argument("--engines", action="store_true", help="compare the local and spark (Sail) engines instead")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
@@ -140,15 +154,24 @@ def main():
                         if (".csv" in f or "json" in f) and not f.startswith(".") and "_incoming" not in d)
             size = du(inp) / 1e6
             before_cols = ""
-            if args.before:
-                before_out = os.path.join(work, "before")
-                b_wall, b_cpu, b_rss = measure([args.before, "run", "--config", before_config, "--input", inp, "--output", before_out])
-                before_cols = f" | {b_wall:>8.1f} {b_cpu:>6.1f} {b_cpu / b_wall:>5.2f} {b_rss:>7.0f} |"
-                before_run = [args.before, "run", "--config", before_config, "--input", inp, "--output", before_out]
-                settle()
             run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
-            wall, cpu_s, rss = measure(run)
-            settle()
+            before_out = os.path.join(work, "before")
+            before_run = [args.before, "run", "--config", before_config, "--input", inp, "--output", before_out]
+            # Full runs alternate (before, minutely) --repeat times, each on
+            # a new output; the last outputs stay for the incremental runs.
+            b_runs, runs = [], []
+            for _ in range(args.repeat):
+                if args.before:
+                    shutil.rmtree(before_out, ignore_errors=True)
+                    b_runs.append(measure(before_run))
+                    settle()
+                shutil.rmtree(out, ignore_errors=True)
+                runs.append(measure(run))
+                settle()
+            wall, cpu_s, rss = summary(runs)
+            if args.before:
+                b_wall, b_cpu, b_rss = summary(b_runs)
+                before_cols = f" | {b_wall:>8.1f} {b_cpu:>6.1f} {b_cpu / b_wall:>5.2f} {b_rss:>7.0f} |"
             if python:
                 d_wall, d_cpu, d_rss = measure([python, os.path.join(ROOT, "scripts", "duckdb_baseline.py"), inp, duck])
                 duck_cols = f"{d_wall:>8.1f} {d_cpu:>6.1f} {d_cpu / d_wall:>5.2f} {d_rss:>7.0f} | {wall / d_wall:>5.2f}"

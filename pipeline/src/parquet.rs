@@ -101,3 +101,60 @@ pub fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame>
         .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
         .finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use polars_parquet::parquet::read::read_metadata;
+
+    use super::*;
+
+    /// 300k rows (two row groups), nulls in every column but one, a
+    /// `PLAIN` column of each kind (`latency_ms` with ten values, which
+    /// polars would write with a dictionary) and dictionary-worthy ones.
+    fn frame() -> DataFrame {
+        let n = ROW_GROUP_ROWS + 43_690;
+        let every = |k: usize, i: usize| i % k != 0;
+        let ids: StringChunked = (0..n).map(|i| every(97, i).then(|| format!("e-{i:08}"))).collect();
+        let services: StringChunked = (0..n).map(|i| every(89, i).then(|| ["api", "web", "db"][i % 3])).collect();
+        let latency: Float64Chunked = (0..n).map(|i| every(83, i).then_some((i % 10) as f64 / 7.0)).collect();
+        let status: Int32Chunked = (0..n).map(|i| every(79, i).then_some(200 + (i % 4) as i32 * 100)).collect();
+        let lines = Int64Chunked::from_vec("_source_line".into(), (0..n as i64).collect());
+        let times: Int64Chunked = (0..n).map(|i| every(71, i).then_some(i as i64 * 1_003)).collect();
+        let times = times.with_name("event_time".into()).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let columns = vec![
+            ids.with_name("event_id".into()).into_column(),
+            services.with_name("service".into()).into_column(),
+            times.into_column(),
+            latency.with_name("latency_ms".into()).into_column(),
+            status.with_name("status_code".into()).into_column(),
+            lines.into_column(),
+        ];
+        DataFrame::new(n, columns).expect("frame")
+    }
+
+    #[test]
+    fn frames_read_back_equal_with_plain_columns_plain() {
+        let mut df = frame();
+        let bytes = encode(&mut df, 1).expect("encode");
+        let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
+        assert_eq!(back.schema(), df.schema());
+        assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
+
+        let metadata = read_metadata(&mut Cursor::new(&bytes)).expect("metadata");
+        assert_eq!(metadata.row_groups.len(), 2);
+        for group in &metadata.row_groups {
+            for chunk in group.parquet_columns() {
+                let name = chunk.descriptor().path_in_schema[0].as_str();
+                let dictionary = chunk.dictionary_page_offset().is_some();
+                assert_eq!(dictionary, ["service", "status_code"].contains(&name), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_frame_keeps_its_schema() {
+        let mut df = frame().clear();
+        let back = decode(Bytes::from(encode(&mut df, 1).expect("encode")), None).expect("decode");
+        assert_eq!((back.height(), back.schema()), (0, df.schema()));
+    }
+}
