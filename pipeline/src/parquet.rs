@@ -113,7 +113,7 @@ mod tests {
     /// polars would write with a dictionary) and dictionary-worthy ones.
     fn frame() -> DataFrame {
         let n = ROW_GROUP_ROWS + 43_690;
-        let every = |k: usize, i: usize| i % k != 0;
+        let every = |k: usize, i: usize| !i.is_multiple_of(k);
         let ids: StringChunked = (0..n).map(|i| every(97, i).then(|| format!("e-{i:08}"))).collect();
         let services: StringChunked = (0..n).map(|i| every(89, i).then(|| ["api", "web", "db"][i % 3])).collect();
         let latency: Float64Chunked = (0..n).map(|i| every(83, i).then_some((i % 10) as f64 / 7.0)).collect();

@@ -64,7 +64,11 @@ impl Columns {
     /// The seven known fields of a record with one value per column;
     /// the unknown columns go into `extra` as a JSON object (left empty
     /// when there are none).
-    pub(super) fn place<'a>(&self, values: impl IntoIterator<Item = &'a str>, extra: &mut String) -> [Option<&'a str>; 7] {
+    pub(super) fn place<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a str>,
+        extra: &mut String,
+    ) -> [Option<&'a str>; 7] {
         let mut fields = [None; 7];
         extra.clear();
         for (target, value) in self.0.iter().zip(values) {
@@ -289,7 +293,8 @@ mod tests {
     fn a_character_split_across_two_fields_is_malformed() {
         // "é" is C3 A9: valid as one record's bytes, invalid in each field.
         let mut sink = Collect::default();
-        read_csv(b"event_id,service\n\xc3,\xa9\nd\xc3\xa9j\xc3\xa0,\xc3\xa9\n", "t.csv", &mut sink).expect("one good row");
+        read_csv(b"event_id,service\n\xc3,\xa9\nd\xc3\xa9j\xc3\xa0,\xc3\xa9\n", "t.csv", &mut sink)
+            .expect("one good row");
         assert_eq!(sink.malformed.len(), 1);
         assert_eq!(sink.rows.len(), 1);
         assert_eq!(sink.rows[0].1[0], s("déjà"));
