@@ -156,7 +156,7 @@ def main():
             before_cols = ""
             run = [BIN, "run", "--config", os.path.join(ROOT, "config", "minutely.toml"), "--input", inp, "--output", out]
             before_out = os.path.join(work, "before")
-            before_run = [args.before, "run", "--config", before_config, "--input", inp, "--output", before_out]
+            before_run = args.before and [args.before, "run", "--config", before_config, "--input", inp, "--output", before_out]
             # Full runs alternate (before, minutely) --repeat times, each on
             # a new output; the last outputs stay for the incremental runs.
             b_runs, runs = [], []
