@@ -10,10 +10,10 @@
 //!   (ids, instants, latencies, line numbers, free text), that work is lost
 //!   or buys little that zstd does not; they are written plain. A 10M-event
 //!   run spent about 13% of its CPU there (README, "Parquet").
-//! - **Pages compressed on every core.** polars encodes a row group's
-//!   columns in parallel but compresses their pages one after another,
-//!   as the file is written; here each column is encoded and compressed
-//!   in one parallel task.
+//! - **Pages compressed on every core.** polars builds a row group's
+//!   dictionaries in parallel, but encodes the other pages and compresses
+//!   all of them one after another as it writes the file; here each
+//!   column is encoded and compressed in one parallel task.
 //!
 //! Everything else is polars' own: the Arrow-to-Parquet schema (and the
 //! Arrow schema in the footer that polars and pyarrow read types from),
@@ -30,8 +30,11 @@ use polars_parquet::write::{
 };
 use rayon::prelude::*;
 
+use crate::bronze::{EXTRA, RAW, SOURCE_LINE};
+use crate::silver::columns::{EVENT_ID, EVENT_TIME, LATENCY_MS, USER_ID};
+
 /// Rows per row group.
-pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+const ROW_GROUP_ROWS: usize = 256 * 1024;
 
 /// Columns written without a dictionary, whatever layer they are in: in
 /// bronze and silver their values are mostly distinct (`event_id`,
@@ -39,8 +42,7 @@ pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// dictionary costs more than it saves (`latency_ms`, `user_id`, `_extra`,
 /// `_raw`). Other columns get polars' choice: a dictionary where the
 /// values repeat enough, as `service`, `event_type` and `status_code` do.
-pub const PLAIN: [&str; 8] =
-    ["event_id", "timestamp", "event_time", "latency_ms", "user_id", "_extra", "_raw", "_source_line"];
+const PLAIN: [&str; 8] = [EVENT_ID, "timestamp", EVENT_TIME, LATENCY_MS, USER_ID, EXTRA, RAW, SOURCE_LINE];
 
 /// A frame as Parquet bytes: zstd at `zstd_level`, min/max/null-count
 /// statistics, row groups of [`ROW_GROUP_ROWS`]. (Distinct counts are left

@@ -197,7 +197,7 @@ fn read_with(
 /// whole record replaces one per field: fields each valid are valid
 /// together, and a valid whole splits into valid fields exactly when every
 /// end falls on a character boundary.
-fn utf8_fields<'a>(out: &'a [u8], ends: &'a [usize]) -> Option<impl Iterator<Item = &'a str>> {
+pub(super) fn utf8_fields<'a>(out: &'a [u8], ends: &'a [usize]) -> Option<impl Iterator<Item = &'a str>> {
     let text = std::str::from_utf8(&out[..ends.last().copied().unwrap_or(0)]).ok()?;
     if !ends.iter().all(|&end| text.is_char_boundary(end)) {
         return None;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use csv_core::ReadRecordResult;
 
 use super::Format;
-use super::csv::{Columns, give_back, is_blank, take_core};
+use super::csv::{Columns, give_back, is_blank, take_core, utf8_fields};
 use crate::error::{Error, Result};
 
 /// The UTF-8 byte-order mark.
@@ -398,9 +398,7 @@ impl Splitter {
             Some(columns) => {
                 self.summary.records += 1;
                 // Only until the file is known to be text: then it no longer matters.
-                text = !self.summary.text
-                    && (ends.len() != columns.len()
-                        || field_slices(&csv.out, ends).iter().all(|f| std::str::from_utf8(f).is_ok()));
+                text = !self.summary.text && (ends.len() != columns.len() || utf8_fields(&csv.out, ends).is_some());
             }
         }
         csv.clear_record();
