@@ -26,9 +26,10 @@ peak RSS of the driver (`pipeline run`) and of the Sail server, then the
 +10k-over-7-dates incremental run on each.
 
 With --repeat K each full run of minutely (and of --before) is made K times,
-alternating, and reported as the median wall and CPU seconds and the highest
-peak RSS: on a shared VM one run of a build can differ from the next by a
-fifth. DuckDB still runs once; the ratio is minutely's median over it.
+alternating, and reported as the median wall and CPU seconds (each taken on
+its own; cores is the one over the other) and the highest peak RSS: on a
+shared VM one run of a build can differ from the next by a fifth. DuckDB
+still runs once; the ratio is minutely's median over it.
 
 Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--repeat K] [--zstd-levels 1,3] [--engines] [N ...]
        (default N: 10000000)
@@ -124,6 +125,10 @@ def main():
                              " and CPU and the highest peak RSS; DuckDB runs once")
     parser.add_argument("--engines", action="store_true", help="compare the local and spark (Sail) engines instead")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.repeat != 1 and (args.zstd_levels or args.engines):
+        parser.error("--repeat applies to the DuckDB comparison, not to --zstd-levels or --engines")
     subprocess.run(["cargo", "build", "-q", "-p", "pipeline"], cwd=ROOT, check=True)
     python = None if args.no_duckdb else ensure_venv()
     base = os.environ.get("BENCH_DIR", os.path.join(TARGET, "bench"))
