@@ -47,7 +47,7 @@ fn write_gold(output: &Storage, rows: &[Row]) {
         rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let lat =
             |f: fn(&(i64, f64, f64)) -> f64| rows.iter().map(|r| r.3.as_ref().map(f)).collect::<Vec<Option<f64>>>();
-        let mut df = DataFrame::new(
+        let df = DataFrame::new(
             rows.len(),
             vec![
                 Column::new("service".into(), rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()),
@@ -70,7 +70,7 @@ fn write_gold(output: &Storage, rows: &[Row]) {
             ],
         )
         .expect("gold frame");
-        output.put_parquet(&gold_path(date), &mut df).expect("write gold");
+        output.put_parquet(&gold_path(date), &df).expect("write gold");
     }
 }
 

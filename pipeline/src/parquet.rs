@@ -19,6 +19,7 @@
 //! Arrow schema in the footer that polars and pyarrow read types from),
 //! page encoders, statistics and the file layout.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use bytes::Bytes;
@@ -48,8 +49,12 @@ const PLAIN: [&str; 8] = [EVENT_ID, "timestamp", EVENT_TIME, LATENCY_MS, USER_ID
 /// statistics, row groups of [`ROW_GROUP_ROWS`]. (Distinct counts are left
 /// out: computing them hashes every value and no reader uses them for
 /// pruning.)
-pub fn encode(df: &mut DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
-    df.rechunk_mut();
+///
+/// The frame's chunks are not gathered first: a plain column is written
+/// chunk by chunk, as pages of one column chunk, so a batch's pieces are
+/// never copied into one array. A column that may get a dictionary needs
+/// its row group's values as one array; only that column is gathered.
+pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
     let encodings: Vec<Vec<Encoding>> = schema
@@ -69,29 +74,38 @@ pub fn encode(df: &mut DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     let mut writer = FileWriter::new_with_parquet_schema(&mut buffer, schema, parquet_schema.clone(), options);
     for offset in (0..df.height()).step_by(ROW_GROUP_ROWS) {
         let rows = df.slice(offset as i64, ROW_GROUP_ROWS);
-        for batch in rows.iter_chunks(CompatLevel::newest(), false) {
-            let columns = batch
-                .columns()
-                .par_iter()
-                .zip(parquet_schema.fields())
-                .zip(&encodings)
-                .map(|((array, parquet_type), encoding)| {
-                    let mut pages = Vec::new();
-                    for leaf in array_to_columns(array, parquet_type.clone(), options, encoding)? {
+        let columns = rows
+            .columns()
+            .par_iter()
+            .zip(parquet_schema.fields())
+            .zip(&encodings)
+            .map(|((column, parquet_type), encoding)| {
+                let series = column.as_materialized_series();
+                let series = match encoding.as_slice() {
+                    [Encoding::Plain] => Cow::Borrowed(series),
+                    _ => Cow::Owned(series.rechunk()),
+                };
+                // Pages by leaf column (one for the flat columns of the layers).
+                let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
+                for chunk in (0..series.n_chunks()).filter(|&i| !series.chunks()[i].is_empty()) {
+                    let array = series.to_arrow(chunk, CompatLevel::newest());
+                    let chunk_leaves = array_to_columns(array, parquet_type.clone(), options, encoding)?;
+                    leaves.resize_with(chunk_leaves.len(), Vec::new);
+                    for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
                         let leaf = leaf.map(|page| page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string())));
-                        let compressed: Vec<CompressedPage> =
-                            Compressor::new_from_vec(leaf, options.compression, Vec::new())
-                                .collect::<Result<_, ParquetError>>()?;
-                        pages.push(compressed);
+                        let compressed = Compressor::new_from_vec(leaf, options.compression, Vec::new());
+                        for page in compressed {
+                            pages.push(page?);
+                        }
                     }
-                    Ok(pages)
-                })
-                .collect::<PolarsResult<Vec<Vec<Vec<CompressedPage>>>>>()?;
-            let leaves = columns.iter().flatten().map(|pages| {
-                Ok(DynStreamingIterator::new(fallible_streaming_iterator::convert(pages.iter().map(PolarsResult::Ok))))
-            });
-            writer.write(batch.height() as u64, DynIter::new(leaves))?;
-        }
+                }
+                Ok(leaves)
+            })
+            .collect::<PolarsResult<Vec<Vec<Vec<CompressedPage>>>>>()?;
+        let leaves = columns.iter().flatten().map(|pages| {
+            Ok(DynStreamingIterator::new(fallible_streaming_iterator::convert(pages.iter().map(PolarsResult::Ok))))
+        });
+        writer.write(rows.height() as u64, DynIter::new(leaves))?;
     }
     writer.end(None)?;
     Ok(buffer)
@@ -136,8 +150,8 @@ mod tests {
 
     #[test]
     fn frames_read_back_equal_with_plain_columns_plain() {
-        let mut df = frame();
-        let bytes = encode(&mut df, 1).expect("encode");
+        let df = frame();
+        let bytes = encode(&df, 1).expect("encode");
         let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
         assert_eq!(back.schema(), df.schema());
         assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
@@ -155,8 +169,8 @@ mod tests {
 
     #[test]
     fn an_empty_frame_keeps_its_schema() {
-        let mut df = frame().clear();
-        let back = decode(Bytes::from(encode(&mut df, 1).expect("encode")), None).expect("decode");
+        let df = frame().clear();
+        let back = decode(Bytes::from(encode(&df, 1).expect("encode")), None).expect("decode");
         assert_eq!((back.height(), back.schema()), (0, df.schema()));
     }
 }

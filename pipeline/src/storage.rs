@@ -374,7 +374,7 @@ impl Storage {
     }
 
     /// Writes a frame as one zstd-compressed Parquet object with statistics.
-    pub fn put_parquet(&self, relative: &str, df: &mut DataFrame) -> Result<u64> {
+    pub fn put_parquet(&self, relative: &str, df: &DataFrame) -> Result<u64> {
         let bytes = parquet::encode(df, self.zstd_level).map_err(|source| Error::Parquet {
             action: "encode",
             path: relative.to_string(),

@@ -235,11 +235,11 @@ fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Res
     let written = writes
         .into_par_iter()
         .map(|(path, frames)| {
-            let mut df = concat_frames(frames)?;
+            let df = concat_frames(frames)?;
             if df.height() == 0 {
                 return Ok(Vec::new());
             }
-            output.put_parquet(&layout::staged(run_id, &path), &mut df)?;
+            output.put_parquet(&layout::staged(run_id, &path), &df)?;
             let index = id_index::stage(output, run_id, &path, &df)?;
             Ok(std::iter::once(path).chain(index).collect())
         })

@@ -316,6 +316,8 @@ pub(super) fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> 
     Ok(parquet_entries(output, dir)?.into_iter().map(|e| e.relative).collect())
 }
 
+/// The frames one after another, as one frame of their chunks: no row is
+/// copied (a layer file's encoder takes the chunks as they are).
 pub(super) fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
     let Some(mut first) = frames.first().cloned() else {
         return Ok(DataFrame::empty());
@@ -323,7 +325,6 @@ pub(super) fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
     for frame in frames.drain(1..) {
         first.vstack_mut_owned(frame).map_err(Error::polars("concatenating frames"))?;
     }
-    first.rechunk_mut();
     Ok(first)
 }
 

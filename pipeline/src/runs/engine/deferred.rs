@@ -93,9 +93,9 @@ impl Deferred {
         if self.buffered.is_empty() {
             return Ok(());
         }
-        let mut df = concat_frames(std::mem::take(&mut self.buffered))?;
+        let df = concat_frames(std::mem::take(&mut self.buffered))?;
         let path = format!("{}/deferred/part-{:05}.parquet", scratch(run), self.files.len());
-        run.output.put_parquet(&path, &mut df)?;
+        run.output.put_parquet(&path, &df)?;
         self.files.push(path);
         self.buffered_rows = 0;
         Ok(())
@@ -141,9 +141,9 @@ impl Deferred {
                 let path = format!("{}/{part}", layout::partition(SILVER_EVENTS, "event_date", &format_date(date)));
                 (path, df.drop_many(CANDIDATE_COLUMNS))
             });
-            for (path, mut df) in std::iter::once(rejects).chain(events) {
+            for (path, df) in std::iter::once(rejects).chain(events) {
                 if df.height() > 0 {
-                    run.output.put_parquet(&layout::staged(run.run_id, &path), &mut df)?;
+                    run.output.put_parquet(&layout::staged(run.run_id, &path), &df)?;
                     let index = id_index::stage(run.output, run.run_id, &path, &df)?;
                     outputs.push(path);
                     outputs.extend(index);

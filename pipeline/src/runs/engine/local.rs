@@ -202,14 +202,14 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
         parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
     }
     let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
-    let mut metrics = match (previous, &touched) {
+    let metrics = match (previous, &touched) {
         (Some(previous), Some(touched)) => gold::replace_rows(previous, fresh, touched)?,
         _ => fresh,
     };
     if passes > 1 {
         info!(date = format_date(date), passes, "Read a date for gold in passes.");
     }
-    output.put_parquet(&layout::staged(run.run_id, &path), &mut metrics)?;
+    output.put_parquet(&layout::staged(run.run_id, &path), &metrics)?;
     Ok((path, metrics.height() as u64))
 }
 
