@@ -7,7 +7,7 @@
 //! - [`gold`] aggregates clean events per service and minute.
 //! - [`runs`] orchestrates a run: incremental input, lock, staging, manifest.
 //! - [`storage`] is the object_store edge, [`parquet`] the layer files'
-//!   encoding; [`config`] the layered settings.
+//!   encoding; [`config`] the layered settings; [`pool`] the threads.
 
 pub mod bronze;
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod gold;
 pub mod inspect;
 pub mod layout;
 pub mod parquet;
+pub mod pool;
 pub mod runs;
 pub mod silver;
 pub mod storage;

@@ -24,6 +24,7 @@ use crate::bronze::{BronzeBuilder, Lineage};
 use crate::error::{Error, Result};
 use crate::input::{self, Limits, ReadStats};
 use crate::layout::{self, BRONZE, SILVER_REJECTS};
+use crate::pool;
 use crate::silver::{self, Evaluated, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 
@@ -115,21 +116,26 @@ impl Run<'_> {
         let lineage_time = self.started_at.timestamp_micros();
         let parsed: Vec<Parsed> = self.timed("bronze", |run| {
             let (rules, run_id) = (&run.rules, run.run_id.as_str());
-            batch
-                .into_par_iter()
-                .map(|event| match event {
-                    Event::Piece { file, piece } => {
-                        let mut builder = BronzeBuilder::with_capacity(piece.len() / 96 + 16);
-                        let stats = input::read_piece(&piece, &mut builder);
-                        drop(piece);
-                        let lineage =
-                            Lineage { source_file: &entries[file].relative, ingested_at_micros: lineage_time, run_id };
-                        let evaluated = silver::evaluate(builder.finish(lineage)?, rules)?;
-                        Ok(Parsed::Piece { file, evaluated, stats })
-                    }
-                    Event::Done { file, outcome } => Ok(Parsed::Done { file, outcome }),
-                })
-                .collect::<Result<_>>()
+            pool::install(|| {
+                batch
+                    .into_par_iter()
+                    .map(|event| match event {
+                        Event::Piece { file, piece } => {
+                            let mut builder = BronzeBuilder::with_capacity(piece.len() / 96 + 16);
+                            let stats = input::read_piece(&piece, &mut builder);
+                            drop(piece);
+                            let lineage = Lineage {
+                                source_file: &entries[file].relative,
+                                ingested_at_micros: lineage_time,
+                                run_id,
+                            };
+                            let evaluated = silver::evaluate(builder.finish(lineage)?, rules)?;
+                            Ok(Parsed::Piece { file, evaluated, stats })
+                        }
+                        Event::Done { file, outcome } => Ok(Parsed::Done { file, outcome }),
+                    })
+                    .collect::<Result<_>>()
+            })
         })?;
         let mut evaluated = Vec::new();
         for parsed in parsed {
@@ -153,17 +159,19 @@ impl Run<'_> {
                 ingest_date: &run.ingest_date,
                 rules: &run.rules,
             };
-            run.engine.check_batch(&context, &mut evaluated)
+            pool::install(|| run.engine.check_batch(&context, &mut evaluated))
         })?;
 
         let cleaned = self.timed("silver", |_| {
-            evaluated
-                .into_par_iter()
-                .map(|evaluated| {
-                    let bronze = evaluated.bronze().clone();
-                    Ok((bronze, silver::split(evaluated)?))
-                })
-                .collect::<Result<Vec<_>>>()
+            pool::install(|| {
+                evaluated
+                    .into_par_iter()
+                    .map(|evaluated| {
+                        let bronze = evaluated.bronze().clone();
+                        Ok((bronze, silver::split(evaluated)?))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
         })?;
 
         // Gather the batch into one file per layer partition.
@@ -232,17 +240,19 @@ enum Parsed {
 /// Encodes and stages one batch's files in parallel (silver events files
 /// with their id indexes); returns the staged paths.
 fn write_staged(output: &Storage, run_id: &str, writes: Vec<StagedWrite>) -> Result<Vec<String>> {
-    let written = writes
-        .into_par_iter()
-        .map(|(path, frames)| {
-            let df = concat_frames(frames)?;
-            if df.height() == 0 {
-                return Ok(Vec::new());
-            }
-            output.put_parquet(&layout::staged(run_id, &path), &df)?;
-            let index = id_index::stage(output, run_id, &path, &df)?;
-            Ok(std::iter::once(path).chain(index).collect())
-        })
-        .collect::<Result<Vec<Vec<_>>>>()?;
+    let written = pool::install(|| {
+        writes
+            .into_par_iter()
+            .map(|(path, frames)| {
+                let df = concat_frames(frames)?;
+                if df.height() == 0 {
+                    return Ok(Vec::new());
+                }
+                output.put_parquet(&layout::staged(run_id, &path), &df)?;
+                let index = id_index::stage(output, run_id, &path, &df)?;
+                Ok(std::iter::once(path).chain(index).collect())
+            })
+            .collect::<Result<Vec<Vec<_>>>>()
+    })?;
     Ok(written.into_iter().flatten().collect())
 }

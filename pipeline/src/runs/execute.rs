@@ -26,6 +26,7 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input::{self, ReadStats};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
+use crate::pool;
 use crate::silver::{self, Counters, Reason, Rules, timestamp::format_date};
 use crate::storage::{Entry, Storage};
 
@@ -181,7 +182,8 @@ impl<'a> Run<'a> {
             ingest_date: &self.ingest_date,
             rules: &self.rules,
         };
-        let finished = self.engine.finish(&context, &mut self.outputs, &self.candidate_dates)?;
+        let (engine, outputs, dates) = (&mut self.engine, &mut self.outputs, &self.candidate_dates);
+        let finished = pool::install(|| engine.finish(&context, outputs, dates))?;
         self.touched_dates = finished.gold_dates;
         self.rows.gold += finished.gold_rows;
         self.count(&finished.deferred);

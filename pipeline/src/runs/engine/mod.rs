@@ -40,7 +40,7 @@ pub(super) struct RunContext<'a> {
 }
 
 /// The global stages, on one machine or on Spark.
-pub(super) trait Engine {
+pub(super) trait Engine: Send {
     /// Rule 5 for one batch of rows that passed rules 1–4, in processing
     /// order, before the batch is split into silver. An engine that finds
     /// duplicates later ([`Engine::finish`]) leaves the batch alone.
