@@ -45,10 +45,17 @@ const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// values repeat enough, as `service`, `event_type` and `status_code` do.
 const PLAIN: [&str; 8] = [EVENT_ID, "timestamp", EVENT_TIME, LATENCY_MS, USER_ID, EXTRA, RAW, SOURCE_LINE];
 
+/// Columns of free text, as read, with null counts but no min/max
+/// statistics: no query prunes row groups on them (a raw `timestamp` in
+/// any of its formats, `_extra`'s JSON, a malformed line), and finding the
+/// least and greatest of long strings that share their first bytes costs
+/// a byte comparison per row.
+const NO_MIN_MAX: [&str; 3] = ["timestamp", EXTRA, RAW];
+
 /// A frame as Parquet bytes: zstd at `zstd_level`, min/max/null-count
-/// statistics, row groups of [`ROW_GROUP_ROWS`]. (Distinct counts are left
-/// out: computing them hashes every value and no reader uses them for
-/// pruning.)
+/// statistics (null counts only on [`NO_MIN_MAX`]), row groups of
+/// [`ROW_GROUP_ROWS`]. (Distinct counts are left out: computing them
+/// hashes every value and no reader uses them for pruning.)
 ///
 /// The frame's chunks are not gathered first: a plain column is written
 /// chunk by chunk, as pages of one column chunk, so a batch's pieces are
@@ -57,19 +64,28 @@ const PLAIN: [&str; 8] = [EVENT_ID, "timestamp", EVENT_TIME, LATENCY_MS, USER_ID
 pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
-    let encodings: Vec<Vec<Encoding>> = schema
-        .iter_values()
-        .map(|field| match PLAIN.contains(&field.name.as_str()) {
-            true => vec![Encoding::Plain],
-            false => get_dtype_encoding(&field.dtype),
-        })
-        .collect();
     let options = WriteOptions {
         statistics: StatisticsOptions::default(),
         version: Version::V1,
         compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(zstd_level)?)),
         data_page_size: None,
     };
+    let plans: Vec<(Vec<Encoding>, WriteOptions)> = schema
+        .iter_values()
+        .map(|field| {
+            let name = field.name.as_str();
+            let encoding = match PLAIN.contains(&name) {
+                true => vec![Encoding::Plain],
+                false => get_dtype_encoding(&field.dtype),
+            };
+            let mut options = options;
+            if NO_MIN_MAX.contains(&name) {
+                options.statistics.min_value = false;
+                options.statistics.max_value = false;
+            }
+            (encoding, options)
+        })
+        .collect();
     let mut buffer = Vec::new();
     let mut writer = FileWriter::new_with_parquet_schema(&mut buffer, schema, parquet_schema.clone(), options);
     for offset in (0..df.height()).step_by(ROW_GROUP_ROWS) {
@@ -78,8 +94,8 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
             .columns()
             .par_iter()
             .zip(parquet_schema.fields())
-            .zip(&encodings)
-            .map(|((column, parquet_type), encoding)| {
+            .zip(&plans)
+            .map(|((column, parquet_type), (encoding, options))| {
                 let series = column.as_materialized_series();
                 let series = match encoding.as_slice() {
                     [Encoding::Plain] => Cow::Borrowed(series),
@@ -89,7 +105,7 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
                 let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
                 for chunk in (0..series.n_chunks()).filter(|&i| !series.chunks()[i].is_empty()) {
                     let array = series.to_arrow(chunk, CompatLevel::newest());
-                    let chunk_leaves = array_to_columns(array, parquet_type.clone(), options, encoding)?;
+                    let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, encoding)?;
                     leaves.resize_with(chunk_leaves.len(), Vec::new);
                     for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
                         let leaf = leaf.map(|page| page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string())));
@@ -120,13 +136,16 @@ pub fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame>
 
 #[cfg(test)]
 mod tests {
+    use polars_parquet::parquet::metadata::ColumnChunkMetadata;
     use polars_parquet::parquet::read::read_metadata;
+    use polars_parquet::parquet::statistics::Statistics;
 
     use super::*;
 
     /// 300k rows (two row groups), nulls in every column but one, a
     /// `PLAIN` column of each kind (`latency_ms` with ten values, which
-    /// polars would write with a dictionary) and dictionary-worthy ones.
+    /// polars would write with a dictionary), dictionary-worthy ones and
+    /// free text (`_extra`).
     fn frame() -> DataFrame {
         let n = ROW_GROUP_ROWS + 43_690;
         let every = |k: usize, i: usize| !i.is_multiple_of(k);
@@ -137,6 +156,8 @@ mod tests {
         let lines = Int64Chunked::from_vec("_source_line".into(), (0..n as i64).collect());
         let times: Int64Chunked = (0..n).map(|i| every(71, i).then_some(i as i64 * 1_003)).collect();
         let times = times.with_name("event_time".into()).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let extra: StringChunked =
+            (0..n).map(|i| every(67, i).then(|| format!("{{\"region\":\"r-{}\"}}", i % 1000))).collect();
         let columns = vec![
             ids.with_name("event_id".into()).into_column(),
             services.with_name("service".into()).into_column(),
@@ -144,8 +165,32 @@ mod tests {
             latency.with_name("latency_ms".into()).into_column(),
             status.with_name("status_code".into()).into_column(),
             lines.into_column(),
+            extra.with_name("_extra".into()).into_column(),
         ];
         DataFrame::new(n, columns).expect("frame")
+    }
+
+    /// `df` as a batch's pieces come: frames of uneven size (one empty, one
+    /// across the row group boundary) stacked as chunks, not copied.
+    fn in_pieces(df: &DataFrame) -> DataFrame {
+        let bounds = [0, 1_000, 1_000, 70_001, 200_000, ROW_GROUP_ROWS + 5, df.height()];
+        let mut pieces = bounds.windows(2).map(|w| df.slice(w[0] as i64, w[1] - w[0]));
+        let mut stacked = pieces.next().expect("a piece");
+        for piece in pieces {
+            stacked.vstack_mut_owned(piece).expect("stack");
+        }
+        stacked
+    }
+
+    /// Each column chunk's statistics, by row group.
+    fn statistics(bytes: &[u8]) -> Vec<Vec<(String, Statistics)>> {
+        let metadata = read_metadata(&mut Cursor::new(bytes)).expect("metadata");
+        let footer = &metadata.footer_buf;
+        let column = |c: &ColumnChunkMetadata| {
+            let statistics = c.statistics(footer).expect("statistics").expect("decode statistics");
+            (c.descriptor().path_in_schema[0].to_string(), statistics)
+        };
+        metadata.row_groups.iter().map(|group| group.parquet_columns().iter().map(column).collect()).collect()
     }
 
     #[test]
@@ -163,6 +208,32 @@ mod tests {
                 let name = chunk.descriptor().path_in_schema[0].as_str();
                 let dictionary = chunk.dictionary_page_offset().is_some();
                 assert_eq!(dictionary, ["service", "status_code"].contains(&name), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_are_written_as_the_same_rows_and_statistics() {
+        let whole = frame();
+        let pieces = in_pieces(&whole);
+        assert!(pieces.column("event_id").expect("event_id").n_chunks() > 1, "not in pieces");
+        let bytes = encode(&pieces, 1).expect("encode");
+        let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
+        assert!(back.equals_missing(&whole), "{back:?}\n{whole:?}");
+        let mut rechunked = pieces.clone();
+        rechunked.rechunk_mut();
+        assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1).expect("encode")));
+    }
+
+    #[test]
+    fn free_text_has_null_counts_but_no_min_max() {
+        let df = frame();
+        for group in statistics(&encode(&df, 1).expect("encode")) {
+            for (name, statistics) in group {
+                let Statistics::Binary(s) = statistics else { continue };
+                let free_text = NO_MIN_MAX.contains(&name.as_str());
+                assert_eq!((s.min_value.is_none(), s.max_value.is_none()), (free_text, free_text), "{name}");
+                assert!(s.null_count.is_some_and(|n| n > 0), "{name}");
             }
         }
     }
