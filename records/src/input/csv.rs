@@ -148,6 +148,30 @@ fn read_with(
         // Where this read starts: after the previous record's terminator
         // (or part of it), before any empty lines.
         let read_from = position;
+        let start = position + empty_lines(&data[position..]);
+        if let Some((len, terminator)) = plain_record(&data[start..]) {
+            let record = &data[start..start + len];
+            position = start + len + terminator;
+            if plain_blank(record) && targets.len() > 1 {
+                continue;
+            }
+            stats.records += 1;
+            line += memchr::memchr_iter(b'\n', &data[counted_to..start]).count() as i64;
+            // Commas are ASCII: valid text splits at them into valid fields.
+            match std::str::from_utf8(record) {
+                Ok(text) if plain_fields(record) == targets.len() => {
+                    let fields = columns.place(plain_split(text), &mut extra);
+                    sink.record(line, fields, (!extra.is_empty()).then_some(extra.as_str()));
+                }
+                _ => {
+                    stats.malformed += 1;
+                    sink.malformed(line, &String::from_utf8_lossy(record), None);
+                }
+            }
+            // The record's one line break is its terminator's.
+            (line, counted_to) = (line + 1, position);
+            continue;
+        }
         let (mut out_len, mut ends_len) = (0, 0);
         let found = loop {
             let (result, nin, nout, nend) =
@@ -207,6 +231,55 @@ pub(super) fn utf8_fields<'a>(out: &'a [u8], ends: &'a [usize]) -> Option<impl I
         *start = end;
         field
     }))
+}
+
+/// The record at the start of `data` when it is plain: no quote and no
+/// `\r` come before its `\n` or `\r\n`. `csv_core` reads such a record as
+/// its bytes up to that terminator, split at every comma, so a plain
+/// record (most of them) is taken without running the state machine over
+/// it. Returns its length and its terminator's. `data` must start at a
+/// record, past any empty lines ([`empty_lines`]): a quote then always
+/// opens a quoted field or is inside one, which only `csv_core` follows.
+pub(super) fn plain_record(data: &[u8]) -> Option<(usize, usize)> {
+    let end = memchr::memchr3(b'\n', b'\r', b'"', data)?;
+    match (data[end], data.get(end + 1)) {
+        (b'\n', _) => Some((end, 1)),
+        (b'\r', Some(b'\n')) => Some((end, 2)),
+        _ => None,
+    }
+}
+
+/// The length of the line breaks at the start of `data`: `csv_core` skips
+/// them before a record.
+pub(super) fn empty_lines(data: &[u8]) -> usize {
+    data.iter().take_while(|&&b| matches!(b, b'\r' | b'\n')).count()
+}
+
+/// The number of fields of a plain record (see [`plain_record`]). (A
+/// plain loop: records are short, and `memchr` would be called per record.)
+fn plain_fields(record: &[u8]) -> usize {
+    record.iter().filter(|&&b| b == b',').count() + 1
+}
+
+/// Whether a plain record is a blank line (see [`is_blank`]): a comma is
+/// not blank, so a blank plain record is one field.
+pub(super) fn plain_blank(record: &[u8]) -> bool {
+    record.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The fields of a plain record's text: the text between its commas.
+fn plain_split(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == b',') {
+            Some(comma) => {
+                rest = Some(&current[comma + 1..]);
+                Some(&current[..comma])
+            }
+            None => rest.take(),
+        }
+    })
 }
 
 /// A blank line: a record of `fields` fields, the first one `first`, that

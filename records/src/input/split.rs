@@ -15,7 +15,7 @@ use std::sync::Arc;
 use csv_core::ReadRecordResult;
 
 use super::Format;
-use super::csv::{Columns, give_back, is_blank, take_core, utf8_fields};
+use super::csv::{Columns, empty_lines, give_back, is_blank, plain_blank, plain_record, take_core, utf8_fields};
 use crate::error::{Error, Result};
 
 /// The UTF-8 byte-order mark.
@@ -296,6 +296,29 @@ impl Splitter {
                 return Ok(Step::NeedInput);
             }
             let FormatState::Csv(csv) = &mut self.format else { unreachable!("CSV state") };
+            if let Some(columns) = &csv.columns
+                && self.summary.text
+                && self.scanned == self.record_start
+            {
+                // At a record (csv_core has not begun one: it may have
+                // taken a quote without output), after the header, with
+                // the file known to be text.
+                let rest = &self.buf[self.scanned..];
+                let lead = empty_lines(rest);
+                let plain = plain_record(&rest[lead..]).filter(|&(len, _)| len <= self.limits.max_record_bytes);
+                if let Some((len, terminator)) = plain {
+                    let record = &rest[lead..lead + len];
+                    if !(plain_blank(record) && columns.len() > 1) {
+                        self.summary.records += 1;
+                    }
+                    self.scanned += lead + len + terminator;
+                    self.record_start = self.scanned;
+                    if self.record_start >= self.limits.chunk_bytes {
+                        self.cut(self.record_start, emit)?;
+                    }
+                    continue;
+                }
+            }
             if !csv.fed && !eof && self.buf.len() - self.scanned < BOM.len() {
                 return Ok(Step::NeedInput);
             }
