@@ -19,11 +19,13 @@
 //! Arrow schema in the footer that polars and pyarrow read types from),
 //! page encoders, statistics and the file layout.
 
-use std::borrow::Cow;
 use std::io::Cursor;
 
 use bytes::Bytes;
 use polars::prelude::*;
+use polars_arrow::array::{DictionaryArray, MutableBinaryViewArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::bitmap::MutableBitmap;
+use polars_arrow::datatypes::IntegerType;
 use polars_parquet::parquet::error::ParquetError;
 use polars_parquet::write::{
     CompressedPage, CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FileWriter, Version,
@@ -96,16 +98,10 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
             .zip(parquet_schema.fields())
             .zip(&plans)
             .map(|((column, parquet_type), (encoding, options))| {
-                let series = column.as_materialized_series();
-                let series = match encoding.as_slice() {
-                    [Encoding::Plain] => Cow::Borrowed(series),
-                    _ => Cow::Owned(series.rechunk()),
-                };
                 // Pages by leaf column (one for the flat columns of the layers).
                 let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
-                for chunk in (0..series.n_chunks()).filter(|&i| !series.chunks()[i].is_empty()) {
-                    let array = series.to_arrow(chunk, CompatLevel::newest());
-                    let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, encoding)?;
+                for (array, encoding) in arrays(column.as_materialized_series(), encoding) {
+                    let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, &encoding)?;
                     leaves.resize_with(chunk_leaves.len(), Vec::new);
                     for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
                         let leaf = leaf.map(|page| page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string())));
@@ -125,6 +121,77 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     }
     writer.end(None)?;
     Ok(buffer)
+}
+
+/// A row group's column as the arrays to encode, with their encodings: a
+/// plain column chunk by chunk; a string column that may get a dictionary
+/// as one dictionary array built from its chunks ([`string_dictionary`]);
+/// any other column gathered into one array, for polars to decide.
+fn arrays(series: &Series, encoding: &[Encoding]) -> Vec<(ArrayRef, Vec<Encoding>)> {
+    let chunks = || {
+        (0..series.n_chunks())
+            .filter(|&i| !series.chunks()[i].is_empty())
+            .map(|i| series.to_arrow(i, CompatLevel::newest()))
+    };
+    match encoding {
+        [Encoding::Plain] => chunks().map(|array| (array, vec![Encoding::Plain])).collect(),
+        _ if series.dtype() == &DataType::String => {
+            let arrays: Vec<ArrayRef> = chunks().collect();
+            let views: Option<Vec<&Utf8ViewArray>> =
+                arrays.iter().map(|array| array.as_any().downcast_ref::<Utf8ViewArray>()).collect();
+            match views.and_then(|views| string_dictionary(&views)) {
+                Some(dictionary) => vec![(dictionary.boxed(), vec![Encoding::RleDictionary])],
+                None => arrays.into_iter().map(|array| (array, vec![Encoding::Plain])).collect(),
+            }
+        }
+        _ => vec![(series.rechunk().to_arrow(0, CompatLevel::newest()), encoding.to_vec())],
+    }
+}
+
+/// A string column's chunks as one dictionary array, keys in order of
+/// first appearance as polars builds them; `None` when more than three
+/// quarters of its values are distinct, where polars writes it plain.
+///
+/// polars would first gather the chunks into one array (a copy of every
+/// string), then estimate the column's cardinality (a hash of every
+/// value), then build the dictionary (another). Here the chunks are read
+/// as they are, there is no estimate, and a value equal to the one before
+/// it costs no hash: the lineage columns hold one value a piece.
+fn string_dictionary(chunks: &[&Utf8ViewArray]) -> Option<DictionaryArray<u32>> {
+    let rows: usize = chunks.iter().map(|chunk| chunk.len()).sum();
+    let too_many = |distinct: usize| rows > 128 && distinct * 4 > rows * 3;
+    let mut keys = Vec::with_capacity(rows);
+    let mut validity = MutableBitmap::with_capacity(rows);
+    let mut index: PlHashMap<&str, u32> = PlHashMap::default();
+    let mut values = MutableBinaryViewArray::<str>::new();
+    let mut last: Option<(&str, u32)> = None;
+    for value in chunks.iter().flat_map(|chunk| chunk.iter()) {
+        validity.push(value.is_some());
+        let Some(value) = value else {
+            keys.push(0);
+            continue;
+        };
+        let key = match last {
+            Some((previous, key)) if previous == value => key,
+            _ => match index.get(value) {
+                Some(&key) => key,
+                None => {
+                    let key = values.len() as u32;
+                    index.insert(value, key);
+                    values.push_value(value);
+                    if too_many(index.len()) {
+                        return None;
+                    }
+                    key
+                }
+            },
+        };
+        last = Some((value, key));
+        keys.push(key);
+    }
+    let keys = PrimitiveArray::new(ArrowDataType::UInt32, keys.into(), validity.into());
+    let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(ArrowDataType::Utf8View), false);
+    DictionaryArray::try_new(dtype, keys, values.freeze().boxed()).ok()
 }
 
 /// Parquet bytes as a frame, optionally only some columns.
@@ -173,7 +240,11 @@ mod tests {
     /// `df` as a batch's pieces come: frames of uneven size (one empty, one
     /// across the row group boundary) stacked as chunks, not copied.
     fn in_pieces(df: &DataFrame) -> DataFrame {
-        let bounds = [0, 1_000, 1_000, 70_001, 200_000, ROW_GROUP_ROWS + 5, df.height()];
+        in_pieces_of(df, &[0, 1_000, 1_000, 70_001, 200_000, ROW_GROUP_ROWS + 5, df.height()])
+    }
+
+    /// `df` stacked from its slices between `bounds`.
+    fn in_pieces_of(df: &DataFrame, bounds: &[usize]) -> DataFrame {
         let mut pieces = bounds.windows(2).map(|w| df.slice(w[0] as i64, w[1] - w[0]));
         let mut stacked = pieces.next().expect("a piece");
         for piece in pieces {
@@ -223,6 +294,22 @@ mod tests {
         let mut rechunked = pieces.clone();
         rechunked.rechunk_mut();
         assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1).expect("encode")));
+    }
+
+    #[test]
+    fn strings_get_a_dictionary_unless_mostly_distinct() {
+        let n = 10_000;
+        let constant = Column::new_scalar("_source_file".into(), Scalar::from(PlSmallStr::from("a/b.csv")), n);
+        let distinct: StringChunked = (0..n).map(|i| (i % 11 != 0).then(|| format!("type-{i}"))).collect();
+        let df =
+            DataFrame::new(n, vec![constant, distinct.with_name("event_type".into()).into_column()]).expect("frame");
+        let pieces = in_pieces_of(&df, &[0, 3_000, 3_000, 7_777, n]);
+        let bytes = encode(&pieces, 1).expect("encode");
+        assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
+        let metadata = read_metadata(&mut Cursor::new(&bytes)).expect("metadata");
+        let dictionaries: Vec<bool> =
+            metadata.row_groups[0].parquet_columns().iter().map(|c| c.dictionary_page_offset().is_some()).collect();
+        assert_eq!(dictionaries, [true, false]);
     }
 
     #[test]
