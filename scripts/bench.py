@@ -29,7 +29,9 @@ With --repeat K each full run of minutely (and of --before) is made K times,
 alternating, and reported as the median wall and CPU seconds (each taken on
 its own; cores is the one over the other) and the highest peak RSS: on a
 shared VM one run of a build can differ from the next by a fifth. DuckDB
-still runs once; the ratio is minutely's median over it.
+still runs once; the ratio is minutely's median over it. Each incremental
+step is also run K times, each from a copy of the same output, and
+reported the same way.
 
 Usage: scripts/bench.py [--shapes large,small] [--no-duckdb] [--before BIN] [--repeat K] [--zstd-levels 1,3] [--engines] [N ...]
        (default N: 10000000)
@@ -71,6 +73,26 @@ def summary(runs):
     """Median wall and CPU seconds and the highest peak RSS of repeated runs."""
     middle = lambda values: sorted(values)[len(values) // 2]
     return middle([r[0] for r in runs]), middle([r[1] for r in runs]), max(r[2] for r in runs)
+
+
+def incremental(run, out, repeat):
+    """Times an incremental run on `out` `repeat` times, each from the same
+    starting output (a copy), and leaves `out` as one run leaves it; returns
+    the median wall and CPU seconds and the highest peak RSS. One run swings
+    by far more than its own time on this kind of VM."""
+    if repeat == 1:
+        return measure(run)
+    start = out + ".start"
+    shutil.rmtree(start, ignore_errors=True)
+    shutil.copytree(out, start, symlinks=True)
+    runs = []
+    for _ in range(repeat):
+        shutil.rmtree(out)
+        shutil.copytree(start, out, symlinks=True)
+        settle()
+        runs.append(measure(run))
+    shutil.rmtree(start)
+    return summary(runs)
 
 
 def du(path):
@@ -122,7 +144,8 @@ def main():
     parser.add_argument("--before", help="another pipeline binary to run on the same input first")
     parser.add_argument("--repeat", type=int, default=1,
                         help="full runs of each build (alternating with --before), reported as the median wall"
-                             " and CPU and the highest peak RSS; DuckDB runs once")
+                             " and CPU and the highest peak RSS, and as many runs of each incremental step,"
+                             " each from the same output; DuckDB runs once")
     parser.add_argument("--engines", action="store_true", help="compare the local and spark (Sail) engines instead")
     args = parser.parse_args()
     if args.repeat < 1:
@@ -186,11 +209,11 @@ def main():
                 duck_cols = f"{'-':>8} {'-':>6} {'-':>5} {'-':>7} | {'-':>5}"
             # The same increments on the before build's output too, right after minutely's.
             add_increment(inp, "zz-incr-5min", ["--start", "2026-01-13", "--span-minutes", "5"])
-            i1, _, i1_rss = measure(run)
-            b_i1 = measure(before_run)[0] if args.before else None
+            i1, _, i1_rss = incremental(run, out, args.repeat)
+            b_i1 = incremental(before_run, before_out, args.repeat)[0] if args.before else None
             add_increment(inp, "zz-incr-7d", ["--start", "2026-01-12", "--span-minutes", str(7 * 24 * 60)])
-            i2, _, i2_rss = measure(run)
-            b_i2 = measure(before_run)[0] if args.before else None
+            i2, _, i2_rss = incremental(run, out, args.repeat)
+            b_i2 = incremental(before_run, before_out, args.repeat)[0] if args.before else None
             lead = f"{shape:>6} {n:>11,}{before_cols}" if args.before else f"{shape:>6} {n:>11,} {files:>5} {size:>6.0f} |"
             tail = f" | {b_i1:>18.2f} {b_i2:>9.2f}" if args.before else ""
             print(f"{lead} {wall:>10.1f} {cpu_s:>6.1f} {cpu_s / wall:>5.2f} {rss:>7.0f}"
