@@ -5,10 +5,10 @@
 //! `par_iter` on the run's main or writer thread) would run on rayon's
 //! global pool instead, and each polars call in it would hand its work
 //! across to polars' pool: two pools of a thread a core each, taking the
-//! cores from each other. On a 2-core machine that cost a 10M-event run
-//! about 8% of its time and 80 MB (README, "Performance"). So the run's
-//! parallel stages are started with [`install`]: everything in them,
-//! their own tasks and polars', shares one pool.
+//! cores from each other (on 2 cores, about 8% of a 10M-event run's time
+//! and 80 MiB of its peak, in alternated runs). So the run's parallel
+//! stages are started with [`install`]: everything in them, their own
+//! tasks and polars', shares one pool.
 
 /// Runs `op` on polars' pool (and waits for it): parallel work started in
 /// `op` is done by that pool's threads.
