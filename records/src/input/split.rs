@@ -4,7 +4,8 @@
 //! The splitter sees each byte once, holds at most one chunk plus one
 //! record, and knows three things a parser of one piece cannot: where
 //! records end (CSV quoting, with the same `csv_core` state machine the
-//! parser uses, so a cut is always where a fresh parser starts in step),
+//! parser uses, and the same shortcut for plain records, so a cut is
+//! always where a fresh parser starts in step),
 //! which physical line each piece starts on, and whether any record is
 //! text at all (SPEC §2: a file whose every record is invalid UTF-8 is
 //! unreadable). A record longer than `max_record_bytes` is cut down to
