@@ -25,6 +25,7 @@ use bytes::Bytes;
 use polars::prelude::*;
 use polars_arrow::array::{DictionaryArray, MutableBinaryViewArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::bitmap::MutableBitmap;
+use polars_arrow::compute::concatenate::concatenate;
 use polars_arrow::datatypes::IntegerType;
 use polars_parquet::parquet::error::ParquetError;
 use polars_parquet::write::{
@@ -38,6 +39,10 @@ use crate::silver::columns::{EVENT_ID, EVENT_TIME, LATENCY_MS, USER_ID};
 
 /// Rows per row group.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Fewest rows of the arrays a plain column is written from (each one
+/// page or more), unless the row group has fewer.
+const MIN_PAGE_ROWS: usize = 2048;
 
 /// Columns written without a dictionary, whatever layer they are in: in
 /// bronze and silver their values are mostly distinct (`event_id`,
@@ -100,7 +105,7 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
             .map(|((column, parquet_type), (encoding, options))| {
                 // Pages by leaf column (one for the flat columns of the layers).
                 let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
-                for (array, encoding) in arrays(column.as_materialized_series(), encoding) {
+                for (array, encoding) in arrays(column.as_materialized_series(), encoding)? {
                     let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, &encoding)?;
                     leaves.resize_with(chunk_leaves.len(), Vec::new);
                     for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
@@ -127,25 +132,63 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
 /// plain column chunk by chunk; a string column that may get a dictionary
 /// as one dictionary array built from its chunks ([`string_dictionary`]);
 /// any other column gathered into one array, for polars to decide.
-fn arrays(series: &Series, encoding: &[Encoding]) -> Vec<(ArrayRef, Vec<Encoding>)> {
+fn arrays(series: &Series, encoding: &[Encoding]) -> PolarsResult<Vec<(ArrayRef, Vec<Encoding>)>> {
     let chunks = || {
         (0..series.n_chunks())
             .filter(|&i| !series.chunks()[i].is_empty())
             .map(|i| series.to_arrow(i, CompatLevel::newest()))
     };
+    let plain = |chunks: Vec<ArrayRef>| {
+        gathered_small(chunks).into_iter().map(|array| Ok((array?, vec![Encoding::Plain]))).collect()
+    };
     match encoding {
-        [Encoding::Plain] => chunks().map(|array| (array, vec![Encoding::Plain])).collect(),
+        [Encoding::Plain] => plain(chunks().collect()),
         _ if series.dtype() == &DataType::String => {
-            let arrays: Vec<ArrayRef> = chunks().collect();
+            let strings: Vec<ArrayRef> = chunks().collect();
             let views: Option<Vec<&Utf8ViewArray>> =
-                arrays.iter().map(|array| array.as_any().downcast_ref::<Utf8ViewArray>()).collect();
+                strings.iter().map(|array| array.as_any().downcast_ref::<Utf8ViewArray>()).collect();
             match views.and_then(|views| string_dictionary(&views)) {
-                Some(dictionary) => vec![(dictionary.boxed(), vec![Encoding::RleDictionary])],
-                None => arrays.into_iter().map(|array| (array, vec![Encoding::Plain])).collect(),
+                Some(dictionary) => Ok(vec![(dictionary.boxed(), vec![Encoding::RleDictionary])]),
+                None => plain(strings),
             }
         }
-        _ => vec![(series.rechunk().to_arrow(0, CompatLevel::newest()), encoding.to_vec())],
+        _ => Ok(vec![(series.rechunk().to_arrow(0, CompatLevel::newest()), encoding.to_vec())]),
     }
+}
+
+/// `chunks` with runs of small ones (a piece's rows of one date, a
+/// batch's deferred rows) gathered into arrays of at least
+/// [`MIN_PAGE_ROWS`], so that pages are not a few rows each; chunks that
+/// large already are not copied.
+fn gathered_small(chunks: Vec<ArrayRef>) -> Vec<PolarsResult<ArrayRef>> {
+    let mut out = Vec::new();
+    let mut small: Vec<ArrayRef> = Vec::new();
+    let gather = |small: &mut Vec<ArrayRef>| match small.len() {
+        1 => Ok(small.pop().expect("one chunk")),
+        _ => {
+            let arrays: Vec<&dyn polars_arrow::array::Array> = small.iter().map(|a| a.as_ref()).collect();
+            let gathered = concatenate(&arrays);
+            small.clear();
+            gathered
+        }
+    };
+    for chunk in chunks {
+        if chunk.len() >= MIN_PAGE_ROWS {
+            if !small.is_empty() {
+                out.push(gather(&mut small));
+            }
+            out.push(Ok(chunk));
+            continue;
+        }
+        small.push(chunk);
+        if small.iter().map(|a| a.len()).sum::<usize>() >= MIN_PAGE_ROWS {
+            out.push(gather(&mut small));
+        }
+    }
+    if !small.is_empty() {
+        out.push(gather(&mut small));
+    }
+    out
 }
 
 /// A string column's chunks as one dictionary array, keys in order of
@@ -310,6 +353,27 @@ mod tests {
         let dictionaries: Vec<bool> =
             metadata.row_groups[0].parquet_columns().iter().map(|c| c.dictionary_page_offset().is_some()).collect();
         assert_eq!(dictionaries, [true, false]);
+    }
+
+    #[test]
+    fn small_chunks_are_gathered_into_larger_pages() {
+        // 1,000 chunks of 10 rows, as a batch's deferred rows come.
+        let n = 10_000;
+        let lines = Int64Chunked::from_vec("_source_line".into(), (0..n as i64).map(|i| i * 7_919 % 100_003).collect());
+        let df = DataFrame::new(n, vec![lines.into_column()]).expect("frame");
+        let bounds: Vec<usize> = (0..=n).step_by(10).collect();
+        let pieces = in_pieces_of(&df, &bounds);
+        assert_eq!(pieces.column("_source_line").expect("column").n_chunks(), 1_000);
+        let bytes = encode(&pieces, 1).expect("encode");
+        assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
+        // A page (header, zstd frame) per 10 rows would about double the column.
+        let size = |bytes: &[u8]| {
+            let metadata = read_metadata(&mut Cursor::new(bytes)).expect("metadata");
+            metadata.row_groups[0].parquet_columns()[0].compressed_size()
+        };
+        let mut whole = pieces.clone();
+        whole.rechunk_mut();
+        assert!(size(&bytes) < size(&encode(&whole, 1).expect("encode")) * 11 / 10);
     }
 
     #[test]
