@@ -1,7 +1,7 @@
 //! Layer files as Parquet bytes, and back.
 //!
-//! Encoding goes below polars' `ParquetWriter` for two things it does not
-//! offer (polars 0.55):
+//! Encoding goes below polars' `ParquetWriter` for what it does not offer
+//! (polars 0.55):
 //!
 //! - **An encoding per column.** polars tries a dictionary on every string
 //!   and most number columns: it estimates each column's cardinality by
@@ -14,6 +14,12 @@
 //!   dictionaries in parallel, but encodes the other pages and compresses
 //!   all of them one after another as it writes the file; here each
 //!   column is encoded and compressed in one parallel task.
+//! - **No gathering copy.** A batch's frame is one chunk a piece; polars
+//!   copies each column's chunks into one array first. Here plain columns
+//!   are written chunk by chunk ([`gathered_small`] only joins runs of
+//!   small ones) and string dictionaries are built from the chunks
+//!   ([`string_dictionary`]).
+//! - **No min/max on free text** ([`NO_MIN_MAX`]).
 //!
 //! Everything else is polars' own: the Arrow-to-Parquet schema (and the
 //! Arrow schema in the footer that polars and pyarrow read types from),
@@ -64,10 +70,8 @@ const NO_MIN_MAX: [&str; 3] = ["timestamp", EXTRA, RAW];
 /// [`ROW_GROUP_ROWS`]. (Distinct counts are left out: computing them
 /// hashes every value and no reader uses them for pruning.)
 ///
-/// The frame's chunks are not gathered first: a plain column is written
-/// chunk by chunk, as pages of one column chunk, so a batch's pieces are
-/// never copied into one array. A column that may get a dictionary needs
-/// its row group's values as one array; only that column is gathered.
+/// The frame's chunks are not gathered first; see [`arrays`] for how
+/// each column is taken.
 pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
@@ -129,7 +133,7 @@ pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
 }
 
 /// A row group's column as the arrays to encode, with their encodings: a
-/// plain column chunk by chunk; a string column that may get a dictionary
+/// plain column chunk by chunk ([`gathered_small`]); a string column that may get a dictionary
 /// as one dictionary array built from its chunks ([`string_dictionary`]);
 /// any other column gathered into one array, for polars to decide.
 fn arrays(series: &Series, encoding: &[Encoding]) -> PolarsResult<Vec<(ArrayRef, Vec<Encoding>)>> {
@@ -139,7 +143,7 @@ fn arrays(series: &Series, encoding: &[Encoding]) -> PolarsResult<Vec<(ArrayRef,
             .map(|i| series.to_arrow(i, CompatLevel::newest()))
     };
     let plain = |chunks: Vec<ArrayRef>| {
-        gathered_small(chunks).into_iter().map(|array| Ok((array?, vec![Encoding::Plain]))).collect()
+        Ok(gathered_small(chunks)?.into_iter().map(|array| (array, vec![Encoding::Plain])).collect())
     };
     match encoding {
         [Encoding::Plain] => plain(chunks().collect()),
@@ -160,35 +164,36 @@ fn arrays(series: &Series, encoding: &[Encoding]) -> PolarsResult<Vec<(ArrayRef,
 /// batch's deferred rows) gathered into arrays of at least
 /// [`MIN_PAGE_ROWS`], so that pages are not a few rows each; chunks that
 /// large already are not copied.
-fn gathered_small(chunks: Vec<ArrayRef>) -> Vec<PolarsResult<ArrayRef>> {
-    let mut out = Vec::new();
-    let mut small: Vec<ArrayRef> = Vec::new();
-    let gather = |small: &mut Vec<ArrayRef>| match small.len() {
-        1 => Ok(small.pop().expect("one chunk")),
-        _ => {
-            let arrays: Vec<&dyn polars_arrow::array::Array> = small.iter().map(|a| a.as_ref()).collect();
-            let gathered = concatenate(&arrays);
-            small.clear();
-            gathered
-        }
-    };
+fn gathered_small(chunks: Vec<ArrayRef>) -> PolarsResult<Vec<ArrayRef>> {
+    fn gather(small: &mut Vec<ArrayRef>) -> PolarsResult<ArrayRef> {
+        let gathered = match small.as_slice() {
+            [one] => one.clone(),
+            many => concatenate(&many.iter().map(|a| a.as_ref()).collect::<Vec<_>>())?,
+        };
+        small.clear();
+        Ok(gathered)
+    }
+    let (mut out, mut small, mut small_rows) = (Vec::new(), Vec::new(), 0);
     for chunk in chunks {
         if chunk.len() >= MIN_PAGE_ROWS {
             if !small.is_empty() {
-                out.push(gather(&mut small));
+                out.push(gather(&mut small)?);
+                small_rows = 0;
             }
-            out.push(Ok(chunk));
+            out.push(chunk);
             continue;
         }
+        small_rows += chunk.len();
         small.push(chunk);
-        if small.iter().map(|a| a.len()).sum::<usize>() >= MIN_PAGE_ROWS {
-            out.push(gather(&mut small));
+        if small_rows >= MIN_PAGE_ROWS {
+            out.push(gather(&mut small)?);
+            small_rows = 0;
         }
     }
     if !small.is_empty() {
-        out.push(gather(&mut small));
+        out.push(gather(&mut small)?);
     }
-    out
+    Ok(out)
 }
 
 /// A string column's chunks as one dictionary array, keys in order of
