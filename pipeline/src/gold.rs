@@ -38,7 +38,13 @@ pub fn schema() -> Schema {
 /// sorted by service, minute.
 pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
     let latency = || col(LATENCY_MS);
-    let quantile = |q: f64, name: &str| latency().quantile(lit(q), QuantileMethod::Linear).alias(name);
+    // Nulls are dropped first. polars skips them anyway, but a group with
+    // a null takes its slow path: each group sorted (on its thread pool,
+    // a few hundred values at a time) for each quantile, instead of
+    // selected in place. The value is the same order statistic; only the
+    // interpolation's fraction, which that path offsets by the null count,
+    // may then differ in its last bit.
+    let quantile = |q: f64, name: &str| latency().drop_nulls().quantile(lit(q), QuantileMethod::Linear).alias(name);
     let is_error = col(STATUS_CODE).lt(lit(200)).or(col(STATUS_CODE).gt(lit(299)));
     events
         .group_by([col(SERVICE), col(EVENT_TIME).dt().truncate(lit("1m")).alias(MINUTE)])
@@ -71,6 +77,14 @@ fn minute_of(micros: i64) -> i64 {
 }
 
 const MINUTE_MICROS: i64 = 60_000_000;
+
+/// The minutes (µs since the epoch, first to last, as a range of their
+/// starts) that the events of `df` (at least the event time) fall in;
+/// `None` when it has no event time.
+pub fn minutes_spanned(df: &DataFrame) -> Result<Option<std::ops::Range<i64>>> {
+    let times = micros(df, EVENT_TIME)?;
+    Ok(times.min().zip(times.max()).map(|(first, last)| minute_of(first)..minute_of(last) + MINUTE_MICROS))
+}
 
 /// Gold rows (service, minute) that some events fall in: the rows that
 /// change when those events are added.

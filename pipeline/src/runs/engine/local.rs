@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::BuildHasher;
+use std::ops::Range;
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -186,28 +187,45 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
     let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
     let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
-    let mut parts = Vec::new();
+    // With passes, each file's minutes first (one column): a pass reads only
+    // the files with events in its range. Input that arrives roughly in time
+    // order (most exports) is then read about once, not once per pass.
+    let spans: Vec<Option<Range<i64>>> = match passes {
+        1 => vec![Some(day_start..day_start + MINUTES_PER_DAY * MINUTE_MICROS); sources.len()],
+        _ => sources.par_iter().map(|e| gold::minutes_spanned(&read(e, &[EVENT_TIME])?)).collect::<Result<_>>()?,
+    };
+    let (mut parts, mut reads) = (Vec::new(), 0);
     for pass in 0..passes {
         let range = day_start + pass * span..day_start + (pass + 1) * span;
         let keep = |service: &str, minute: i64| {
             range.contains(&minute) && touched.as_ref().is_none_or(|t| t.contains(service, minute))
         };
+        let overlapping = |s: &Range<i64>| s.start < range.end && range.start < s.end;
         let frames = sources
             .par_iter()
-            .map(|e| {
+            .zip(&spans)
+            .filter(|(_, span)| span.as_ref().is_some_and(overlapping))
+            .map(|(e, _)| {
                 let df = read(e, &gold::INPUT_COLUMNS)?;
                 if passes == 1 && touched.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
             })
             .collect::<Result<Vec<_>>>()?;
-        parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
+        reads += frames.len();
+        if !frames.is_empty() {
+            parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
+        }
     }
-    let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
+    let fresh = match parts.len() {
+        0 => DataFrame::empty_with_schema(&gold::schema()),
+        1 => parts.swap_remove(0),
+        _ => gold::sorted(concat_frames(parts)?)?,
+    };
     let metrics = match (previous, &touched) {
         (Some(previous), Some(touched)) => gold::replace_rows(previous, fresh, touched)?,
         _ => fresh,
     };
     if passes > 1 {
-        info!(date = format_date(date), passes, "Read a date for gold in passes.");
+        info!(date = format_date(date), passes, files = sources.len(), reads, "Read a date for gold in passes.");
     }
     output.put_parquet(&layout::staged(run.run_id, &path), &metrics)?;
     Ok((path, metrics.height() as u64))
