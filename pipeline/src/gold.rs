@@ -36,7 +36,7 @@ pub fn schema() -> Schema {
 
 /// Per service and minute metrics of `events` (at least [`INPUT_COLUMNS`]),
 /// sorted by service, minute.
-pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
+pub fn aggregate(events: DataFrame) -> Result<DataFrame> {
     let latency = || col(LATENCY_MS);
     // Nulls are dropped first. polars skips them anyway, but a group with
     // a null takes its slow path: each group sorted (on its thread pool,
@@ -46,9 +46,14 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
     // may then differ in its last bit.
     let quantile = |q: f64, name: &str| latency().drop_nulls().quantile(lit(q), QuantileMethod::Linear).alias(name);
     let is_error = col(STATUS_CODE).lt(lit(200)).or(col(STATUS_CODE).gt(lit(299)));
+    let mut events = events;
+    events.with_column(group_keys(&events)?).map_err(Error::polars("keying gold rows"))?;
     events
-        .group_by([col(SERVICE), col(EVENT_TIME).dt().truncate(lit("1m")).alias(MINUTE)])
+        .lazy()
+        .group_by([col(GROUP)])
         .agg([
+            col(SERVICE).first(),
+            col(EVENT_TIME).first().dt().truncate(lit("1m")).alias(MINUTE),
             len().cast(DataType::Int64).alias("request_count"),
             latency().count().cast(DataType::Int64).alias("latency_count"),
             latency().mean().alias("avg_latency_ms"),
@@ -59,6 +64,7 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
             col(STATUS_CODE).count().cast(DataType::Int64).alias("status_count"),
             is_error.sum().cast(DataType::Int64).alias("error_count"),
         ])
+        .drop(cols([GROUP]))
         .with_column(
             when(col("status_count").gt(lit(0)))
                 .then(col("error_count").cast(DataType::Float64) / col("status_count").cast(DataType::Float64))
@@ -68,6 +74,48 @@ pub fn aggregate(events: LazyFrame) -> Result<DataFrame> {
         .sort([SERVICE, MINUTE], SortMultipleOptions::default())
         .collect()
         .map_err(Error::polars("aggregating gold"))
+}
+
+/// The column of each event's gold row, as one integer.
+const GROUP: &str = "_gold_row";
+
+/// Each event's gold row (service, minute) as one integer: grouping by
+/// it is grouping by the pair, without polars encoding a string and a
+/// time into a row key for every event. A null service or time is a
+/// value of its own, as polars groups nulls.
+fn group_keys<'a>(events: &'a DataFrame) -> Result<Column> {
+    let (services, times) = (services(events, SERVICE)?, micros(events, EVENT_TIME)?);
+    let minutes = |t: Option<i64>| t.map(|t| minute_of(t) / MINUTE_MICROS);
+    let first = times.min().map_or(0, |t| minute_of(t) / MINUTE_MICROS);
+    // Minutes from the first one, then one slot for a null time.
+    let slots = times.max().map_or(0, |t| minute_of(t) / MINUTE_MICROS - first + 1) as u64 + 1;
+    if (services.len() as u64 + 1).checked_mul(slots).is_none() {
+        let source = polars_err!(ComputeError: "events span {slots} minutes");
+        return Err(Error::Polars { context: "keying gold rows", source });
+    }
+    let mut ids: PlHashMap<&'a str, u64> = PlHashMap::new();
+    let mut last: Option<(&'a str, u64)> = None;
+    let mut service_id = |service: Option<&'a str>| -> u64 {
+        let Some(service) = service else { return 0 };
+        match last {
+            Some((s, id)) if s == service => id,
+            _ => {
+                let next = ids.len() as u64 + 1;
+                let id = *ids.entry(service).or_insert(next);
+                last = Some((service, id));
+                id
+            }
+        }
+    };
+    let keys: Vec<u64> = services
+        .iter()
+        .zip(times.iter())
+        .map(|(service, time)| {
+            let slot = minutes(time).map_or(slots - 1, |m| (m - first) as u64);
+            service_id(service) * slots + slot
+        })
+        .collect();
+    Ok(Column::new(GROUP.into(), keys))
 }
 
 /// The minute (µs since the epoch) an event time falls in: the same floor
@@ -216,12 +264,12 @@ fn micros<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Int64Chunked> {
 mod tests {
     use super::*;
 
-    fn events(rows: &[(&str, i64, Option<f64>, Option<i32>)]) -> LazyFrame {
+    fn events(rows: &[(&str, i64, Option<f64>, Option<i32>)]) -> DataFrame {
         let services: Vec<&str> = rows.iter().map(|r| r.0).collect();
         let times: Vec<i64> = rows.iter().map(|r| r.1).collect();
         let latencies: Vec<Option<f64>> = rows.iter().map(|r| r.2).collect();
         let statuses: Vec<Option<i32>> = rows.iter().map(|r| r.3).collect();
-        let df = DataFrame::new(
+        DataFrame::new(
             rows.len(),
             vec![
                 Column::new(SERVICE.into(), services),
@@ -232,8 +280,7 @@ mod tests {
                 Column::new(STATUS_CODE.into(), statuses),
             ],
         )
-        .expect("valid frame");
-        df.lazy()
+        .expect("valid frame")
     }
 
     const MIN: i64 = 60_000_000;
@@ -285,19 +332,18 @@ mod tests {
             ("a", T0 + 3 * MIN, None, Some(500)),
         ];
         let added = [("a", T0 + 2 * MIN + 59_999_999, Some(7.0), Some(404)), ("a", T0 + 5 * MIN, Some(0.1), None)];
-        let collect = |rows: &[(&str, i64, Option<f64>, Option<i32>)]| events(rows).collect().expect("frame");
         let everything = aggregate(events(&[earlier.as_slice(), added.as_slice()].concat())).expect("aggregate");
 
         let previous = aggregate(events(&earlier)).expect("aggregate");
-        let added = collect(&added);
+        let added = events(&added);
         let touched = Touched::of(std::slice::from_ref(&added)).expect("touched rows");
         assert_eq!(touched.len(), 2);
         assert!(touched.contains("a", T0 + 2 * MIN) && touched.contains("a", T0 + 5 * MIN));
         assert!(!touched.contains("b", T0 + 2 * MIN), "service b got no new events");
-        let mut events = events_in(&collect(&earlier), |s, m| touched.contains(s, m)).expect("filter");
+        let mut events = events_in(&events(&earlier), |s, m| touched.contains(s, m)).expect("filter");
         assert_eq!(events.height(), 1, "only service a's event of minute 2");
         events.vstack_mut_owned(added).expect("same schema");
-        let fresh = aggregate(events.lazy()).expect("aggregate");
+        let fresh = aggregate(events).expect("aggregate");
         assert_eq!(fresh.height(), 2);
         let unsorted = previous.reverse();
         let merged = replace_rows(previous, fresh.clone(), &touched).expect("merge");
@@ -310,7 +356,7 @@ mod tests {
     #[test]
     fn events_in_keeps_the_chosen_rows_with_or_without_nulls() {
         let rows = [("a", T0), ("b", T0), ("a", T0 + MIN), ("b", T0 + 2 * MIN + 1)];
-        let df = events(&rows.map(|(s, t)| (s, t, None, None))).collect().expect("frame");
+        let df = events(&rows.map(|(s, t)| (s, t, None, None)));
         let keep = |service: &str, minute: i64| service == "b" || minute == T0 + MIN;
         let times = |df: &DataFrame| micros(df, EVENT_TIME).unwrap().iter().collect::<Vec<_>>();
         // No nulls: the fast path.

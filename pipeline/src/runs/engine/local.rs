@@ -212,7 +212,7 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
             .collect::<Result<Vec<_>>>()?;
         reads += frames.len();
         if !frames.is_empty() {
-            parts.push(gold::aggregate(concat_frames(frames)?.lazy())?);
+            parts.push(gold::aggregate(concat_frames(frames)?)?);
         }
     }
     let fresh = match parts.len() {
