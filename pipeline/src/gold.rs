@@ -1,7 +1,10 @@
 //! Gold: `service_minute_metrics`, clean events grouped by service and
 //! minute (SPEC §5), computed with polars expressions.
 
+use std::sync::Mutex;
+
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::bronze::timestamp_type;
 use crate::error::{Error, Result};
@@ -34,9 +37,14 @@ pub fn schema() -> Schema {
     .collect()
 }
 
-/// Per service and minute metrics of `events` (at least [`INPUT_COLUMNS`]),
-/// sorted by service, minute.
-pub fn aggregate(events: DataFrame) -> Result<DataFrame> {
+/// Per service and minute metrics of the events in `frames` (each at
+/// least [`INPUT_COLUMNS`]), sorted by service, minute.
+///
+/// polars groups the events by one integer per gold row ([`Rows`]), with
+/// only the latency and status beside it: it neither row-encodes a string
+/// and a time for every event nor gathers the service strings into one
+/// column. The rows' service and minute come back from the integer.
+pub fn aggregate(frames: Vec<DataFrame>) -> Result<DataFrame> {
     let latency = || col(LATENCY_MS);
     // Nulls are dropped first. polars skips them anyway, but a group with
     // a null takes its slow path: each group sorted (on its thread pool,
@@ -46,14 +54,26 @@ pub fn aggregate(events: DataFrame) -> Result<DataFrame> {
     // may then differ in its last bit.
     let quantile = |q: f64, name: &str| latency().drop_nulls().quantile(lit(q), QuantileMethod::Linear).alias(name);
     let is_error = col(STATUS_CODE).lt(lit(200)).or(col(STATUS_CODE).gt(lit(299)));
-    let mut events = events;
-    events.with_column(group_keys(&events)?).map_err(Error::polars("keying gold rows"))?;
-    events
+    let rows = Rows::spanning(&frames)?;
+    let keyed = frames
+        .into_par_iter()
+        .map(|df| {
+            let value = |name| df.column(name).cloned().map_err(Error::polars("keying gold rows"));
+            let columns = vec![rows.keys(&df)?, value(LATENCY_MS)?, value(STATUS_CODE)?];
+            DataFrame::new(df.height(), columns).map_err(Error::polars("keying gold rows"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut keyed = keyed.into_iter();
+    let Some(mut events) = keyed.next() else {
+        return Ok(DataFrame::empty_with_schema(&schema()));
+    };
+    for df in keyed {
+        events.vstack_mut_owned(df).map_err(Error::polars("gathering events for gold"))?;
+    }
+    let mut metrics = events
         .lazy()
         .group_by([col(GROUP)])
         .agg([
-            col(SERVICE).first(),
-            col(EVENT_TIME).first().dt().truncate(lit("1m")).alias(MINUTE),
             len().cast(DataType::Int64).alias("request_count"),
             latency().count().cast(DataType::Int64).alias("latency_count"),
             latency().mean().alias("avg_latency_ms"),
@@ -64,58 +84,99 @@ pub fn aggregate(events: DataFrame) -> Result<DataFrame> {
             col(STATUS_CODE).count().cast(DataType::Int64).alias("status_count"),
             is_error.sum().cast(DataType::Int64).alias("error_count"),
         ])
-        .drop(cols([GROUP]))
         .with_column(
             when(col("status_count").gt(lit(0)))
                 .then(col("error_count").cast(DataType::Float64) / col("status_count").cast(DataType::Float64))
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("error_rate"),
         )
-        .sort([SERVICE, MINUTE], SortMultipleOptions::default())
         .collect()
-        .map_err(Error::polars("aggregating gold"))
+        .map_err(Error::polars("aggregating gold"))?;
+    let keys = metrics.column(GROUP).and_then(|c| c.u64()).map_err(Error::polars("aggregating gold"))?;
+    let (services, minutes) = rows.of(keys);
+    metrics.with_column(services).and_then(|df| df.with_column(minutes)).map_err(Error::polars("aggregating gold"))?;
+    let names: Vec<PlSmallStr> = schema().iter_names().cloned().collect();
+    sorted(metrics.select(names).map_err(Error::polars("aggregating gold"))?)
 }
 
 /// The column of each event's gold row, as one integer.
 const GROUP: &str = "_gold_row";
 
-/// Each event's gold row (service, minute) as one integer: grouping by
-/// it is grouping by the pair, without polars encoding a string and a
-/// time into a row key for every event. A null service or time is a
-/// value of its own, as polars groups nulls.
-fn group_keys<'a>(events: &'a DataFrame) -> Result<Column> {
-    let (services, times) = (services(events, SERVICE)?, micros(events, EVENT_TIME)?);
-    let minutes = |t: Option<i64>| t.map(|t| minute_of(t) / MINUTE_MICROS);
-    let first = times.min().map_or(0, |t| minute_of(t) / MINUTE_MICROS);
-    // Minutes from the first one, then one slot for a null time.
-    let slots = times.max().map_or(0, |t| minute_of(t) / MINUTE_MICROS - first + 1) as u64 + 1;
-    if (services.len() as u64 + 1).checked_mul(slots).is_none() {
-        let source = polars_err!(ComputeError: "events span {slots} minutes");
-        return Err(Error::Polars { context: "keying gold rows", source });
-    }
-    let mut ids: PlHashMap<&'a str, u64> = PlHashMap::new();
-    let mut last: Option<(&'a str, u64)> = None;
-    let mut service_id = |service: Option<&'a str>| -> u64 {
-        let Some(service) = service else { return 0 };
-        match last {
-            Some((s, id)) if s == service => id,
-            _ => {
-                let next = ids.len() as u64 + 1;
-                let id = *ids.entry(service).or_insert(next);
-                last = Some((service, id));
-                id
-            }
+/// Gold rows (service, minute) numbered as one integer each:
+/// `service id × slots + minute slot`. Service id 0 is a null service, and
+/// the last slot a null time: polars groups nulls as a value of their own.
+struct Rows {
+    /// The first minute (minutes since the epoch).
+    first: i64,
+    /// Minute slots: the minutes from the first to the last, and a null one.
+    slots: u64,
+    /// Services by id (from 1), as the frames meet them.
+    services: Mutex<PlIndexSet<String>>,
+}
+
+impl Rows {
+    /// Rows for the minutes that `frames`' events span.
+    fn spanning(frames: &[DataFrame]) -> Result<Self> {
+        let (mut first, mut last, mut events) = (i64::MAX, i64::MIN, 0);
+        for df in frames {
+            let times = micros(df, EVENT_TIME)?;
+            first = first.min(times.min().map_or(i64::MAX, |t| minute_of(t) / MINUTE_MICROS));
+            last = last.max(times.max().map_or(i64::MIN, |t| minute_of(t) / MINUTE_MICROS));
+            events += df.height() as u64;
         }
-    };
-    let keys: Vec<u64> = services
-        .iter()
-        .zip(times.iter())
-        .map(|(service, time)| {
-            let slot = minutes(time).map_or(slots - 1, |m| (m - first) as u64);
-            service_id(service) * slots + slot
-        })
-        .collect();
-    Ok(Column::new(GROUP.into(), keys))
+        let slots = if first > last { 1 } else { (last - first) as u64 + 2 };
+        if (events + 1).checked_mul(slots).is_none() {
+            let source = polars_err!(ComputeError: "events span {slots} minutes");
+            return Err(Error::Polars { context: "keying gold rows", source });
+        }
+        Ok(Self { first, slots, services: Mutex::default() })
+    }
+
+    /// The row of each event of `df`.
+    fn keys<'a>(&self, df: &'a DataFrame) -> Result<Column> {
+        let (services, times) = (services(df, SERVICE)?, micros(df, EVENT_TIME)?);
+        // The ids this frame met, so the shared set is locked once a service.
+        let mut ids: PlHashMap<&'a str, u64> = PlHashMap::new();
+        let mut last: Option<(&'a str, u64)> = None;
+        let mut service_id = |service: Option<&'a str>| -> u64 {
+            let Some(service) = service else { return 0 };
+            if let Some((_, id)) = last.filter(|(s, _)| *s == service) {
+                return id;
+            }
+            let id = *ids.entry(service).or_insert_with(|| {
+                let mut all = self.services.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                all.insert_full(service.to_string()).0 as u64 + 1
+            });
+            last = Some((service, id));
+            id
+        };
+        let keys: Vec<u64> = services
+            .iter()
+            .zip(times.iter())
+            .map(|(service, time)| {
+                let slot = time.map_or(self.slots - 1, |t| (minute_of(t) / MINUTE_MICROS - self.first) as u64);
+                service_id(service) * self.slots + slot
+            })
+            .collect();
+        Ok(Column::new(GROUP.into(), keys))
+    }
+
+    /// The service and minute columns of rows `keys`.
+    fn of(&self, keys: &UInt64Chunked) -> (Column, Column) {
+        let all = self.services.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (services, minutes): (Vec<Option<&str>>, Vec<Option<i64>>) = keys
+            .into_no_null_iter()
+            .map(|key| {
+                let (id, slot) = (key / self.slots, key % self.slots);
+                let service = id.checked_sub(1).and_then(|i| all.get_index(i as usize)).map(String::as_str);
+                let minute = (slot + 1 < self.slots).then(|| (self.first + slot as i64) * MINUTE_MICROS);
+                (service, minute)
+            })
+            .unzip();
+        let minutes =
+            Int64Chunked::new(MINUTE.into(), minutes).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        (Column::new(SERVICE.into(), services), minutes.into_column())
+    }
 }
 
 /// The minute (µs since the epoch) an event time falls in: the same floor
@@ -288,14 +349,14 @@ mod tests {
 
     #[test]
     fn metrics_per_service_minute_with_linear_quantiles() {
-        let df = aggregate(events(&[
+        let df = aggregate(vec![events(&[
             ("b", T0, Some(1.0), Some(200)),
             ("a", T0 + 59_999_999, Some(4.0), Some(500)),
             ("a", T0, Some(1.0), Some(200)),
             ("a", T0 + 1, Some(2.0), None),
             ("a", T0 + 2, Some(3.0), Some(404)),
             ("a", T0 + MIN, None, None),
-        ]))
+        ])])
         .expect("aggregate");
         assert_eq!(df.schema().as_ref(), &schema());
         let services: Vec<_> = df.column(SERVICE).unwrap().str().unwrap().iter().flatten().collect();
@@ -332,9 +393,9 @@ mod tests {
             ("a", T0 + 3 * MIN, None, Some(500)),
         ];
         let added = [("a", T0 + 2 * MIN + 59_999_999, Some(7.0), Some(404)), ("a", T0 + 5 * MIN, Some(0.1), None)];
-        let everything = aggregate(events(&[earlier.as_slice(), added.as_slice()].concat())).expect("aggregate");
+        let everything = aggregate(vec![events(&[earlier.as_slice(), added.as_slice()].concat())]).expect("aggregate");
 
-        let previous = aggregate(events(&earlier)).expect("aggregate");
+        let previous = aggregate(vec![events(&earlier)]).expect("aggregate");
         let added = events(&added);
         let touched = Touched::of(std::slice::from_ref(&added)).expect("touched rows");
         assert_eq!(touched.len(), 2);
@@ -343,7 +404,7 @@ mod tests {
         let mut events = events_in(&events(&earlier), |s, m| touched.contains(s, m)).expect("filter");
         assert_eq!(events.height(), 1, "only service a's event of minute 2");
         events.vstack_mut_owned(added).expect("same schema");
-        let fresh = aggregate(events).expect("aggregate");
+        let fresh = aggregate(vec![events]).expect("aggregate");
         assert_eq!(fresh.height(), 2);
         let unsorted = previous.reverse();
         let merged = replace_rows(previous, fresh.clone(), &touched).expect("merge");
@@ -351,6 +412,41 @@ mod tests {
         // A partition not sorted by service, minute is sorted, not merged.
         let merged = replace_rows(unsorted, fresh, &touched).expect("merge");
         assert!(merged.equals_missing(&everything), "{merged}\n!=\n{everything}");
+    }
+
+    #[test]
+    fn rows_are_the_pairs_of_service_and_minute_nulls_included() {
+        // Frames share services; a null service and a null time are rows of their own.
+        let services = [Some("b"), Some("a"), None, Some("a"), Some("b"), None, Some("a")];
+        let times = [Some(T0), Some(T0 + 5), Some(T0), None, Some(T0 + 3 * MIN), None, Some(T0 + MIN)];
+        let times =
+            Int64Chunked::new(EVENT_TIME.into(), times).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let df = DataFrame::new(
+            services.len(),
+            vec![
+                Column::new(SERVICE.into(), services),
+                times.into_column(),
+                Column::new(
+                    LATENCY_MS.into(),
+                    [Some(1.0), Some(2.0), Some(3.0), None, Some(5.0), Some(6.0), Some(7.0)],
+                ),
+                Column::new(STATUS_CODE.into(), [Some(200); 7]),
+            ],
+        )
+        .expect("frame");
+        let gold = aggregate(vec![df.slice(0, 3), df.slice(3, 4)]).expect("aggregate");
+        let pairs = [col(SERVICE), col(EVENT_TIME).dt().truncate(lit("1m")).alias(MINUTE)];
+        let expected = df
+            .lazy()
+            .group_by(pairs)
+            .agg([len().cast(DataType::Int64).alias("request_count"), col(LATENCY_MS).max().alias("max_latency_ms")])
+            .sort([SERVICE, MINUTE], SortMultipleOptions::default())
+            .collect()
+            .expect("group by the pair");
+        let got = gold.select([SERVICE, MINUTE, "request_count", "max_latency_ms"]).expect("columns");
+        assert_eq!(got.height(), 7);
+        assert!(got.equals_missing(&expected), "{got}\n!=\n{expected}");
+        assert_eq!(aggregate(Vec::new()).expect("no frames").schema().as_ref(), &schema());
     }
 
     #[test]

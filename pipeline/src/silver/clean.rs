@@ -690,7 +690,7 @@ mod proptests {
             prop_assert_eq!(events + cleaned.rejects.height(), bronze_rows);
             prop_assert_eq!(cleaned.reject_counts.iter().sum::<u64>() as usize, cleaned.rejects.height());
             for (_, df) in &cleaned.events {
-                let gold = crate::gold::aggregate(df.clone()).expect("aggregate");
+                let gold = crate::gold::aggregate(vec![df.clone()]).expect("aggregate");
                 let counts = gold.column("request_count").expect("column").i64().expect("i64").clone();
                 prop_assert_eq!(counts.sum().unwrap_or(0) as usize, df.height());
             }

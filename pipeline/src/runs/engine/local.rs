@@ -211,15 +211,9 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
             })
             .collect::<Result<Vec<_>>>()?;
         reads += frames.len();
-        if !frames.is_empty() {
-            parts.push(gold::aggregate(concat_frames(frames)?)?);
-        }
+        parts.push(gold::aggregate(frames)?);
     }
-    let fresh = match parts.len() {
-        0 => DataFrame::empty_with_schema(&gold::schema()),
-        1 => parts.swap_remove(0),
-        _ => gold::sorted(concat_frames(parts)?)?,
-    };
+    let fresh = if parts.len() == 1 { parts.swap_remove(0) } else { gold::sorted(concat_frames(parts)?)? };
     let metrics = match (previous, &touched) {
         (Some(previous), Some(touched)) => gold::replace_rows(previous, fresh, touched)?,
         _ => fresh,
