@@ -437,6 +437,7 @@ mod tests {
         let gold = aggregate(vec![df.slice(0, 3), df.slice(3, 4)]).expect("aggregate");
         let pairs = [col(SERVICE), col(EVENT_TIME).dt().truncate(lit("1m")).alias(MINUTE)];
         let expected = df
+            .clone()
             .lazy()
             .group_by(pairs)
             .agg([len().cast(DataType::Int64).alias("request_count"), col(LATENCY_MS).max().alias("max_latency_ms")])
@@ -447,6 +448,8 @@ mod tests {
         assert_eq!(got.height(), 7);
         assert!(got.equals_missing(&expected), "{got}\n!=\n{expected}");
         assert_eq!(aggregate(Vec::new()).expect("no frames").schema().as_ref(), &schema());
+        let nothing = aggregate(vec![df.clear(), df.clear()]).expect("empty frames");
+        assert_eq!((nothing.height(), nothing.schema().as_ref()), (0, &schema()));
     }
 
     #[test]
