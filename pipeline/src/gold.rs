@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::bronze::timestamp_type;
 use crate::error::{Error, Result};
+use crate::frames::concat_frames;
 use crate::silver::columns::{EVENT_TIME, LATENCY_MS, SERVICE, STATUS_CODE};
 
 pub const MINUTE: &str = "minute";
@@ -63,14 +64,10 @@ pub fn aggregate(frames: Vec<DataFrame>) -> Result<DataFrame> {
             DataFrame::new(df.height(), columns).map_err(Error::polars("keying gold rows"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut keyed = keyed.into_iter();
-    let Some(mut events) = keyed.next() else {
+    if keyed.is_empty() {
         return Ok(DataFrame::empty_with_schema(&schema()));
-    };
-    for df in keyed {
-        events.vstack_mut_owned(df).map_err(Error::polars("gathering events for gold"))?;
     }
-    let mut metrics = events
+    let mut metrics = concat_frames(keyed)?
         .lazy()
         .group_by([col(GROUP)])
         .agg([
@@ -117,14 +114,15 @@ struct Rows {
 impl Rows {
     /// Rows for the minutes that `frames`' events span.
     fn spanning(frames: &[DataFrame]) -> Result<Self> {
-        let (mut first, mut last, mut events) = (i64::MAX, i64::MIN, 0);
-        for df in frames {
-            let times = micros(df, EVENT_TIME)?;
-            first = first.min(times.min().map_or(i64::MAX, |t| minute_of(t) / MINUTE_MICROS));
-            last = last.max(times.max().map_or(i64::MIN, |t| minute_of(t) / MINUTE_MICROS));
-            events += df.height() as u64;
+        let mut span: Option<std::ops::Range<i64>> = None;
+        for frame in frames.iter().map(minutes_spanned) {
+            if let Some(s) = frame? {
+                span = Some(span.map_or(s.clone(), |all| all.start.min(s.start)..all.end.max(s.end)));
+            }
         }
-        let slots = if first > last { 1 } else { (last - first) as u64 + 2 };
+        let events = frames.iter().map(DataFrame::height).sum::<usize>() as u64;
+        let (first, minutes) = span.map_or((0, 0), |s| (s.start / MINUTE_MICROS, (s.end - s.start) / MINUTE_MICROS));
+        let slots = minutes as u64 + 1;
         if (events + 1).checked_mul(slots).is_none() {
             let source = polars_err!(ComputeError: "events span {slots} minutes");
             return Err(Error::Polars { context: "keying gold rows", source });

@@ -7,12 +7,14 @@
 //! - [`gold`] aggregates clean events per service and minute.
 //! - [`runs`] orchestrates a run: incremental input, lock, staging, manifest.
 //! - [`storage`] is the object_store edge, [`parquet`] the layer files'
-//!   encoding; [`config`] the layered settings; [`pool`] the threads.
+//!   encoding; [`config`] the layered settings; [`pool`] the threads;
+//!   [`frames`] stacks frames without copying rows.
 
 pub mod bronze;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod frames;
 pub mod generate;
 pub mod gold;
 pub mod inspect;

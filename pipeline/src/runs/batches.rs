@@ -16,12 +16,13 @@ use rayon::prelude::*;
 use tracing::{info, info_span, warn};
 
 use super::engine::{RunContext, StagedWrite, Tally};
-use super::execute::{Run, concat_frames};
+use super::execute::Run;
 use super::id_index;
 use super::ingest::{Candidate, Event, FileOutcome, Reader};
 use super::manifest::FileRecord;
 use crate::bronze::{BronzeBuilder, Lineage};
 use crate::error::{Error, Result};
+use crate::frames::concat_frames;
 use crate::input::{self, Limits, ReadStats};
 use crate::layout::{self, BRONZE, SILVER_REJECTS};
 use crate::pool;

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use polars::prelude::*;
 use tracing::{info, warn};
 
 use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
@@ -316,18 +315,6 @@ pub(super) fn parquet_entries(output: &Storage, dir: &str) -> Result<Vec<Entry>>
 /// Published `*.parquet` objects under `dir`.
 pub(super) fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
     Ok(parquet_entries(output, dir)?.into_iter().map(|e| e.relative).collect())
-}
-
-/// The frames one after another, as one frame of their chunks: no row is
-/// copied (a layer file's encoder takes the chunks as they are).
-pub(super) fn concat_frames(mut frames: Vec<DataFrame>) -> Result<DataFrame> {
-    let Some(mut first) = frames.first().cloned() else {
-        return Ok(DataFrame::empty());
-    };
-    for frame in frames.drain(1..) {
-        first.vstack_mut_owned(frame).map_err(Error::polars("concatenating frames"))?;
-    }
-    Ok(first)
 }
 
 fn progress_bar(total_bytes: u64) -> ProgressBar {

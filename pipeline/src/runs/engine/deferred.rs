@@ -15,8 +15,8 @@ use tracing::info;
 
 use super::{RunContext, Tally};
 use crate::error::Result;
+use crate::frames::concat_frames;
 use crate::layout::{self, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::runs::execute::concat_frames;
 use crate::runs::id_index;
 use crate::silver::{self, CANDIDATE_COLUMNS, FingerprintSet, Resolver, timestamp::format_date};
 
