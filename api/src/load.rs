@@ -12,17 +12,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use chrono::NaiveDate;
 use pipeline::layout::{COMMIT_MARKER, GOLD, STAGING, partition_value};
 use pipeline::runs::{Manifest, RUNS_DIR};
 use pipeline::storage::{Entry, Storage};
 use tracing::{info, warn};
 
-use crate::reader::Reader;
+use crate::reader::{Budget, Reader};
 use crate::runs::{RunEntry, RunIndex};
 use crate::slice::ROW_BYTES;
 use crate::snapshot::{Gold, Partition, Snapshot};
-use crate::state::State;
 
 /// What has been read of `_runs/` so far.
 pub struct Reloader {
@@ -40,15 +40,15 @@ impl Reloader {
     /// Indexes new manifests; builds gold when the newest committed run
     /// differs from the snapshot's. Returns whether the snapshot changed. A
     /// failed build keeps the old snapshot.
-    pub fn poll(&mut self, state: &State) -> pipeline::Result<bool> {
+    pub fn poll(&mut self, snapshot: &ArcSwap<Snapshot>, reader: &Reader, budget: &Budget) -> pipeline::Result<bool> {
         let new_runs = self.read_new_runs()?;
         let runs_changed = !new_runs.is_empty();
         self.runs.extend(new_runs);
-        let current = state.snapshot.load_full();
+        let current = snapshot.load_full();
         let mut gold = current.gold.clone();
         if let Some(run) = self.runs.newest_committed().cloned()
             && current.gold.as_ref().is_none_or(|g| g.run_id != run.run_id)
-            && let Some(built) = self.build_gold(&run, current.gold.as_deref(), state)?
+            && let Some(built) = self.build_gold(&run, current.gold.as_deref(), reader, budget)?
         {
             info!(
                 run_id = run.run_id,
@@ -62,7 +62,7 @@ impl Reloader {
         }
         let gold_changed = gold.as_ref().map(|g| &g.run_id) != current.gold.as_ref().map(|g| &g.run_id);
         if runs_changed || gold_changed {
-            state.snapshot.store(Arc::new(Snapshot { gold, runs: Arc::new(self.runs.clone()) }));
+            snapshot.store(Arc::new(Snapshot { gold, runs: Arc::new(self.runs.clone()) }));
         }
         Ok(runs_changed || gold_changed)
     }
@@ -89,7 +89,13 @@ impl Reloader {
 
     /// Indexes the gold of `run`, reusing `previous`'s partitions whose file
     /// is unchanged. `None` when a run published meanwhile (try again later).
-    fn build_gold(&self, run: &RunEntry, previous: Option<&Gold>, state: &State) -> pipeline::Result<Option<Gold>> {
+    fn build_gold(
+        &self,
+        run: &RunEntry,
+        previous: Option<&Gold>,
+        reader: &Reader,
+        budget: &Budget,
+    ) -> pipeline::Result<Option<Gold>> {
         if let Some(marker) = self.publishing()? {
             warn!(marker, "A run is publishing; keeping the current snapshot until it has finished.");
             return Ok(None);
@@ -103,7 +109,7 @@ impl Reloader {
             .collect();
         // Newest first: the hot window is the newest dates that fit.
         files.sort_by_key(|f| std::cmp::Reverse(f.0));
-        let mut hot_left = state.budget.hot_bytes as usize;
+        let mut hot_left = budget.hot_bytes as usize;
         let mut partitions = BTreeMap::new();
         for (date, entry) in files {
             let reused = previous
@@ -116,7 +122,7 @@ impl Reloader {
                 // Unchanged, but it has left the hot window.
                 Some(p) if !fits(p.rows) => Partition { hot: None, ..p.clone() },
                 // New or changed, or it has entered the hot window: read it.
-                _ => match index_file(&state.reader, &entry, &fits)? {
+                _ => match index_file(reader, &entry, &fits)? {
                     Some(p) => p,
                     None => {
                         info!(path = entry.relative, "A gold file changed while it was indexed; indexing again later.");
@@ -156,16 +162,6 @@ fn partition_date(relative: &str) -> Option<i32> {
     let date = NaiveDate::parse_from_str(partition_value(relative, "event_date")?, "%Y-%m-%d").ok()?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     Some((date - epoch).num_days() as i32)
-}
-
-/// Loads `state` now, then polls every `interval` on the current thread.
-pub fn run(state: Arc<State>, interval: std::time::Duration) {
-    loop {
-        if let Err(e) = state.reload() {
-            warn!(error = %e.chain(), "Reload failed; serving the previous snapshot.");
-        }
-        std::thread::sleep(interval);
-    }
 }
 
 #[cfg(test)]

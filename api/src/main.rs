@@ -75,7 +75,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let reloader = state.clone();
     std::thread::Builder::new()
         .name("reloader".into())
-        .spawn(move || api::load::run(reloader, interval))
+        .spawn(move || api::state::reload_every(reloader, interval))
         .context("Failed to start the reloader.")?;
 
     let runtime = tokio::runtime::Runtime::new().context("Failed to start the async runtime.")?;

@@ -36,7 +36,7 @@ pub struct Budget {
 
 impl Budget {
     /// The rest (28%) is left for the process itself, the indexes, and
-    /// decoding in flight (bounded by [`crate::routes::COLD_READS`]).
+    /// decoding in flight (bounded by [`crate::state::COLD_READS`]).
     pub fn from_mb(mb: u64) -> Self {
         Self::from_bytes(mb.saturating_mul(MIB))
     }

@@ -1,4 +1,4 @@
-//! Routes (warp filters) and the responses they build (SPEC §8).
+//! Routes (warp filters) and the responses they build (README "HTTP API").
 //!
 //! Every response carries an `x-request-id` (the client's, or a new one);
 //! data responses carry a weak `ETag` keyed by the snapshot's run id, answer
@@ -6,7 +6,7 @@
 //!
 //! A data request is answered on the async thread when everything it needs
 //! is in memory. When it needs the layer files it waits for one of
-//! [`COLD_READS`] permits and runs on a blocking thread; if a file it needs
+//! [`COLD_READS`](crate::state::COLD_READS) permits and runs on a blocking thread; if a file it needs
 //! was replaced by a newer run, it is answered again, whole, from the newer
 //! run's snapshot.
 
@@ -27,9 +27,6 @@ use crate::query::{MetricsQuery, RunsQuery};
 use crate::snapshot::Snapshot;
 use crate::state::{Shared, State};
 
-/// Requests reading layer files at once; more wait. Bounds the memory that
-/// decoding in flight takes.
-pub const COLD_READS: usize = 2;
 /// How long a request whose gold was replaced under it waits for the newer
 /// snapshot before answering 503.
 const STALE_WAIT: Duration = Duration::from_secs(5);

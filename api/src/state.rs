@@ -2,6 +2,7 @@
 //! current snapshot, the cached reader of the output, the server's metrics.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pipeline::storage::Storage;
@@ -11,13 +12,17 @@ use crate::reader::{Budget, Reader};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 
+/// Requests reading layer files at once; more wait. Bounds the memory that
+/// decoding in flight takes.
+pub const COLD_READS: usize = 2;
+
 pub struct State {
     /// Swapped whole by a reload; a request keeps the one it started with.
     pub snapshot: ArcSwap<Snapshot>,
     pub reader: Reader,
     pub telemetry: Telemetry,
     pub budget: Budget,
-    /// Permits for requests that read layer files ([`crate::routes::COLD_READS`]).
+    /// Permits for requests that read layer files ([`COLD_READS`]).
     pub cold_reads: tokio::sync::Semaphore,
     reloader: Mutex<Reloader>,
 }
@@ -35,7 +40,7 @@ impl State {
             reader,
             telemetry,
             budget,
-            cold_reads: tokio::sync::Semaphore::new(crate::routes::COLD_READS),
+            cold_reads: tokio::sync::Semaphore::new(COLD_READS),
             reloader: Mutex::new(Reloader::new(output)),
         })
     }
@@ -45,10 +50,20 @@ impl State {
     pub fn reload(&self) -> pipeline::Result<bool> {
         let mut reloader = self.reloader.lock().unwrap_or_else(PoisonError::into_inner);
         self.telemetry.reloads.inc();
-        let result = reloader.poll(self);
+        let result = reloader.poll(&self.snapshot, &self.reader, &self.budget);
         if result.is_err() {
             self.telemetry.reload_failures.inc();
         }
         result
+    }
+}
+
+/// Loads `state` now, then polls every `interval` on the current thread.
+pub fn reload_every(state: Shared, interval: Duration) {
+    loop {
+        if let Err(e) = state.reload() {
+            tracing::warn!(error = %e.chain(), "Reload failed; serving the previous snapshot.");
+        }
+        std::thread::sleep(interval);
     }
 }

@@ -1,6 +1,6 @@
 //! Committing a run: the commit marker, moving staged files into place,
 //! the manifest written last, and recovery of runs that stopped part way.
-//! Also the points where tests stop a run (`--crash-at`, `--fail-at`).
+//! Also where a run stops when a test asks it to (`--crash-at`, `--fail-at`).
 //!
 //! Everything a run writes goes to `_staging/<run_id>/` first. Commit
 //! writes `_staging/<run_id>/_commit.json`, moves each file into place, then
@@ -12,42 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
-use super::execute::RunOptions;
 use super::manifest::Manifest;
+use super::options::{CrashPoint, RunOptions};
 use super::swap;
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
-
-/// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)
-/// or by failing with an error (`MINUTELY_FAIL_AT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Bronze and silver staged, before gold.
-    Staged,
-    /// Gold staged, before the commit marker.
-    GoldStaged,
-    /// Commit marker written, before any file is moved into place.
-    Committed,
-    /// Half of the staged files moved into place.
-    MidPublish,
-    /// All files in place, before the manifest.
-    Published,
-}
-
-impl CrashPoint {
-    pub const ALL: [(&'static str, CrashPoint); 5] = [
-        ("staged", CrashPoint::Staged),
-        ("gold-staged", CrashPoint::GoldStaged),
-        ("committed", CrashPoint::Committed),
-        ("mid-publish", CrashPoint::MidPublish),
-        ("published", CrashPoint::Published),
-    ];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
-    }
-}
 
 /// Aborts or fails here when a test asked for it.
 pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {

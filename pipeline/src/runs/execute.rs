@@ -14,12 +14,13 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use super::commit::{CrashPoint, checkpoint, publish, recover_staging};
+use super::commit::{checkpoint, publish, recover_staging};
 use super::engine::{self, Engine, RunContext, Tally};
 use super::ingest::Candidate;
 use super::ingested::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
+use super::options::{CrashPoint, RunOptions};
 use super::swap;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -27,19 +28,7 @@ use crate::input::{self, ReadStats};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::pool;
 use crate::silver::{self, Counters, Reason, Rules, timestamp::format_date};
-use crate::storage::{Entry, Storage};
-
-/// How a run was asked to behave.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
-    /// Ignore earlier runs: re-ingest all input and replace every layer.
-    pub full_refresh: bool,
-    /// For crash tests: abort the process at this point, as `kill -9` would.
-    pub crash_at: Option<CrashPoint>,
-    /// For failure tests: fail with an error at this point, as a storage
-    /// error would.
-    pub fail_at: Option<CrashPoint>,
-}
+use crate::storage::Storage;
 
 /// What a run did.
 #[derive(Debug)]
@@ -305,16 +294,6 @@ impl<'a> Run<'a> {
             warn!(error = %e, "Could not write the failed run's manifest.");
         }
     }
-}
-
-/// `*.parquet` objects under `dir`, with their sizes.
-pub(super) fn parquet_entries(output: &Storage, dir: &str) -> Result<Vec<Entry>> {
-    Ok(output.list(dir)?.into_iter().filter(|e| e.relative.ends_with(".parquet")).collect())
-}
-
-/// Published `*.parquet` objects under `dir`.
-pub(super) fn parquet_files(output: &Storage, dir: &str) -> Result<Vec<String>> {
-    Ok(parquet_entries(output, dir)?.into_iter().map(|e| e.relative).collect())
 }
 
 fn progress_bar(total_bytes: u64) -> ProgressBar {

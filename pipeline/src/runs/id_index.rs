@@ -13,12 +13,15 @@
 //! index cannot be decoded.
 //!
 //! Indexes are staged and published with their silver files; a full
-//! refresh replaces the folder whole, like the layers.
+//! refresh replaces the folder whole, like the layers. [`committed_ids`]
+//! reads a date's committed ids through them, for both engines' rule 5.
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use polars::prelude::DataFrame;
+use rayon::prelude::*;
+use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::layout::{self, EVENT_IDS, SILVER_EVENTS};
@@ -80,6 +83,50 @@ pub fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option
 
 fn prefix(fingerprint: u128) -> u64 {
     (fingerprint >> 64) as u64
+}
+
+/// Event id fingerprints committed on `date` by earlier runs, handed to
+/// `each` a file at a time (a date's ids are never all in memory at once);
+/// with `probe`, only those in it (a small incremental batch need not hold
+/// millions), and a file whose id index holds none of them is not read.
+pub(crate) fn committed_ids(
+    output: &Storage,
+    date: i32,
+    probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
+    mut each: impl FnMut(Vec<u128>),
+) -> Result<()> {
+    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+    let files = output.parquet_files(&dir)?;
+    let indexes: HashSet<String> = match probe {
+        Some(_) => output.list(&dir_of(date))?.into_iter().map(|e| e.relative).collect(),
+        None => HashSet::new(),
+    };
+    // A few files per thread at a time: parallel reads, bounded memory.
+    for group in files.chunks(4 * rayon::current_num_threads()) {
+        let per_file = group
+            .par_iter()
+            .map(|path| {
+                let index = path_of(path).filter(|index| indexes.contains(index));
+                if let (Some(probe), Some(index)) = (probe, index) {
+                    match may_hold(&output.get(&index)?, probe) {
+                        Some(false) => return Ok(Vec::new()),
+                        Some(true) => {}
+                        None => warn!(index, "Reading the ids of a file whose id index is damaged."),
+                    }
+                }
+                let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
+                let column =
+                    df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
+                let ids = column.iter().flatten().map(silver::fingerprint);
+                Ok(match probe {
+                    Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
+                    None => ids.collect::<Vec<u128>>(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        per_file.into_iter().for_each(&mut each);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

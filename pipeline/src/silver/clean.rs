@@ -4,7 +4,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::columns::*;
-use super::dedupe::fingerprint;
+use super::fingerprint::fingerprint;
 use super::reason::{Reason, Reasons};
 use super::timestamp::{TimestampError, TimestampParser, event_date};
 use super::value::{self, Optional, normalize};

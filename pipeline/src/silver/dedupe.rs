@@ -28,21 +28,13 @@
 //! processing order, so the outcome does not depend on the threads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use fastbloom::AtomicBloomFilter;
 use rayon::prelude::*;
 
 use super::clean::Evaluated;
+use super::fingerprint::FingerprintSet;
 use super::reason::Reason;
-
-/// Fingerprint of a normalized event id.
-pub fn fingerprint(event_id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
-}
-
-/// A set of id fingerprints.
-pub type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
 
 /// How much of a date's committed ids a batch needs loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,25 +323,5 @@ impl Resolver {
                 row.reasons.insert(Reason::DuplicateEventId);
             }
         }
-    }
-}
-
-/// The fingerprints are already uniformly distributed: hash by folding.
-#[derive(Default)]
-pub struct FingerprintHasher(u64);
-
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
     }
 }

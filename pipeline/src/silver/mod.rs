@@ -1,4 +1,4 @@
-//! Silver: the cleaning rules of SPEC §4, turning bronze rows into clean
+//! Silver: the cleaning rules of README "Cleaning rules", turning bronze rows into clean
 //! events (partitioned by UTC event date) and explained rejects.
 //!
 //! [`evaluate`] applies rules 1–4 per row and can run on many files in
@@ -7,13 +7,15 @@
 
 mod clean;
 mod dedupe;
+mod fingerprint;
 mod reason;
 
 pub use clean::{
     CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, events_schema,
     split,
 };
-pub use dedupe::{Dedupe, FingerprintSet, Load, Resolver, fingerprint};
+pub use dedupe::{Dedupe, Load, Resolver};
+pub use fingerprint::{FingerprintSet, fingerprint};
 pub use reason::{Reason, Reasons};
 pub use records::{timestamp, value};
 pub use timestamp::{TimestampError, TimestampParser};

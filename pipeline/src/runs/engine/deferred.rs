@@ -120,7 +120,7 @@ impl Deferred {
             .map(|(date, probe)| {
                 let mut found = spill.find(run, date, &probe)?;
                 if !run.full_refresh {
-                    super::local::committed_ids(run.output, date, Some(&probe), |ids| found.extend(ids))?;
+                    id_index::committed_ids(run.output, date, Some(&probe), |ids| found.extend(ids))?;
                 }
                 Ok((date, found))
             })

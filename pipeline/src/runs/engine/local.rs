@@ -11,25 +11,23 @@
 //! ([`deferred`](super::deferred)). Gold reads a date in as many passes
 //! (each a range of its minutes) as keep its input within the budget.
 
-use std::collections::{BTreeSet, HashSet};
-use std::hash::BuildHasher;
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 use polars::prelude::*;
 use rayon::prelude::*;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::deferred::{Deferred, Spill};
 use super::{Engine, Finished, RunContext, StagedWrite};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::frames::concat_frames;
 use crate::gold;
 use crate::layout::{self, GOLD, GOLD_FILE, SILVER_EVENTS};
-use crate::runs::execute::{parquet_entries, parquet_files};
 use crate::runs::id_index;
-use crate::silver::columns::{EVENT_ID, EVENT_TIME, SERVICE};
-use crate::silver::{self, CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
-use crate::storage::{Entry, Storage};
+use crate::silver::columns::{EVENT_TIME, SERVICE};
+use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
+use crate::storage::Entry;
 
 pub struct LocalEngine {
     dedupe: Dedupe,
@@ -54,7 +52,7 @@ impl Engine for LocalEngine {
             }
             let probe = (load == Load::Probe).then(|| Dedupe::candidate_ids(batch, date));
             self.dedupe.preload(date, load, []);
-            committed_ids(run.output, date, probe.as_ref(), |ids| self.dedupe.preload(date, load, ids))?;
+            id_index::committed_ids(run.output, date, probe.as_ref(), |ids| self.dedupe.preload(date, load, ids))?;
         }
         let was_bounded = self.dedupe.is_bounded();
         self.dedupe.apply(batch);
@@ -99,50 +97,6 @@ impl Engine for LocalEngine {
     }
 }
 
-/// Event id fingerprints committed on `date` by earlier runs, handed to
-/// `each` a file at a time (a date's ids are never all in memory at once);
-/// with `probe`, only those in it (a small incremental batch need not hold
-/// millions), and a file whose id index holds none of them is not read.
-pub(super) fn committed_ids(
-    output: &Storage,
-    date: i32,
-    probe: Option<&HashSet<u128, impl BuildHasher + Sync>>,
-    mut each: impl FnMut(Vec<u128>),
-) -> Result<()> {
-    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let files = parquet_files(output, &dir)?;
-    let indexes: HashSet<String> = match probe {
-        Some(_) => output.list(&id_index::dir_of(date))?.into_iter().map(|e| e.relative).collect(),
-        None => HashSet::new(),
-    };
-    // A few files per thread at a time: parallel reads, bounded memory.
-    for group in files.chunks(4 * rayon::current_num_threads()) {
-        let per_file = group
-            .par_iter()
-            .map(|path| {
-                let index = id_index::path_of(path).filter(|index| indexes.contains(index));
-                if let (Some(probe), Some(index)) = (probe, index) {
-                    match id_index::may_hold(&output.get(&index)?, probe) {
-                        Some(false) => return Ok(Vec::new()),
-                        Some(true) => {}
-                        None => warn!(index, "Reading the ids of a file whose id index is damaged."),
-                    }
-                }
-                let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
-                let column =
-                    df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
-                let ids = column.iter().flatten().map(silver::fingerprint);
-                Ok(match probe {
-                    Some(probe) => ids.filter(|id| probe.contains(id)).collect(),
-                    None => ids.collect::<Vec<u128>>(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        per_file.into_iter().for_each(&mut each);
-    }
-    Ok(())
-}
-
 /// Bytes gold may hold in memory per byte of silver Parquet it aggregates:
 /// the four columns decoded, gathered and grouped. An upper bound: a
 /// 100M-event run under glibc's malloc peaked at 2.2 GB while aggregating
@@ -165,8 +119,8 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let output = run.output;
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
     let path = gold_path(date);
-    let committed = if run.full_refresh { Vec::new() } else { parquet_entries(output, &dir)? };
-    let staged = parquet_entries(output, &layout::staged(run.run_id, &dir))?;
+    let committed = if run.full_refresh { Vec::new() } else { output.parquet_entries(&dir)? };
+    let staged = output.parquet_entries(&layout::staged(run.run_id, &dir))?;
     let previous = if committed.is_empty() { None } else { output.get_parquet_opt(&path)? };
     let read = |entry: &Entry, columns: &[&str]| output.get_parquet(&entry.relative, Some(columns));
     // Only the rows this run added events to, when the date has gold already.

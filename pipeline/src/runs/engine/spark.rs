@@ -32,7 +32,6 @@ use super::{Engine, Finished, RunContext, StagedWrite};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
-use crate::runs::execute::parquet_files;
 use crate::silver::columns::*;
 use crate::silver::{Counters, Evaluated, Reason, STATE_INVALID, STATE_MISSING, timestamp::format_date};
 use crate::storage::Storage;
@@ -380,7 +379,7 @@ fn reachable(remote: &str) -> Result<()> {
 /// Whether committed silver has events on any of `dates`.
 fn has_events_on(output: &Storage, dates: &BTreeSet<i32>) -> Result<bool> {
     for date in dates {
-        if !parquet_files(output, &layout::partition(SILVER_EVENTS, "event_date", &format_date(*date)))?.is_empty() {
+        if !output.parquet_files(&layout::partition(SILVER_EVENTS, "event_date", &format_date(*date)))?.is_empty() {
             return Ok(true);
         }
     }
