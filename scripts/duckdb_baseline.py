@@ -6,7 +6,7 @@ Usage: scripts/duckdb_baseline.py INPUT_DIR OUTPUT_DIR
 (run with target/bench-venv/bin/python; scripts/bench.py does).
 
 It is a performance baseline, not a second implementation: where plain SQL
-cannot follow SPEC.md, it does the nearest thing a SQL user would do.
+cannot follow the README's rules, it does the nearest thing a SQL user would do.
   - Line numbers: DuckDB's readers do not report a record's physical line,
     so `_source_line` is the row's position in the scan.
   - Malformed rows: the readers skip CSV rows with the wrong field count
@@ -17,10 +17,10 @@ cannot follow SPEC.md, it does the nearest thing a SQL user would do.
     `normalize_names` (case, padding); JSON keys are matched exactly.
   - Whitespace: `trim` removes ASCII whitespace, not all Unicode whitespace.
   - Timestamps: ISO forms via DuckDB's TIMESTAMPTZ cast (which accepts a
-    few forms the SPEC rejects); epoch numbers through
+    few forms the README's rules reject); epoch numbers through
     DOUBLE, so the last microsecond may differ; one strftime pattern.
   - Numbers: `try_cast` to DOUBLE accepts `inf`-like spellings and
-    hexadecimal the SPEC's grammar does not.
+    hexadecimal the README's timestamp rules do not.
   - Duplicates: first by file path, then scan position.
 Every layer is Hive-partitioned Parquet (zstd), like minutely's.
 """
@@ -33,7 +33,7 @@ IGNORED = ("_", ".")
 
 
 def event_files(root):
-    """(csv, ndjson) event files under root, by SPEC §2's naming rules."""
+    """(csv, ndjson) event files under root, by the naming rules of README "Input"."""
     csv, ndjson = [], []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(IGNORED)]

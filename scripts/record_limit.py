@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SPEC §2's record limit, measured: one 300 MB CSV record and one 300 MB
+"""The record limit of README "Input", measured: one 300 MB CSV record and one 300 MB
 NDJSON line, each between good records, must become malformed rows holding
 their first `max_record_bytes` (1 MiB by default) bytes, the good records
 must be read normally, and `pipeline run` must stay under 300 MiB peak RSS.

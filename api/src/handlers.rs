@@ -1,4 +1,4 @@
-//! What each endpoint answers, computed from one snapshot (SPEC §8).
+//! What each endpoint answers, computed from one snapshot (README "HTTP API").
 //!
 //! The data endpoints first run without I/O, from the hot window and the
 //! caches. When they need a partition file or a manifest they stop with

@@ -1,4 +1,4 @@
-//! minutely's HTTP API over the gold layer (SPEC §8).
+//! minutely's HTTP API over the gold layer (README "HTTP API").
 //!
 //! - [`state`]: what requests share: the snapshot, the reader, the metrics.
 //! - [`snapshot`]: one run's gold, indexed and pinned, and the run history.

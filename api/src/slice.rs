@@ -144,7 +144,7 @@ impl Slice {
     }
 
     /// Appends row `i` as a JSON object, byte for byte what serde_json
-    /// gives for the row (fields in SPEC §5 order).
+    /// gives for the row (fields in the gold column order of README "Output layout").
     pub fn write_row(&self, i: usize, out: &mut Vec<u8>) {
         let minute = self.minute[i];
         if minute % MINUTE == 0 && day_of(minute) == self.day {

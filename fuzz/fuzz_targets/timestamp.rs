@@ -1,5 +1,5 @@
 //! The timestamp parser (ISO forms, epoch numbers, a configured strftime
-//! pattern): never panics, and whatever it accepts is within the SPEC's range.
+//! pattern): never panics, and whatever it accepts is within the range README "Cleaning rules" accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

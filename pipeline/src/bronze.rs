@@ -1,5 +1,5 @@
 //! Bronze: one row per raw record, malformed ones included, values exactly
-//! as read, plus lineage columns (SPEC §3).
+//! as read, plus lineage columns (README "Output layout").
 
 use polars::prelude::*;
 

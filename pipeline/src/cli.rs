@@ -1,4 +1,4 @@
-//! The command line (SPEC §7): `run`, `generate`, `inspect`; logging setup,
+//! The command line (README "Command line"): `run`, `generate`, `inspect`; logging setup,
 //! the run summary, and exit codes (0 ok, 1 run failed, 2 usage or config,
 //! 3 quality gate failed).
 

@@ -1,7 +1,7 @@
 //! `pipeline generate`: deterministic, realistic, dirty sample input.
 //!
 //! Events are spread over files of every supported kind (CSV, NDJSON,
-//! gzipped or not) and carry every dialect point of SPEC §2 and every case
+//! gzipped or not) and carry every dialect point of README "Input" and every case
 //! of the cleaning rules of §4 at low rates (a few percent of rows are
 //! rejected), so a generated folder exercises the whole pipeline. Each file
 //! has its own RNG seeded from the seed and its index: the output depends

@@ -1,5 +1,5 @@
 //! Gold: `service_minute_metrics`, clean events grouped by service and
-//! minute (SPEC §5), computed with polars expressions.
+//! minute (README "Output layout"), computed with polars expressions.
 
 use std::sync::Mutex;
 

@@ -1,4 +1,4 @@
-//! Where each layer lives under an output location (SPEC §3–§6). All
+//! Where each layer lives under an output location (README "Output layout"). All
 //! layers are Hive-partitioned: the partition column is in the folder name
 //! only. Names starting with `_` are ignored by Parquet readers.
 

@@ -8,8 +8,8 @@
 //!   hashing every value, then builds the dictionary with a hash map. On
 //!   the columns in [`PLAIN`], whose values are mostly distinct or varied
 //!   (ids, instants, latencies, line numbers, free text), that work is lost
-//!   or buys little that zstd does not; they are written plain. A 10M-event
-//!   run spent about 13% of its CPU there (README, "Parquet").
+//!   or buys little that zstd does not; they are written plain (README,
+//!   "Parquet", has the measured cost).
 //! - **Pages compressed on every core.** polars builds a row group's
 //!   dictionaries in parallel, but encodes the other pages and compresses
 //!   all of them one after another as it writes the file; here each

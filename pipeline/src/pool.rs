@@ -5,8 +5,8 @@
 //! `par_iter` on the run's main or writer thread) would run on rayon's
 //! global pool instead, and each polars call in it would hand its work
 //! across to polars' pool: two pools of a thread a core each, taking the
-//! cores from each other (on 2 cores, about 8% of a 10M-event run's time
-//! and 80 MiB of its peak, in alternated runs). So the run's parallel
+//! cores from each other, which cost time and peak memory in alternated
+//! runs on 2 cores. So the run's parallel
 //! stages are started with [`install`]: everything in them, their own
 //! tasks and polars', shares one pool.
 

@@ -1,4 +1,4 @@
-//! Timestamp rule (SPEC §4 rules 3–4): ISO 8601-like text, epoch numbers
+//! Timestamp rule (README "Cleaning rules", rules 3–4): ISO 8601-like text, epoch numbers
 //! by magnitude, then configured chrono patterns; microseconds since the
 //! Unix epoch in UTC, within [2000-01-01, 2100-01-01).
 

@@ -1,6 +1,6 @@
 //! The pipeline against a real S3 API (moto on 127.0.0.1, started by
 //! `scripts/s3-server.sh`): input and layers on S3, incremental runs, and
-//! the lease that makes runs exclusive on an object store (SPEC §6).
+//! the lease that makes runs exclusive on an object store (README "Runs").
 
 use std::path::Path;
 use std::time::{Duration, Instant};

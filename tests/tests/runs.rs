@@ -1,4 +1,4 @@
-//! End-to-end run semantics (SPEC §6): incremental runs, invariance over
+//! End-to-end run semantics (README "Runs"): incremental runs, invariance over
 //! how files are delivered, crash safety, exclusive runs.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The spark engine (SPEC §6, "Engines") against a real Spark Connect
+//! The spark engine (README "Scaling out") against a real Spark Connect
 //! server, Sail by default (`MINUTELY_TEST_SPARK=spark` for Apache Spark):
 //! the same input gives the same layers on either engine, in one run or
 //! in runs that alternate between engines, on a local folder and on S3;

@@ -1,5 +1,5 @@
 //! Reject reasons: stable snake_case codes written to the rejects table,
-//! declared in rule order (SPEC §4), and a compact set of them per row.
+//! declared in rule order (README "Cleaning rules"), and a compact set of them per row.
 
 /// Why a bronze row did not become a clean event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,4 +1,4 @@
-//! CSV reader (RFC 4180 with the dialect points of SPEC §2), on the `csv`
+//! CSV reader (RFC 4180 with the dialect points of README "Input"), on the `csv`
 //! crate in flexible mode so a field-count mismatch is a malformed record,
 //! not a failed file, and every record knows its physical start line.
 //!

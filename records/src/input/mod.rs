@@ -1,5 +1,5 @@
 //! Raw input: which files are event files, how their bytes are decoded, and
-//! the CSV and NDJSON readers that turn them into records (SPEC §2).
+//! the CSV and NDJSON readers that turn them into records (README "Input").
 //!
 //! Readers push each record into a [`RecordSink`] with its seven known
 //! fields exactly as read, unknown columns/keys as a JSON object, and the

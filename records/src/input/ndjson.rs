@@ -1,4 +1,4 @@
-//! NDJSON reader: one JSON object per line (SPEC §2). Strings are taken as
+//! NDJSON reader: one JSON object per line (README "Input"). Strings are taken as
 //! they are, numbers and booleans as their exact JSON text, objects and
 //! arrays as compact JSON, `null` as absent. Anything but an object is
 //! malformed.
@@ -75,7 +75,7 @@ pub(super) fn parse_object<'a>(text: &'a str, extra: &mut String) -> Option<[Opt
     Some(fields)
 }
 
-/// The text value of a raw JSON value per SPEC §2: strings unescaped,
+/// The text value of a raw JSON value per README "Input": strings unescaped,
 /// objects and arrays compacted, other values as written; `Some(None)` for null.
 fn json_text(raw: &str) -> Option<Option<Cow<'_, str>>> {
     Some(match raw.as_bytes().first() {

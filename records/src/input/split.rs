@@ -7,7 +7,7 @@
 //! parser uses, and the same shortcut for plain records, so a cut is
 //! always where a fresh parser starts in step),
 //! which physical line each piece starts on, and whether any record is
-//! text at all (SPEC §2: a file whose every record is invalid UTF-8 is
+//! text at all (README "Input": a file whose every record is invalid UTF-8 is
 //! unreadable). A record longer than `max_record_bytes` is cut down to
 //! its head here and the rest is skipped as it streams past.
 

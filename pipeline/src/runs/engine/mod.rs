@@ -1,4 +1,4 @@
-//! The global stages of a run (SPEC §6, "Engines"): rule 5 (the first clean
+//! The global stages of a run (README "Scaling out"): rule 5 (the first clean
 //! row with an event id on a date wins, in run, file, line order, committed
 //! silver first), the silver events partitions and gold for the dates that
 //! received new events.
