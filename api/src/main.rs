@@ -9,7 +9,7 @@ use anyhow::Context;
 use api::reader::Budget;
 use api::state::State;
 use clap::Parser;
-use pipeline::config::{ConfigFile, Overrides};
+use pipeline::config::{ApiFlags, ConfigFile, Overrides, PipelineFlags};
 use pipeline::storage::Storage;
 use tracing_subscriber::EnvFilter;
 
@@ -23,15 +23,8 @@ struct Args {
     /// Output location whose gold layer is served.
     #[arg(long, env = "MINUTELY_OUTPUT")]
     output: Option<String>,
-    /// Address to listen on [default: the config's, 127.0.0.1:8080].
-    #[arg(long, env = "MINUTELY_BIND")]
-    bind: Option<String>,
-    /// Seconds between checks for a newer run [default: the config's, 5].
-    #[arg(long, env = "MINUTELY_RELOAD_INTERVAL_SECS")]
-    reload_interval_secs: Option<u64>,
-    /// MiB for gold in memory (hot window and cache) [default: the config's, 256].
-    #[arg(long, env = "MINUTELY_API_MEMORY_BUDGET_MB")]
-    memory_budget_mb: Option<u64>,
+    #[command(flatten)]
+    api: ApiFlags,
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "MINUTELY_LOG_FORMAT")]
     log_format: String,
@@ -57,19 +50,15 @@ fn main() -> ExitCode {
 
 fn serve(args: Args) -> anyhow::Result<()> {
     let file = ConfigFile::load(args.config.as_deref()).map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let config = file
-        .resolve(Overrides { output: args.output, ..Overrides::default() })
-        .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let bind = args.bind.unwrap_or(file.api.bind.clone());
+    let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
+    let config =
+        file.resolve(Overrides { pipeline, ..Overrides::default() }).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let settings = file.api.resolve(args.api).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let bind = &settings.bind;
     let addr: SocketAddr = bind.parse().with_context(|| format!("Invalid bind address {bind:?}."))?;
-    let interval = Duration::from_secs(args.reload_interval_secs.unwrap_or(file.api.reload_interval_secs).max(1));
-    let budget_mb = args.memory_budget_mb.unwrap_or(file.api.memory_budget_mb);
-    if budget_mb == 0 {
-        anyhow::bail!(
-            "Invalid memory_budget_mb 0 (--memory-budget-mb, MINUTELY_API_MEMORY_BUDGET_MB or [api] memory_budget_mb): must be at least 1."
-        );
-    }
-    let output = Storage::open(&config.output, true).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let interval = Duration::from_secs(settings.reload_interval_secs.max(1));
+    let budget_mb = settings.memory_budget_mb;
+    let output = Storage::open(&config.pipeline.output, true).map_err(|e| anyhow::anyhow!(e.chain()))?;
 
     let state = State::new(output, Budget::from_mb(budget_mb));
     let reloader = state.clone();
@@ -83,7 +72,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Failed to bind {addr}."))?;
         let local = listener.local_addr().context("Failed to read the bound address.")?;
         println!("Listening on http://{local}");
-        tracing::info!(%local, output = config.output, budget_mb, "Serving gold.");
+        tracing::info!(%local, output = config.pipeline.output, budget_mb, "Serving gold.");
         warp::serve(api::routes::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await;
         tracing::info!("Shut down gracefully.");
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigFile, EngineKind, Overrides};
+use crate::config::{ConfigFile, EngineFlags, Overrides, PipelineFlags};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, Kinds, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
@@ -48,54 +48,19 @@ struct ConfigArgs {
     /// Config file [default: config/minutely.toml when present].
     #[arg(long, env = "MINUTELY_CONFIG")]
     config: Option<PathBuf>,
-    /// Output location (path, file://, memory://, s3://, gs://, az://).
-    #[arg(long, env = "MINUTELY_OUTPUT")]
-    output: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     #[command(flatten)]
     common: ConfigArgs,
-    /// Input location (path, file://, memory://, s3://, gs://, az://), read recursively.
-    #[arg(long, env = "MINUTELY_INPUT")]
-    input: Option<String>,
     /// Rebuild every layer from all input, ignoring earlier runs.
     #[arg(long)]
     full_refresh: bool,
-    /// Extra chrono strftime pattern for timestamps (repeatable; adds to the config's).
-    #[arg(long = "timestamp-format", value_name = "FMT")]
-    timestamp_formats: Vec<String>,
-    /// Quality gate: maximum rejected/bronze row ratio before exit code 3.
-    #[arg(long, env = "MINUTELY_MAX_REJECT_RATIO")]
-    max_reject_ratio: Option<f64>,
-    /// Quality gate: maximum unreadable input files before exit code 3.
-    #[arg(long, env = "MINUTELY_MAX_UNREADABLE_FILES")]
-    max_unreadable_files: Option<u64>,
-    /// Rows per processing batch (bounds memory).
-    #[arg(long, env = "MINUTELY_BATCH_ROWS")]
-    batch_rows: Option<usize>,
-    /// Longest CSV record or NDJSON line, in bytes; longer ones are malformed rows.
-    #[arg(long, env = "MINUTELY_MAX_RECORD_BYTES")]
-    max_record_bytes: Option<usize>,
-    /// zstd level (1-22) of the layer files this run writes.
-    #[arg(long, env = "MINUTELY_ZSTD_LEVEL")]
-    zstd_level: Option<i32>,
-    /// Object store outputs: seconds the run's lease lasts unless renewed.
-    #[arg(long, env = "MINUTELY_LEASE_SECS")]
-    lease_secs: Option<u64>,
-    /// MiB duplicate detection and gold may hold beyond the batches; above it they spill.
-    #[arg(long, env = "MINUTELY_MEMORY_BUDGET_MB")]
-    memory_budget_mb: Option<u64>,
-    /// Where the global stages run: this machine, or a Spark Connect server.
-    #[arg(long, env = "MINUTELY_ENGINE", value_enum)]
-    engine: Option<EngineKind>,
-    /// The spark engine's Spark Connect server, sc://HOST:PORT.
-    #[arg(long, env = "MINUTELY_SPARK_REMOTE")]
-    spark_remote: Option<String>,
-    /// The output location as the Spark cluster names it (e.g. s3a://...) [default: --output].
-    #[arg(long, env = "MINUTELY_SPARK_OUTPUT")]
-    spark_output: Option<String>,
+    #[command(flatten)]
+    pipeline: PipelineFlags,
+    #[command(flatten)]
+    engine: EngineFlags,
     /// Crash tests only: abort at this point of the run.
     #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
     crash_at: Option<CrashPoint>,
@@ -147,6 +112,9 @@ struct InspectArgs {
     layer: Option<String>,
     #[command(flatten)]
     common: ConfigArgs,
+    /// Output location (path, file://, memory://, s3://, gs://, az://).
+    #[arg(long, env = "MINUTELY_OUTPUT")]
+    output: Option<String>,
 }
 
 /// Parses arguments, runs the command, and maps the result to an exit code.
@@ -166,21 +134,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Run(args) => {
             let file = ConfigFile::load(args.common.config.as_deref())?;
-            let config = file.resolve(Overrides {
-                input: args.input,
-                output: args.common.output,
-                max_reject_ratio: args.max_reject_ratio,
-                max_unreadable_files: args.max_unreadable_files,
-                timestamp_formats: args.timestamp_formats,
-                batch_rows: args.batch_rows,
-                max_record_bytes: args.max_record_bytes,
-                zstd_level: args.zstd_level,
-                lease_secs: args.lease_secs,
-                memory_budget_mb: args.memory_budget_mb,
-                engine: args.engine,
-                spark_remote: args.spark_remote,
-                spark_output: args.spark_output,
-            })?;
+            let config = file.resolve(Overrides { pipeline: args.pipeline, engine: args.engine })?;
             let started = Instant::now();
             match run(
                 &config,
@@ -237,8 +191,9 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Inspect(args) => {
             let file = ConfigFile::load(args.common.config.as_deref())?;
-            let config = file.resolve(Overrides { output: args.common.output, ..Overrides::default() })?;
-            let output = Storage::open(&config.output, false)?;
+            let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
+            let config = file.resolve(Overrides { pipeline, ..Overrides::default() })?;
+            let output = Storage::open(&config.pipeline.output, false)?;
             print!("{}", inspect(&output, args.layer.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }

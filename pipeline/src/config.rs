@@ -14,19 +14,115 @@ use crate::error::{Error, Result};
 /// Config file read when `--config` is not given, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/minutely.toml";
 
+/// Declares a config section once: each setting's TOML key, type, default,
+/// environment variable, flag and range, with its doc comment. From that
+/// one list come the section as the file holds it (`$section`, which is also
+/// the resolved value), the environment and flag overrides (`$flags`, clap
+/// arguments a command flattens in), and `$section::resolve`, which
+/// merges them (file < environment < flag) and checks each range. Adding a
+/// setting is one entry here.
+///
+/// Three kinds of entries: plain ones (`key: T = default, env "VAR"`, an
+/// optional `flag "name"` when the flag is not the key, an optional
+/// `within RANGE`); `optional { key: T, env "VAR"; }`, unset by default;
+/// `lists { key: T, flag "name", value_name "V"; }`, where each flag adds
+/// to the file's list instead of replacing it.
+macro_rules! section {
+    (
+        $(#[$meta:meta])*
+        $table:literal => $section:ident, $flags:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $field:ident: $ty:ty = $default:expr, env $env:literal $(, flag $flag:literal)? $(, within $range:expr)?;
+            )*
+        }
+        $(optional {
+            $(
+                $(#[doc = $odoc:literal])*
+                $ofield:ident: $oty:ty, env $oenv:literal $(, flag $oflag:literal)?;
+            )*
+        })?
+        $(lists {
+            $(
+                $(#[doc = $ldoc:literal])*
+                $lfield:ident: $lty:ty, flag $lflag:literal, value_name $lvalue:literal;
+            )*
+        })?
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $section {
+            $($(#[doc = $doc])* pub $field: $ty,)*
+            $($($(#[doc = $odoc])* pub $ofield: Option<$oty>,)*)?
+            $($($(#[doc = $ldoc])* pub $lfield: Vec<$lty>,)*)?
+        }
+
+        impl Default for $section {
+            fn default() -> Self {
+                Self {
+                    $($field: $default,)*
+                    $($($ofield: None,)*)?
+                    $($($lfield: Vec::new(),)*)?
+                }
+            }
+        }
+
+        #[doc = concat!("What the environment and flags set in `[", $table, "]`; unset keeps the file's value.")]
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct $flags {
+            $($(#[doc = $doc])* #[arg(long $(= $flag)?, env = $env)] pub $field: Option<$ty>,)*
+            $($($(#[doc = $odoc])* #[arg(long $(= $oflag)?, env = $oenv)] pub $ofield: Option<$oty>,)*)?
+            $($($(#[doc = $ldoc])* #[arg(long = $lflag, value_name = $lvalue)] pub $lfield: Vec<$lty>,)*)?
+        }
+
+        impl $section {
+            /// This section with `flags` over it (a list flag adds to the
+            /// file's list), each value checked against its range.
+            pub fn resolve(&self, flags: $flags) -> Result<Self> {
+                let resolved = Self {
+                    $($field: flags.$field.unwrap_or_else(|| self.$field.clone()),)*
+                    $($($ofield: flags.$ofield.or_else(|| self.$ofield.clone()),)*)?
+                    $($($lfield: self.$lfield.iter().cloned().chain(flags.$lfield).collect(),)*)?
+                };
+                $($(
+                    if !($range).contains(&resolved.$field) {
+                        return Err(out_of_range::<$flags>($table, stringify!($field), &($range), &resolved.$field));
+                    }
+                )?)*
+                Ok(resolved)
+            }
+        }
+    };
+}
+
+/// The error for a setting outside its range, naming where it can be set.
+fn out_of_range<F: clap::Args>(
+    table: &str,
+    key: &str,
+    range: &impl std::fmt::Debug,
+    value: &impl std::fmt::Debug,
+) -> Error {
+    let command = F::augment_args(clap::Command::new("settings"));
+    let arg = command.get_arguments().find(|a| a.get_id() == key);
+    let env = arg.and_then(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    let flag = arg.and_then(|a| a.get_long()).unwrap_or(key);
+    Error::Config(format!("{key} must be within {range:?}, got {value:?} ([{table}] {key}, {env} or --{flag})"))
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Settings of `pipeline run`, `generate` and `inspect`.
     #[serde(default)]
-    pub pipeline: PipelineSection,
+    pub pipeline: PipelineSettings,
     /// Where the global stages run.
     #[serde(default)]
-    pub engine: EngineSection,
+    pub engine: EngineSettings,
     /// Settings of the `api` server.
     #[serde(default)]
-    pub api: ApiSection,
+    pub api: ApiSettings,
 }
 
 /// Where a run's global stages (duplicate detection against history, silver
@@ -51,125 +147,85 @@ impl EngineKind {
     }
 }
 
-/// `[engine]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineSection {
-    pub kind: EngineKind,
-    /// Spark Connect URL of the `spark` engine, `sc://host:port[/;param=value...]`.
-    pub spark_remote: Option<String>,
-    /// The output location as the Spark cluster names it, when that differs
-    /// from `output` (`s3a://` on Apache Spark, a mount); default: `output`
-    /// (a local folder as an absolute path).
-    pub spark_output: Option<String>,
-}
-
-/// `[pipeline]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineSection {
-    /// Input location: a folder path or URL (`file://`, `memory://`, ...), read recursively.
-    pub input: String,
-    /// Output location holding `bronze/`, `silver/`, `gold/` and `_runs/`.
-    pub output: String,
-    /// Quality gate: a run whose rejected/bronze row ratio exceeds this exits with code 3.
-    pub max_reject_ratio: f64,
-    /// Quality gate: a run that finds more unreadable input files than this exits with code 3.
-    pub max_unreadable_files: u64,
-    /// Extra chrono `strftime` patterns tried after the built-in timestamp forms, in order.
-    pub timestamp_formats: Vec<String>,
-    /// Rows parsed per processing batch; bounds memory: two batches are in
-    /// flight (one parsed, one written) at about 1 KB a row.
-    pub batch_rows: usize,
-    /// A CSV record or NDJSON line longer than this many bytes is malformed;
-    /// bronze keeps its first bytes and the reader skips the rest unread.
-    pub max_record_bytes: usize,
-    /// zstd level of the layer files: 1 encodes fastest, higher levels
-    /// give smaller files for more CPU (README, "Parquet").
-    pub zstd_level: i32,
-    /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
-    /// A crashed run blocks the next one for at most this long.
-    pub lease_secs: u64,
-    /// MiB that duplicate detection, and then gold, may hold beyond the
-    /// batches in flight: exact event ids up to it, then a Bloom filter of
-    /// this size with ids spilled under `_staging`; gold reads a date in as
-    /// many passes as it needs to stay within it (README, "Memory").
-    pub memory_budget_mb: u64,
-}
-
-impl Default for PipelineSection {
-    fn default() -> Self {
-        Self {
-            input: "input".into(),
-            output: "output".into(),
-            max_reject_ratio: 0.25,
-            max_unreadable_files: 0,
-            timestamp_formats: Vec::new(),
-            batch_rows: 100_000,
-            max_record_bytes: 1 << 20,
-            zstd_level: crate::storage::DEFAULT_ZSTD_LEVEL,
-            lease_secs: 60,
-            memory_budget_mb: 512,
-        }
+section! {
+    /// `[pipeline]`: settings of `pipeline run`, `generate` and `inspect`.
+    "pipeline" => PipelineSettings, PipelineFlags {
+        /// Input location: a folder path or URL (`file://`, `memory://`, ...), read recursively.
+        input: String = "input".into(), env "MINUTELY_INPUT";
+        /// Output location holding `bronze/`, `silver/`, `gold/` and `_runs/`.
+        output: String = "output".into(), env "MINUTELY_OUTPUT";
+        /// Quality gate: a run whose rejected/bronze row ratio exceeds this exits with code 3.
+        max_reject_ratio: f64 = 0.25, env "MINUTELY_MAX_REJECT_RATIO", within 0.0..=1.0;
+        /// Quality gate: a run that finds more unreadable input files than this exits with code 3.
+        max_unreadable_files: u64 = 0, env "MINUTELY_MAX_UNREADABLE_FILES";
+        /// Rows parsed per processing batch; bounds memory: two batches are in
+        /// flight (one parsed, one written) at about 1 KB a row.
+        batch_rows: usize = 100_000, env "MINUTELY_BATCH_ROWS", within 1..;
+        /// A CSV record or NDJSON line longer than this many bytes is malformed;
+        /// bronze keeps its first bytes and the reader skips the rest unread.
+        max_record_bytes: usize = 1 << 20, env "MINUTELY_MAX_RECORD_BYTES", within 16..=1 << 30;
+        /// zstd level of the layer files: 1 encodes fastest, higher levels
+        /// give smaller files for more CPU (README, "Parquet").
+        zstd_level: i32 = crate::storage::DEFAULT_ZSTD_LEVEL, env "MINUTELY_ZSTD_LEVEL", within 1..=22;
+        /// Object store outputs: seconds a run's lease lasts unless renewed (every third of it).
+        /// A crashed run blocks the next one for at most this long.
+        lease_secs: u64 = 60, env "MINUTELY_LEASE_SECS", within 1..=86_400;
+        /// MiB that duplicate detection, and then gold, may hold beyond the
+        /// batches in flight: exact event ids up to it, then a Bloom filter of
+        /// this size with ids spilled under `_staging`; gold reads a date in as
+        /// many passes as it needs to stay within it (README, "Memory").
+        memory_budget_mb: u64 = 512, env "MINUTELY_MEMORY_BUDGET_MB", within 1..=1 << 20;
+    }
+    lists {
+        /// Extra chrono `strftime` patterns tried after the built-in timestamp
+        /// forms, in order; each `--timestamp-format` adds one.
+        timestamp_formats: String, flag "timestamp-format", value_name "FMT";
     }
 }
 
-/// `[api]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiSection {
-    /// Address the HTTP server binds to.
-    pub bind: String,
-    /// Seconds between polls of `_runs/` for a newer successful run.
-    pub reload_interval_secs: u64,
-    /// Memory the server may use for gold, in MiB: the newest dates are kept
-    /// decoded (the hot window) and older ones are read from the layer files
-    /// on demand into a cache, both within this budget.
-    pub memory_budget_mb: u64,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), reload_interval_secs: 5, memory_budget_mb: 256 }
+section! {
+    /// `[engine]`: where a run's global stages run.
+    "engine" => EngineSettings, EngineFlags {
+        /// Where the global stages run: this machine, or a Spark Connect server.
+        kind: EngineKind = EngineKind::Local, env "MINUTELY_ENGINE", flag "engine";
+    }
+    optional {
+        /// Spark Connect URL of the `spark` engine, `sc://host:port[/;param=value...]`.
+        spark_remote: String, env "MINUTELY_SPARK_REMOTE";
+        /// The output location as the Spark cluster names it, when that differs
+        /// from `output` (`s3a://` on Apache Spark, a mount); default: `output`
+        /// (a local folder as an absolute path).
+        spark_output: String, env "MINUTELY_SPARK_OUTPUT";
     }
 }
 
-/// Values set by environment variables or flags; `None` leaves the file's value.
+section! {
+    /// `[api]`: settings of the `api` server.
+    "api" => ApiSettings, ApiFlags {
+        /// Address the HTTP server binds to.
+        bind: String = "127.0.0.1:8080".into(), env "MINUTELY_BIND";
+        /// Seconds between polls of `_runs/` for a newer successful run (0 counts as 1).
+        reload_interval_secs: u64 = 5, env "MINUTELY_RELOAD_INTERVAL_SECS";
+        /// Memory the server may use for gold, in MiB: the newest dates are kept
+        /// decoded (the hot window) and older ones are read from the layer files
+        /// on demand into a cache, both within this budget.
+        memory_budget_mb: u64 = 256, env "MINUTELY_API_MEMORY_BUDGET_MB", within 1..;
+    }
+}
+
+/// What the environment and flags set for a pipeline command.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub input: Option<String>,
-    pub output: Option<String>,
-    pub max_reject_ratio: Option<f64>,
-    pub max_unreadable_files: Option<u64>,
-    /// Added to the file's formats (not replacing them).
-    pub timestamp_formats: Vec<String>,
-    pub batch_rows: Option<usize>,
-    pub max_record_bytes: Option<usize>,
-    pub zstd_level: Option<i32>,
-    pub lease_secs: Option<u64>,
-    pub memory_budget_mb: Option<u64>,
-    pub engine: Option<EngineKind>,
-    pub spark_remote: Option<String>,
-    pub spark_output: Option<String>,
+    pub pipeline: PipelineFlags,
+    pub engine: EngineFlags,
 }
 
 /// The validated settings of a pipeline run.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    pub input: String,
-    pub output: String,
-    pub max_reject_ratio: f64,
-    pub max_unreadable_files: u64,
-    pub timestamp_formats: Vec<String>,
-    pub batch_rows: usize,
-    pub max_record_bytes: usize,
-    pub zstd_level: i32,
-    pub lease_secs: u64,
-    pub memory_budget_mb: u64,
-    pub engine: EngineKind,
-    /// Set (and an `sc://` URL) when `engine` is `spark`.
-    pub spark_remote: Option<String>,
-    pub spark_output: Option<String>,
+    pub pipeline: PipelineSettings,
+    /// `spark_remote` is set (and an `sc://` URL) when `kind` is `spark`.
+    pub engine: EngineSettings,
 }
 
 impl ConfigFile {
@@ -195,23 +251,9 @@ impl ConfigFile {
 
     /// Merges overrides and validates the result.
     pub fn resolve(&self, overrides: Overrides) -> Result<PipelineConfig> {
-        let file = &self.pipeline;
-        let mut timestamp_formats = file.timestamp_formats.clone();
-        timestamp_formats.extend(overrides.timestamp_formats);
         let config = PipelineConfig {
-            input: overrides.input.unwrap_or_else(|| file.input.clone()),
-            output: overrides.output.unwrap_or_else(|| file.output.clone()),
-            max_reject_ratio: overrides.max_reject_ratio.unwrap_or(file.max_reject_ratio),
-            max_unreadable_files: overrides.max_unreadable_files.unwrap_or(file.max_unreadable_files),
-            timestamp_formats,
-            batch_rows: overrides.batch_rows.unwrap_or(file.batch_rows),
-            max_record_bytes: overrides.max_record_bytes.unwrap_or(file.max_record_bytes),
-            zstd_level: overrides.zstd_level.unwrap_or(file.zstd_level),
-            lease_secs: overrides.lease_secs.unwrap_or(file.lease_secs),
-            memory_budget_mb: overrides.memory_budget_mb.unwrap_or(file.memory_budget_mb),
-            engine: overrides.engine.unwrap_or(self.engine.kind),
-            spark_remote: overrides.spark_remote.or_else(|| self.engine.spark_remote.clone()),
-            spark_output: overrides.spark_output.or_else(|| self.engine.spark_output.clone()),
+            pipeline: self.pipeline.resolve(overrides.pipeline)?,
+            engine: self.engine.resolve(overrides.engine)?,
         };
         config.validate()?;
         Ok(config)
@@ -219,40 +261,17 @@ impl ConfigFile {
 }
 
 impl PipelineConfig {
-    /// [`PipelineConfig::memory_budget_mb`] in bytes.
+    /// `memory_budget_mb` in bytes.
     pub fn memory_budget(&self) -> usize {
-        (self.memory_budget_mb as usize) << 20
+        (self.pipeline.memory_budget_mb as usize) << 20
     }
 
+    /// Checks what spans settings; each setting's own range is checked by `resolve`.
     fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.max_reject_ratio) {
-            return Err(Error::Config(format!("max_reject_ratio must be within 0..=1, got {}", self.max_reject_ratio)));
-        }
-        if self.batch_rows == 0 {
-            return Err(Error::Config("batch_rows must be at least 1".into()));
-        }
-        if !(16..=1 << 30).contains(&self.max_record_bytes) {
-            return Err(Error::Config(format!(
-                "max_record_bytes must be within 16..=1073741824, got {}",
-                self.max_record_bytes
-            )));
-        }
-        if !(1..=22).contains(&self.zstd_level) {
-            return Err(Error::Config(format!("zstd_level must be within 1..=22, got {}", self.zstd_level)));
-        }
-        if !(1..=86_400).contains(&self.lease_secs) {
-            return Err(Error::Config(format!("lease_secs must be within 1..=86400, got {}", self.lease_secs)));
-        }
-        if !(1..=1 << 20).contains(&self.memory_budget_mb) {
-            return Err(Error::Config(format!(
-                "memory_budget_mb must be within 1..=1048576, got {}",
-                self.memory_budget_mb
-            )));
-        }
-        for format in &self.timestamp_formats {
+        for format in &self.pipeline.timestamp_formats {
             validate_strftime(format)?;
         }
-        match (self.engine, &self.spark_remote) {
+        match (self.engine.kind, &self.engine.spark_remote) {
             (EngineKind::Spark, None) => Err(Error::Config(
                 "engine kind \"spark\" needs spark_remote ([engine] spark_remote, MINUTELY_SPARK_REMOTE or --spark-remote)"
                     .into(),
@@ -277,6 +296,14 @@ pub fn validate_strftime(format: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pipeline_flags(pipeline: PipelineFlags) -> Overrides {
+        Overrides { pipeline, ..Overrides::default() }
+    }
+
+    fn engine_flags(engine: EngineFlags) -> Overrides {
+        Overrides { engine, ..Overrides::default() }
+    }
 
     #[test]
     fn every_shipped_config_file_parses_and_validates() {
@@ -307,12 +334,13 @@ mod tests {
         )
         .expect("valid");
         let config = file
-            .resolve(Overrides {
+            .resolve(pipeline_flags(PipelineFlags {
                 input: Some("b".into()),
                 timestamp_formats: vec!["%Y%m%d%H%M%S".into()],
-                ..Overrides::default()
-            })
+                ..PipelineFlags::default()
+            }))
             .expect("valid");
+        let config = config.pipeline;
         assert_eq!(config.input, "b");
         assert_eq!(config.output, "output");
         assert_eq!(config.timestamp_formats, ["%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M%S"]);
@@ -321,9 +349,10 @@ mod tests {
     #[test]
     fn bad_strftime_and_ratio_are_config_errors() {
         let file = ConfigFile::default();
-        let bad_format = Overrides { timestamp_formats: vec!["%Q".into()], ..Overrides::default() };
+        let bad_format =
+            pipeline_flags(PipelineFlags { timestamp_formats: vec!["%Q".into()], ..PipelineFlags::default() });
         assert!(file.resolve(bad_format).unwrap_err().is_usage());
-        let bad_ratio = Overrides { max_reject_ratio: Some(1.5), ..Overrides::default() };
+        let bad_ratio = pipeline_flags(PipelineFlags { max_reject_ratio: Some(1.5), ..PipelineFlags::default() });
         assert!(file.resolve(bad_ratio).unwrap_err().is_usage());
     }
 
@@ -332,18 +361,55 @@ mod tests {
         let file = ConfigFile::parse("[engine]\nkind = \"spark\"\n", Path::new("x.toml")).expect("valid");
         let err = file.resolve(Overrides::default()).unwrap_err();
         assert!(err.is_usage() && err.to_string().contains("spark_remote"), "{err}");
-        let http = Overrides { spark_remote: Some("http://h:15002".into()), ..Overrides::default() };
+        let http = engine_flags(EngineFlags { spark_remote: Some("http://h:15002".into()), ..EngineFlags::default() });
         assert!(file.resolve(http).unwrap_err().to_string().contains("sc://"));
-        let remote = Overrides { spark_remote: Some("sc://h:15002".into()), ..Overrides::default() };
-        let config = file.resolve(remote).expect("valid");
-        assert_eq!((config.engine, config.spark_remote.as_deref()), (EngineKind::Spark, Some("sc://h:15002")));
-        let local = Overrides { engine: Some(EngineKind::Local), ..Overrides::default() };
-        assert_eq!(file.resolve(local).expect("valid").engine, EngineKind::Local);
+        let remote = engine_flags(EngineFlags { spark_remote: Some("sc://h:15002".into()), ..EngineFlags::default() });
+        let config = file.resolve(remote).expect("valid").engine;
+        assert_eq!((config.kind, config.spark_remote.as_deref()), (EngineKind::Spark, Some("sc://h:15002")));
+        let local = engine_flags(EngineFlags { kind: Some(EngineKind::Local), ..EngineFlags::default() });
+        assert_eq!(file.resolve(local).expect("valid").engine.kind, EngineKind::Local);
     }
 
     #[test]
     fn unknown_engine_kind_is_a_parse_error_naming_it() {
         let err = ConfigFile::parse("[engine]\nkind = \"flink\"\n", Path::new("x.toml")).unwrap_err();
         assert!(err.is_usage() && err.to_string().contains("flink"), "{err}");
+    }
+
+    #[test]
+    fn a_setting_out_of_range_names_its_key_variable_and_flag() {
+        let file = ConfigFile::parse("[pipeline]\nzstd_level = 30\n", Path::new("x.toml")).expect("valid");
+        let err = file.resolve(Overrides::default()).unwrap_err();
+        assert!(err.is_usage(), "{err}");
+        assert!(
+            err.to_string().contains(
+                "zstd_level must be within 1..=22, got 30 ([pipeline] zstd_level, MINUTELY_ZSTD_LEVEL or --zstd-level)"
+            ),
+            "{err}"
+        );
+        let file = ConfigFile::parse("[api]\nmemory_budget_mb = 0\n", Path::new("x.toml")).expect("valid");
+        let err = file.api.resolve(ApiFlags::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("[api] memory_budget_mb, MINUTELY_API_MEMORY_BUDGET_MB or --memory-budget-mb"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_a_flag_named_apart_from_its_key_is_read() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            pipeline: PipelineFlags,
+            #[command(flatten)]
+            engine: EngineFlags,
+        }
+        let cli = Cli::try_parse_from(["x", "--batch-rows", "7", "--engine", "spark", "--spark-remote", "sc://h:1"])
+            .expect("valid flags");
+        let file = ConfigFile::parse("[pipeline]\nbatch_rows = 5\n", Path::new("x.toml")).expect("valid");
+        let config = file.resolve(Overrides { pipeline: cli.pipeline, engine: cli.engine }).expect("valid");
+        assert_eq!(config.pipeline.batch_rows, 7);
+        assert_eq!(config.engine.kind, EngineKind::Spark);
     }
 }

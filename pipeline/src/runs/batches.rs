@@ -35,11 +35,11 @@ impl Run<'_> {
     /// this one parses and cleans a batch of pieces on every core, and one
     /// thread encodes and writes the previous batch's Parquet.
     pub(super) fn ingest(&mut self, candidates: Vec<Candidate>, progress: &ProgressBar) -> Result<()> {
-        let budget = self.config.batch_rows.saturating_mul(BATCH_BYTES_PER_ROW);
+        let budget = self.config.pipeline.batch_rows.saturating_mul(BATCH_BYTES_PER_ROW);
         let reader = Reader {
             input: self.input.clone(),
             limits: Limits {
-                max_record_bytes: self.config.max_record_bytes,
+                max_record_bytes: self.config.pipeline.max_record_bytes,
                 chunk_bytes: (budget / PIECES_PER_BATCH).clamp(64 << 10, 8 << 20),
             },
             window: budget * 4,

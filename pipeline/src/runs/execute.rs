@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::commit::{checkpoint, publish, recover_staging};
 use super::engine::{self, Engine, RunContext, Tally};
 use super::ingest::Candidate;
-use super::ingested::IngestedIndex;
+use super::ingested_index::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{FileRecord, LayerRows, Manifest, RunStatus, UnreadableFile, new_run_id};
 use super::options::{CrashPoint, RunOptions};
@@ -41,16 +41,22 @@ pub enum Outcome {
 
 /// Runs the pipeline once on `config`'s input and output.
 pub fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcome> {
-    let input = Storage::open(&config.input, false)?;
-    let output = Storage::open(&config.output, true)?.with_zstd_level(config.zstd_level);
+    let input = Storage::open(&config.pipeline.input, false)?;
+    let output = Storage::open(&config.pipeline.output, true)?.with_zstd_level(config.pipeline.zstd_level);
     // Before the lock: an engine that cannot be reached stops the run before anything is staged.
     let engine = engine::open(config, &output)?;
     let holder = format!("pid {} (started {})", std::process::id(), Utc::now().to_rfc3339());
-    let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.lease_secs))?;
+    let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.pipeline.lease_secs))?;
     // Minted under the lock, so run ids on one output sort in run order.
     let started_at = Utc::now();
     let run_id = new_run_id(started_at);
-    info!(run_id, input = config.input, output = config.output, full_refresh = options.full_refresh, "Starting run.");
+    info!(
+        run_id,
+        input = config.pipeline.input,
+        output = config.pipeline.output,
+        full_refresh = options.full_refresh,
+        "Starting run."
+    );
 
     recover_staging(&output)?;
     let mut run = Run::new(config, options, (input, output), engine, run_id, started_at);
@@ -114,7 +120,7 @@ impl<'a> Run<'a> {
             run_id,
             started_at,
             ingest_date: started_at.format("%Y-%m-%d").to_string(),
-            rules: Rules { timestamps: silver::TimestampParser::new(&config.timestamp_formats) },
+            rules: Rules { timestamps: silver::TimestampParser::new(&config.pipeline.timestamp_formats) },
             engine,
             files: Vec::new(),
             unreadable: Vec::new(),
@@ -211,8 +217,8 @@ impl<'a> Run<'a> {
     }
 
     fn status(&self) -> RunStatus {
-        if self.reject_ratio() > self.config.max_reject_ratio
-            || self.unreadable.len() as u64 > self.config.max_unreadable_files
+        if self.reject_ratio() > self.config.pipeline.max_reject_ratio
+            || self.unreadable.len() as u64 > self.config.pipeline.max_unreadable_files
         {
             RunStatus::QualityGateFailed
         } else {
@@ -230,13 +236,13 @@ impl<'a> Run<'a> {
             status,
             started_at: self.started_at,
             finished_at: Utc::now(),
-            input: self.config.input.clone(),
-            output: self.config.output.clone(),
+            input: self.config.pipeline.input.clone(),
+            output: self.config.pipeline.output.clone(),
             full_refresh: self.options.full_refresh,
-            engine: self.config.engine,
+            engine: self.config.engine.kind,
             files: self.files.clone(),
             unreadable_files: self.unreadable.clone(),
-            max_unreadable_files: self.config.max_unreadable_files,
+            max_unreadable_files: self.config.pipeline.max_unreadable_files,
             files_skipped: self.files_skipped,
             rows: self.rows,
             rejects_by_reason: Reason::ALL
@@ -246,7 +252,7 @@ impl<'a> Run<'a> {
                 .map(|(r, n)| (r.code().to_string(), n))
                 .collect(),
             reject_ratio: self.reject_ratio(),
-            max_reject_ratio: self.config.max_reject_ratio,
+            max_reject_ratio: self.config.pipeline.max_reject_ratio,
             counters: self.counters,
             gold_partitions: self.touched_dates.iter().map(|d| format_date(*d)).collect(),
             outputs: self.outputs.clone(),

@@ -97,7 +97,7 @@ impl Tally {
 /// The engine `config` asks for; the spark engine is connected (and fails
 /// here, before anything is staged, when it cannot be reached).
 pub(super) fn open(config: &PipelineConfig, output: &Storage) -> Result<Box<dyn Engine>> {
-    Ok(match config.engine {
+    Ok(match config.engine.kind {
         EngineKind::Local => Box::new(LocalEngine::new(config.memory_budget())),
         EngineKind::Spark => Box::new(SparkEngine::connect(config, output)?),
     })

@@ -52,11 +52,14 @@ pub struct SparkEngine {
 }
 
 impl SparkEngine {
-    /// Connects to `config.spark_remote` and checks the server answers.
+    /// Connects to `spark_remote` and checks the server answers.
     pub fn connect(config: &PipelineConfig, output: &Storage) -> Result<Self> {
-        let remote =
-            config.spark_remote.clone().ok_or_else(|| Error::Config("engine \"spark\" needs spark_remote".into()))?;
-        let root = match (&config.spark_output, output.local_root()) {
+        let remote = config
+            .engine
+            .spark_remote
+            .clone()
+            .ok_or_else(|| Error::Config("engine \"spark\" needs spark_remote".into()))?;
+        let root = match (&config.engine.spark_output, output.local_root()) {
             (Some(url), _) => url.trim_end_matches('/').to_string(),
             (None, Some(dir)) => dir.display().to_string(),
             (None, None) if output.location().starts_with("memory://") => {
