@@ -23,7 +23,7 @@ def main(out):
         root = f"{out}/{layer}"
         glob = f"{root}/**/*.parquet"
         duck = duckdb.sql(f"select * from read_parquet('{glob}', hive_partitioning = true)")
-        duck_rows = duck.aggregate("count(*)").fetchone()[0]
+        duck_rows = duck.aggregate("count(*)").fetchall()[0][0]
         arrow = ds.dataset(root, format="parquet", partitioning="hive").to_table()
         polars = pl.scan_parquet(glob, hive_partitioning=True).collect()
         assert duck_rows == arrow.num_rows == polars.height > 0, (layer, duck_rows, arrow.num_rows, polars.height)
@@ -33,8 +33,8 @@ def main(out):
         print(f"ok {layer}: {duck_rows} rows, {len(duck.columns)} columns, partitioned by {key}")
     gold = duckdb.sql(
         f"select sum(request_count) from read_parquet('{out}/gold/service_minute_metrics/**/*.parquet', hive_partitioning = true)"
-    ).fetchone()[0]
-    events = duckdb.sql(f"select count(*) from read_parquet('{out}/silver/events/**/*.parquet')").fetchone()[0]
+    ).fetchall()[0][0]
+    events = duckdb.sql(f"select count(*) from read_parquet('{out}/silver/events/**/*.parquet')").fetchall()[0][0]
     assert gold == events, (gold, events)
     print(f"ok gold request_count sums to {events} silver events")
 

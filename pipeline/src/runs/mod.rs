@@ -11,14 +11,14 @@ mod engine;
 mod execute;
 mod id_index;
 mod ingest;
-mod ingested;
+mod ingested_index;
 mod lock;
 mod manifest;
 mod options;
 mod swap;
 
 pub use execute::{Outcome, run};
-pub use ingested::{INDEX_FILE, IngestedIndex};
+pub use ingested_index::{INDEX_FILE, IngestedIndex};
 pub use lock::{LOCK_FILE, Lock};
 pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile, load_manifests, new_run_id};
 pub use options::{CrashPoint, RunOptions};

@@ -7,7 +7,7 @@
 #   2. /metrics/rollup for one service over one day, 1h buckets.
 # Prints req/s and latency percentiles. Installs wrk from Debian if missing.
 #
-# Usage: scripts/loadtest.sh [EVENTS] [DURATION]     (default 10000000 15s)
+# Usage: scripts/load-test.sh [EVENTS] [DURATION]     (default 10000000 15s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-10000000}"
