@@ -1,5 +1,39 @@
 //! Helpers for the end-to-end tests: locate and run the real binaries,
-//! read layers back from Parquet.
+//! read layers back from Parquet, start the test servers.
+//!
+//! Where each kind of test lives (`cargo test --workspace` runs the first
+//! four; `.ci/run` runs them all):
+//!
+//! - **Unit**: next to the code, in `#[cfg(test)] mod tests` of `records/`,
+//!   `pipeline/` and `api/`, named as behaviour.
+//! - **Property** (proptest): the readers against the `csv` crate and
+//!   serde_json (`records/src/input/mod.rs`), the row rules
+//!   (`pipeline/src/silver/clean.rs`), the API's answers
+//!   (`api/src/tests.rs`), run invariance (`tests/tests/runs.rs`).
+//! - **API**: the routes in process with `warp::test` (`api/src/tests.rs`);
+//!   the real `api` binary on 127.0.0.1:0 (`tests/tests/api_server.rs`).
+//! - **End-to-end**: `tests/tests/`: the real `pipeline` on hand-written
+//!   fixtures (`pipeline_layers.rs`), runs (`runs.rs`), the memory budget
+//!   (`memory_budget.rs`), S3 on moto (`object_store.rs`) and the spark
+//!   engine on Sail (`spark_engine.rs`), the servers started by
+//!   [`S3Server`] and [`SparkServer`].
+//! - **Outside readers**: DuckDB, pyarrow and polars open every layer
+//!   (`scripts/check_readers.py`); the spark engine on Apache Spark
+//!   (`MINUTELY_TEST_SPARK=spark`).
+//! - **Browser**: the dashboard in headless Chromium
+//!   (`tests/browser/dashboard.mjs`, `scripts/browser-test.sh`).
+//! - **OpenAPI**: schemathesis against the API's own document
+//!   (`scripts/api-schema-test.sh`).
+//! - **Soak**: `kill -9` at random points (`scripts/crash-soak.sh`) and
+//!   reloads under load (`scripts/reload-soak.sh`); the record limit with
+//!   300 MB records (`scripts/record_limit.py`).
+//! - **Fuzz**: cargo-fuzz targets over the readers, timestamps and numbers
+//!   (`fuzz/fuzz_targets/`, `scripts/fuzz-smoke.sh`).
+//! - **Build**: the two README commands compile each crate once
+//!   (`scripts/compile-once-test.sh`).
+//!
+//! Benchmarks are scripts that print figures, never tests:
+//! `scripts/bench.py`, `scripts/load-test.sh`, `scripts/api-scale.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,6 +42,7 @@ use polars::prelude::*;
 
 mod api;
 mod s3;
+mod server;
 mod spark;
 pub use api::ApiServer;
 pub use s3::S3Server;
