@@ -21,7 +21,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:";
 /// The page and its assets. The page's `<body data-gold>` says whether gold
 /// is loaded, so a page over an output without gold makes no request that
 /// answers 503.
-pub fn routes(state: Shared) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(state: Shared) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let page = warp::path::end().or(warp::path!("ui")).unify().map(move || {
         let gold = if state.snapshot.load().gold.is_some() { "loaded" } else { "none" };
         let mut response = asset("", "text/html; charset=utf-8");

@@ -5,18 +5,18 @@ use serde::Serialize;
 use warp::http::StatusCode;
 
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub parameter: Option<String>,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) parameter: Option<String>,
 }
 
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
     /// A 400 naming the parameter at fault.
-    pub fn bad_parameter(parameter: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_parameter(parameter: &str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_parameter",
@@ -25,11 +25,11 @@ impl ApiError {
         }
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, code, message: message.into(), parameter: None }
     }
 
-    pub fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
@@ -39,7 +39,7 @@ impl ApiError {
     }
 
     /// A 503: the layer files could not be read; the client may retry.
-    pub fn storage(message: impl Into<String>) -> Self {
+    pub(crate) fn storage(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "storage_unavailable",
@@ -49,7 +49,7 @@ impl ApiError {
     }
 
     /// A 503: gold is being replaced by a newer run; the client may retry.
-    pub fn gold_changing() -> Self {
+    pub(crate) fn gold_changing() -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "gold_changing",
@@ -59,7 +59,7 @@ impl ApiError {
     }
 
     /// A 500: a bug, never a client's mistake. The detail goes to the log.
-    pub fn internal(detail: impl Into<String>) -> Self {
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
         let detail = detail.into();
         tracing::error!(detail, "Internal error.");
         Self {
@@ -70,7 +70,7 @@ impl ApiError {
         }
     }
 
-    pub fn body(&self) -> ErrorBody<'_> {
+    pub(crate) fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
             error: ErrorDetail { code: self.code, message: &self.message, parameter: self.parameter.as_deref() },
         }
@@ -78,13 +78,13 @@ impl ApiError {
 }
 
 #[derive(Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: ErrorDetail<'a>,
 }
 
 #[derive(Serialize)]
-pub struct ErrorDetail<'a> {
-    pub code: &'a str,
-    pub message: &'a str,
-    pub parameter: Option<&'a str>,
+pub(crate) struct ErrorDetail<'a> {
+    pub(crate) code: &'a str,
+    pub(crate) message: &'a str,
+    pub(crate) parameter: Option<&'a str>,
 }

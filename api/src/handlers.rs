@@ -20,7 +20,7 @@ use crate::state::State;
 
 /// Why an answer was not given.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Needs to read the layer files: run again with I/O.
     NeedsIo,
     /// A pinned file changed: a newer run published; answer from its snapshot.
@@ -52,13 +52,13 @@ impl From<ReadError> for Failure {
 }
 
 /// A JSON body, or why not.
-pub type Answer = Result<Vec<u8>, Failure>;
+pub(crate) type Answer = Result<Vec<u8>, Failure>;
 
 fn gold(snapshot: &Snapshot) -> Result<&Gold, ApiError> {
     snapshot.gold.as_deref().ok_or_else(ApiError::unavailable)
 }
 
-pub fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
+pub(crate) fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
     let gold = snapshot.gold.as_deref();
     let body = json!({
         "status": if gold.is_some() { "ok" } else { "unavailable" },
@@ -109,7 +109,7 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// `/metrics`: rows ordered by service, minute; one page of them.
-pub fn metrics(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) -> Answer {
+pub(crate) fn metrics(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) -> Answer {
     let gold = gold(snapshot)?;
     let (from, to) = (q.from.unwrap_or(i64::MIN), q.to.unwrap_or(i64::MAX));
     let end = q.offset.saturating_add(q.limit);
@@ -161,7 +161,7 @@ pub fn metrics(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) -
 /// `/metrics/rollup`: rows summed per service and UTC-aligned bucket. Every
 /// width divides a day, so buckets never span two dates; a whole day in
 /// `1d` buckets is its summary.
-pub fn rollup(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) -> Answer {
+pub(crate) fn rollup(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) -> Answer {
     let bucket = q.bucket.unwrap_or(Bucket::H1);
     let gold = gold(snapshot)?;
     let (from, to) = (q.from.unwrap_or(i64::MIN), q.to.unwrap_or(i64::MAX));
@@ -201,7 +201,7 @@ pub fn rollup(state: &State, snapshot: &Snapshot, q: &MetricsQuery, io: bool) ->
 }
 
 /// `/services`: each service with its row count and first/last minute.
-pub fn services(snapshot: &Snapshot) -> Answer {
+pub(crate) fn services(snapshot: &Snapshot) -> Answer {
     let gold = gold(snapshot)?;
     let data: Vec<Value> = gold
         .services
@@ -214,7 +214,7 @@ pub fn services(snapshot: &Snapshot) -> Answer {
 }
 
 /// `/runs`: one page of manifests, newest first.
-pub fn runs(state: &State, snapshot: &Snapshot, q: &RunsQuery, io: bool) -> Answer {
+pub(crate) fn runs(state: &State, snapshot: &Snapshot, q: &RunsQuery, io: bool) -> Answer {
     let (page, total) = snapshot.runs.page(q.status, q.offset, q.limit);
     let mut body = b"{\"data\":[".to_vec();
     for (i, entry) in page.iter().enumerate() {
@@ -232,7 +232,7 @@ pub fn runs(state: &State, snapshot: &Snapshot, q: &RunsQuery, io: bool) -> Answ
 }
 
 /// `/runs/{run_id}`: one manifest.
-pub fn run(state: &State, snapshot: &Snapshot, id: &str, io: bool) -> Answer {
+pub(crate) fn run(state: &State, snapshot: &Snapshot, id: &str, io: bool) -> Answer {
     let entry = snapshot
         .runs
         .find(id)

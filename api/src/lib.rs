@@ -13,19 +13,24 @@
 //! - [`openapi`]: the OpenAPI 3 document.
 //! - [`dashboard`]: the page at `/`, its assets embedded.
 
-pub mod dashboard;
-pub mod error;
-pub mod handlers;
-pub mod load;
-pub mod openapi;
-pub mod query;
-pub mod reader;
-pub mod routes;
-pub mod runs;
-pub mod slice;
-pub mod snapshot;
-pub mod state;
-pub mod telemetry;
+mod dashboard;
+mod error;
+mod handlers;
+mod load;
+mod openapi;
+mod query;
+mod reader;
+mod routes;
+mod runs;
+mod slice;
+mod snapshot;
+mod state;
+mod telemetry;
+
+// What the `api` binary uses; everything else is internal.
+pub use reader::Budget;
+pub use routes::routes;
+pub use state::{State, reload_every};
 
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,7 @@ use crate::slice::ROW_BYTES;
 use crate::snapshot::{Gold, Partition, Snapshot};
 
 /// What has been read of `_runs/` so far.
-pub struct Reloader {
+pub(crate) struct Reloader {
     output: Storage,
     runs: RunIndex,
     /// The last manifest listed: the next listing starts after it.
@@ -33,14 +33,19 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(output: Storage) -> Self {
+    pub(crate) fn new(output: Storage) -> Self {
         Self { output, runs: RunIndex::default(), listed_to: None }
     }
 
     /// Indexes new manifests; builds gold when the newest committed run
     /// differs from the snapshot's. Returns whether the snapshot changed. A
     /// failed build keeps the old snapshot.
-    pub fn poll(&mut self, snapshot: &ArcSwap<Snapshot>, reader: &Reader, budget: &Budget) -> pipeline::Result<bool> {
+    pub(crate) fn poll(
+        &mut self,
+        snapshot: &ArcSwap<Snapshot>,
+        reader: &Reader,
+        budget: &Budget,
+    ) -> pipeline::Result<bool> {
         let new_runs = self.read_new_runs()?;
         let runs_changed = !new_runs.is_empty();
         self.runs.extend(new_runs);

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::reader::Budget;
-use api::state::State;
+use api::{Budget, State};
 use clap::Parser;
 use pipeline::config::{ApiFlags, ConfigFile, Overrides, PipelineFlags};
 use pipeline::storage::Storage;
@@ -64,7 +63,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let reloader = state.clone();
     std::thread::Builder::new()
         .name("reloader".into())
-        .spawn(move || api::state::reload_every(reloader, interval))
+        .spawn(move || api::reload_every(reloader, interval))
         .context("Failed to start the reloader.")?;
 
     let runtime = tokio::runtime::Runtime::new().context("Failed to start the async runtime.")?;
@@ -73,7 +72,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let local = listener.local_addr().context("Failed to read the bound address.")?;
         println!("Listening on http://{local}");
         tracing::info!(%local, output = config.pipeline.output, budget_mb, "Serving gold.");
-        warp::serve(api::routes::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await;
+        warp::serve(api::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await;
         tracing::info!("Shut down gracefully.");
         Ok(())
     })

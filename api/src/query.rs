@@ -6,19 +6,19 @@ use pipeline::runs::RunStatus;
 
 use crate::error::ApiError;
 
-pub const DEFAULT_LIMIT: usize = 1000;
-pub const MAX_LIMIT: usize = 10_000;
-pub const RUNS_DEFAULT_LIMIT: usize = 100;
-pub const RUNS_MAX_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 1000;
+pub(crate) const MAX_LIMIT: usize = 10_000;
+pub(crate) const RUNS_DEFAULT_LIMIT: usize = 100;
+pub(crate) const RUNS_MAX_LIMIT: usize = 1000;
 /// Run statuses a `/runs` page may be filtered by.
-pub const STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed];
+pub(crate) const STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed];
 /// Longer parameter values are refused outright.
 const MAX_VALUE_LEN: usize = 2048;
 const MAX_SERVICES: usize = 100;
 
 /// A rollup bucket width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
+pub(crate) enum Bucket {
     M1,
     M5,
     M15,
@@ -27,9 +27,9 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub const NAMES: [&'static str; 5] = ["1m", "5m", "15m", "1h", "1d"];
+    pub(crate) const NAMES: [&'static str; 5] = ["1m", "5m", "15m", "1h", "1d"];
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "1m" => Bucket::M1,
             "5m" => Bucket::M5,
@@ -40,7 +40,7 @@ impl Bucket {
         })
     }
 
-    pub fn micros(self) -> i64 {
+    pub(crate) fn micros(self) -> i64 {
         60_000_000
             * match self {
                 Bucket::M1 => 1,
@@ -51,26 +51,26 @@ impl Bucket {
             }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
 }
 
 /// Parameters of `/metrics` and `/metrics/rollup`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricsQuery {
+pub(crate) struct MetricsQuery {
     /// Lowercased service names, in request order, deduplicated; empty = all.
-    pub services: Vec<String>,
-    pub from: Option<i64>,
-    pub to: Option<i64>,
-    pub limit: usize,
-    pub offset: usize,
-    pub bucket: Option<Bucket>,
+    pub(crate) services: Vec<String>,
+    pub(crate) from: Option<i64>,
+    pub(crate) to: Option<i64>,
+    pub(crate) limit: usize,
+    pub(crate) offset: usize,
+    pub(crate) bucket: Option<Bucket>,
 }
 
 impl MetricsQuery {
     /// Parses a raw query string; `rollup` allows (and defaults) `bucket`.
-    pub fn parse(raw: &str, rollup: bool) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: &str, rollup: bool) -> Result<Self, ApiError> {
         let mut q =
             MetricsQuery { services: Vec::new(), from: None, to: None, limit: DEFAULT_LIMIT, offset: 0, bucket: None };
         let mut seen: Vec<String> = Vec::new();
@@ -117,14 +117,14 @@ impl MetricsQuery {
 
 /// Parameters of `/runs`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunsQuery {
-    pub status: Option<RunStatus>,
-    pub limit: usize,
-    pub offset: usize,
+pub(crate) struct RunsQuery {
+    pub(crate) status: Option<RunStatus>,
+    pub(crate) limit: usize,
+    pub(crate) offset: usize,
 }
 
 impl RunsQuery {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, ApiError> {
         let mut q = RunsQuery { status: None, limit: RUNS_DEFAULT_LIMIT, offset: 0 };
         let mut seen: Vec<String> = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {

@@ -25,13 +25,13 @@ const MIB: u64 = 1024 * 1024;
 /// How the memory budget is shared out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    pub total_bytes: u64,
+    pub(crate) total_bytes: u64,
     /// The newest dates, decoded (45%).
-    pub hot_bytes: u64,
+    pub(crate) hot_bytes: u64,
     /// Slices read on demand (25%).
-    pub cache_bytes: u64,
+    pub(crate) cache_bytes: u64,
     /// Manifests read for `/runs` pages (2%).
-    pub manifest_bytes: u64,
+    pub(crate) manifest_bytes: u64,
 }
 
 impl Budget {
@@ -41,7 +41,7 @@ impl Budget {
         Self::from_bytes(mb.saturating_mul(MIB))
     }
 
-    pub fn from_bytes(total: u64) -> Self {
+    pub(crate) fn from_bytes(total: u64) -> Self {
         Budget {
             total_bytes: total,
             hot_bytes: total / 100 * 45,
@@ -53,7 +53,7 @@ impl Budget {
 
 /// Why a read did not give a value.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The value is not in memory and the caller may not do I/O.
     NeedsIo,
     /// The file changed since the snapshot pinned it: a newer run published.
@@ -94,7 +94,7 @@ impl Weighter<String, Arc<[u8]>> for ByBytes {
 }
 
 /// Reads of the output location, cached.
-pub struct Reader {
+pub(crate) struct Reader {
     output: Storage,
     slices: Cache<SliceKey, Arc<Slice>, ByBytes>,
     manifests: Cache<String, Arc<[u8]>, ByBytes>,
@@ -104,7 +104,7 @@ pub struct Reader {
 
 impl Reader {
     /// `hits` and `misses` count slice lookups that were not in the hot window.
-    pub fn new(output: Storage, budget: &Budget, hits: Counter, misses: Counter) -> Self {
+    pub(crate) fn new(output: Storage, budget: &Budget, hits: Counter, misses: Counter) -> Self {
         Reader {
             output,
             slices: Cache::with_weighter(1024, budget.cache_bytes.max(1), ByBytes),
@@ -115,14 +115,20 @@ impl Reader {
     }
 
     /// Bytes the slice cache holds.
-    pub fn cached_bytes(&self) -> u64 {
+    pub(crate) fn cached_bytes(&self) -> u64 {
         self.slices.weight()
     }
 
     /// The rows of `service` on `date` in `gold`: from the hot window, the
     /// cache or (with `io`) the partition file. `None` when the date has no
     /// rows of the service.
-    pub fn slice(&self, gold: &Gold, date: i32, service: &str, io: bool) -> Result<Option<Arc<Slice>>, ReadError> {
+    pub(crate) fn slice(
+        &self,
+        gold: &Gold,
+        date: i32,
+        service: &str,
+        io: bool,
+    ) -> Result<Option<Arc<Slice>>, ReadError> {
         let Some(partition) = gold.partitions.get(&date) else { return Ok(None) };
         let Some(day) = partition.days.get(service) else { return Ok(None) };
         if let Some(hot) = &partition.hot {
@@ -152,7 +158,7 @@ impl Reader {
     /// Decodes a gold partition file (only `rows`, when given) in the
     /// version `e_tag`, split per service; `None` when the file is no longer
     /// that version (a newer run replaced it).
-    pub fn decode(
+    pub(crate) fn decode(
         &self,
         path: &str,
         e_tag: Option<&str>,
@@ -165,7 +171,7 @@ impl Reader {
     }
 
     /// A run's manifest as compact JSON.
-    pub fn manifest(&self, run_id: &str, io: bool) -> Result<Arc<[u8]>, ReadError> {
+    pub(crate) fn manifest(&self, run_id: &str, io: bool) -> Result<Arc<[u8]>, ReadError> {
         if let Some(json) = self.manifests.get(run_id) {
             return Ok(json);
         }

@@ -33,7 +33,7 @@ const STALE_WAIT: Duration = Duration::from_secs(5);
 
 /// Headers that shape a data response.
 #[derive(Debug, Clone, Default)]
-pub struct RequestHeaders {
+pub(crate) struct RequestHeaders {
     if_none_match: Option<String>,
     accept_encoding: Option<String>,
 }
@@ -261,7 +261,7 @@ fn accepts_gzip(accept: Option<&str>) -> bool {
 
 /// Renders every rejection as the JSON error shape; never a 500 for a
 /// client's mistake.
-pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
+pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
     let error = if let Some(e) = err.find::<ApiError>() {
         e.clone()
     } else if err.is_not_found() {

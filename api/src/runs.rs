@@ -6,29 +6,25 @@ use pipeline::runs::RunStatus;
 
 /// One run, as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunEntry {
-    pub run_id: String,
-    pub status: RunStatus,
-    pub finished_at: DateTime<Utc>,
+pub(crate) struct RunEntry {
+    pub(crate) run_id: String,
+    pub(crate) status: RunStatus,
+    pub(crate) finished_at: DateTime<Utc>,
 }
 
 /// Every run of the output, oldest first (run ids sort by start time).
 #[derive(Debug, Clone, Default)]
-pub struct RunIndex {
+pub(crate) struct RunIndex {
     entries: Vec<RunEntry>,
 }
 
 impl RunIndex {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds runs seen after the ones already indexed; keeps id order.
-    pub fn extend(&mut self, runs: impl IntoIterator<Item = RunEntry>) {
+    pub(crate) fn extend(&mut self, runs: impl IntoIterator<Item = RunEntry>) {
         self.entries.extend(runs);
         if !self.entries.is_sorted_by(|a, b| a.run_id <= b.run_id) {
             self.entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
@@ -37,17 +33,17 @@ impl RunIndex {
     }
 
     /// The newest run whose layers were published.
-    pub fn newest_committed(&self) -> Option<&RunEntry> {
+    pub(crate) fn newest_committed(&self) -> Option<&RunEntry> {
         self.entries.iter().rev().find(|e| e.status.committed())
     }
 
-    pub fn find(&self, run_id: &str) -> Option<&RunEntry> {
+    pub(crate) fn find(&self, run_id: &str) -> Option<&RunEntry> {
         self.entries.binary_search_by(|e| e.run_id.as_str().cmp(run_id)).ok().map(|i| &self.entries[i])
     }
 
     /// One page, newest first, of the runs with `status` (all when `None`),
     /// and how many such runs there are.
-    pub fn page(&self, status: Option<RunStatus>, offset: usize, limit: usize) -> (Vec<&RunEntry>, usize) {
+    pub(crate) fn page(&self, status: Option<RunStatus>, offset: usize, limit: usize) -> (Vec<&RunEntry>, usize) {
         let matching = || self.entries.iter().rev().filter(|e| status.is_none_or(|s| e.status == s));
         (matching().skip(offset).take(limit).collect(), matching().count())
     }

@@ -15,81 +15,81 @@ use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
 /// Bytes one decoded row takes.
-pub const ROW_BYTES: usize = 11 * 8;
-pub const MINUTE: i64 = 60_000_000;
-pub const DAY: i64 = 1440 * MINUTE;
+pub(crate) const ROW_BYTES: usize = 11 * 8;
+pub(crate) const MINUTE: i64 = 60_000_000;
+pub(crate) const DAY: i64 = 1440 * MINUTE;
 
 /// The UTC date (days since 1970-01-01) of an instant in µs.
-pub fn day_of(micros: i64) -> i32 {
+pub(crate) fn day_of(micros: i64) -> i32 {
     micros.div_euclid(DAY) as i32
 }
 
 /// RFC 3339, UTC, `Z`, seconds precision unless there are sub-seconds.
-pub fn format_micros(micros: i64) -> String {
+pub(crate) fn format_micros(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros).map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 /// One service's rows of one gold partition, sorted by minute.
 #[derive(Debug)]
-pub struct Slice {
+pub(crate) struct Slice {
     /// The service as written in gold.
-    pub service: Arc<str>,
+    pub(crate) service: Arc<str>,
     /// `{"service":<name>,"minute":"YYYY-MM-DDT`, rendered once.
     row_prefix: String,
     /// The date whose minutes `row_prefix` can render.
     day: i32,
-    pub minute: Vec<i64>,
-    pub request_count: Vec<i64>,
-    pub latency_count: Vec<i64>,
-    pub status_count: Vec<i64>,
-    pub error_count: Vec<i64>,
-    pub avg_latency_ms: Vec<f64>,
-    pub p50_latency_ms: Vec<f64>,
-    pub p95_latency_ms: Vec<f64>,
-    pub p99_latency_ms: Vec<f64>,
-    pub max_latency_ms: Vec<f64>,
-    pub error_rate: Vec<f64>,
+    pub(crate) minute: Vec<i64>,
+    pub(crate) request_count: Vec<i64>,
+    pub(crate) latency_count: Vec<i64>,
+    pub(crate) status_count: Vec<i64>,
+    pub(crate) error_count: Vec<i64>,
+    pub(crate) avg_latency_ms: Vec<f64>,
+    pub(crate) p50_latency_ms: Vec<f64>,
+    pub(crate) p95_latency_ms: Vec<f64>,
+    pub(crate) p99_latency_ms: Vec<f64>,
+    pub(crate) max_latency_ms: Vec<f64>,
+    pub(crate) error_rate: Vec<f64>,
 }
 
 /// What a date holds for one service: enough to count rows, bound a range
 /// and answer a whole-day rollup without decoding the rows.
 #[derive(Debug, Clone)]
-pub struct DaySummary {
-    pub service: Arc<str>,
-    pub rows: usize,
-    pub first_minute: i64,
-    pub last_minute: i64,
+pub(crate) struct DaySummary {
+    pub(crate) service: Arc<str>,
+    pub(crate) rows: usize,
+    pub(crate) first_minute: i64,
+    pub(crate) last_minute: i64,
     /// The service's rows in the partition file, when they are contiguous
     /// there (gold is sorted by service, minute): a cold read decodes only these.
-    pub file_rows: Option<Range<usize>>,
+    pub(crate) file_rows: Option<Range<usize>>,
     /// The day as one rollup bucket.
-    pub day: Bucket,
+    pub(crate) day: Bucket,
 }
 
 /// Sums over a run of rows: one rollup bucket.
 #[derive(Debug, Clone, Default)]
-pub struct Bucket {
-    pub request_count: i64,
-    pub latency_count: i64,
+pub(crate) struct Bucket {
+    pub(crate) request_count: i64,
+    pub(crate) latency_count: i64,
     /// Σ avg × latency_count, accumulated in minute order.
-    pub latency_sum: f64,
-    pub max_latency_ms: Option<f64>,
-    pub status_count: i64,
-    pub error_count: i64,
+    pub(crate) latency_sum: f64,
+    pub(crate) max_latency_ms: Option<f64>,
+    pub(crate) status_count: i64,
+    pub(crate) error_count: i64,
 }
 
 /// One rollup bucket of one service, as served.
 #[derive(Debug, Serialize)]
-pub struct RollupRow {
-    pub service: Arc<str>,
-    pub bucket: String,
-    pub request_count: i64,
-    pub latency_count: i64,
-    pub avg_latency_ms: Option<f64>,
-    pub max_latency_ms: Option<f64>,
-    pub status_count: i64,
-    pub error_count: i64,
-    pub error_rate: Option<f64>,
+pub(crate) struct RollupRow {
+    pub(crate) service: Arc<str>,
+    pub(crate) bucket: String,
+    pub(crate) request_count: i64,
+    pub(crate) latency_count: i64,
+    pub(crate) avg_latency_ms: Option<f64>,
+    pub(crate) max_latency_ms: Option<f64>,
+    pub(crate) status_count: i64,
+    pub(crate) error_count: i64,
+    pub(crate) error_rate: Option<f64>,
 }
 
 impl Bucket {
@@ -107,7 +107,7 @@ impl Bucket {
     }
 
     /// The served row: latency averaged by latency_count, error rate from the sums.
-    pub fn row(&self, service: &Arc<str>, start: i64) -> RollupRow {
+    pub(crate) fn row(&self, service: &Arc<str>, start: i64) -> RollupRow {
         RollupRow {
             service: service.clone(),
             bucket: format_micros(start),
@@ -123,21 +123,17 @@ impl Bucket {
 }
 
 impl Slice {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.minute.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.minute.is_empty()
-    }
-
     /// Memory this slice holds, as the cache weighs it.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.len() * ROW_BYTES + self.row_prefix.len() + 64
     }
 
     /// Indices of the rows with `from <= minute < to`.
-    pub fn range(&self, from: i64, to: i64) -> Range<usize> {
+    pub(crate) fn range(&self, from: i64, to: i64) -> Range<usize> {
         let start = self.minute.partition_point(|&m| m < from);
         let end = self.minute.partition_point(|&m| m < to);
         start..end.max(start)
@@ -145,7 +141,7 @@ impl Slice {
 
     /// Appends row `i` as a JSON object, byte for byte what serde_json
     /// gives for the row (fields in the gold column order of README "Output layout").
-    pub fn write_row(&self, i: usize, out: &mut Vec<u8>) {
+    pub(crate) fn write_row(&self, i: usize, out: &mut Vec<u8>) {
         let minute = self.minute[i];
         if minute % MINUTE == 0 && day_of(minute) == self.day {
             let of_day = (minute - self.day as i64 * DAY) / MINUTE;
@@ -179,7 +175,7 @@ impl Slice {
 
     /// Sums the rows in `rows` into buckets `width` µs wide (UTC-aligned),
     /// calling `emit` for each in minute order.
-    pub fn rollup(&self, rows: Range<usize>, width: i64, mut emit: impl FnMut(RollupRow)) {
+    pub(crate) fn rollup(&self, rows: Range<usize>, width: i64, mut emit: impl FnMut(RollupRow)) {
         let mut current: Option<(i64, Bucket)> = None;
         for i in rows {
             let start = self.minute[i].div_euclid(width) * width;
@@ -199,7 +195,7 @@ impl Slice {
     }
 
     /// The summary of the whole slice; `file_rows` where it sits in its file.
-    pub fn summary(&self, file_rows: Option<Range<usize>>) -> DaySummary {
+    pub(crate) fn summary(&self, file_rows: Option<Range<usize>>) -> DaySummary {
         let mut day = Bucket::default();
         for i in 0..self.len() {
             day.add(self, i);
@@ -234,18 +230,18 @@ fn push_float(out: &mut Vec<u8>, key: &str, v: f64) {
 
 /// One service's part of a decoded gold frame.
 #[derive(Debug)]
-pub struct ServiceRows {
+pub(crate) struct ServiceRows {
     /// The lowercase service name.
-    pub key: String,
-    pub slice: Slice,
+    pub(crate) key: String,
+    pub(crate) slice: Slice,
     /// Where the rows sat in the frame, when they were contiguous.
-    pub file_rows: Option<Range<usize>>,
+    pub(crate) file_rows: Option<Range<usize>>,
 }
 
 /// A gold frame (one partition file, or part of one) split per lowercase
 /// service name, each slice sorted by minute. Rows without a service or
 /// minute are left out, as they were always.
-pub fn split(df: &DataFrame) -> PolarsResult<Vec<ServiceRows>> {
+pub(crate) fn split(df: &DataFrame) -> PolarsResult<Vec<ServiceRows>> {
     let column = |name: &str| df.column(name).map(|c| c.as_materialized_series().clone());
     let service = column("service")?;
     let service = service.str()?;

@@ -17,53 +17,53 @@ use crate::slice::{DaySummary, Slice, day_of};
 
 /// The gold layer of one committed run.
 #[derive(Debug, Default)]
-pub struct Gold {
-    pub run_id: String,
+pub(crate) struct Gold {
+    pub(crate) run_id: String,
     /// When the run finished (how fresh the data is).
-    pub run_finished_at: DateTime<Utc>,
-    pub loaded_at: DateTime<Utc>,
+    pub(crate) run_finished_at: DateTime<Utc>,
+    pub(crate) loaded_at: DateTime<Utc>,
     /// By date (days since 1970-01-01).
-    pub partitions: BTreeMap<i32, Partition>,
+    pub(crate) partitions: BTreeMap<i32, Partition>,
     /// By lowercase service name.
-    pub services: BTreeMap<String, ServiceSummary>,
-    pub rows: usize,
+    pub(crate) services: BTreeMap<String, ServiceSummary>,
+    pub(crate) rows: usize,
     /// Rows held decoded in the hot window.
-    pub hot_rows: usize,
+    pub(crate) hot_rows: usize,
 }
 
 /// One `event_date=` partition file, as this snapshot saw it.
 #[derive(Debug, Clone)]
-pub struct Partition {
+pub(crate) struct Partition {
     /// Path relative to the output root.
-    pub path: String,
+    pub(crate) path: String,
     /// The file's version tag when listed: reads of any other version fail.
-    pub e_tag: Option<String>,
-    pub rows: usize,
+    pub(crate) e_tag: Option<String>,
+    pub(crate) rows: usize,
     /// By lowercase service name.
-    pub days: BTreeMap<String, DaySummary>,
+    pub(crate) days: BTreeMap<String, DaySummary>,
     /// The decoded slices, when the date is in the hot window.
-    pub hot: Option<Arc<BTreeMap<String, Arc<Slice>>>>,
+    pub(crate) hot: Option<Arc<BTreeMap<String, Arc<Slice>>>>,
 }
 
 /// One service over all of gold.
 #[derive(Debug, Clone)]
-pub struct ServiceSummary {
-    pub service: Arc<str>,
-    pub rows: usize,
-    pub first_minute: i64,
-    pub last_minute: i64,
+pub(crate) struct ServiceSummary {
+    pub(crate) service: Arc<str>,
+    pub(crate) rows: usize,
+    pub(crate) first_minute: i64,
+    pub(crate) last_minute: i64,
 }
 
 /// The server's state for one moment: gold (once loaded) and the run index.
 #[derive(Debug, Default)]
-pub struct Snapshot {
-    pub gold: Option<Arc<Gold>>,
-    pub runs: Arc<RunIndex>,
+pub(crate) struct Snapshot {
+    pub(crate) gold: Option<Arc<Gold>>,
+    pub(crate) runs: Arc<RunIndex>,
 }
 
 impl Gold {
     /// Indexes `partitions` for `run_id`.
-    pub fn new(run_id: String, run_finished_at: DateTime<Utc>, partitions: BTreeMap<i32, Partition>) -> Self {
+    pub(crate) fn new(run_id: String, run_finished_at: DateTime<Utc>, partitions: BTreeMap<i32, Partition>) -> Self {
         let mut services: BTreeMap<String, ServiceSummary> = BTreeMap::new();
         for partition in partitions.values() {
             for (key, day) in &partition.days {
@@ -83,16 +83,16 @@ impl Gold {
         Gold { run_id, run_finished_at, loaded_at: Utc::now(), partitions, services, rows, hot_rows }
     }
 
-    pub fn first_minute(&self) -> Option<i64> {
+    pub(crate) fn first_minute(&self) -> Option<i64> {
         self.services.values().map(|s| s.first_minute).min()
     }
 
-    pub fn last_minute(&self) -> Option<i64> {
+    pub(crate) fn last_minute(&self) -> Option<i64> {
         self.services.values().map(|s| s.last_minute).max()
     }
 
     /// Partitions whose date meets `[from, to)`, oldest first.
-    pub fn dates(&self, from: i64, to: i64) -> impl Iterator<Item = (i32, &Partition)> {
+    pub(crate) fn dates(&self, from: i64, to: i64) -> impl Iterator<Item = (i32, &Partition)> {
         let days: RangeInclusive<i32> = day_of(from)..=day_of(to.saturating_sub(1));
         self.partitions.range(days).map(|(d, p)| (*d, p))
     }

@@ -14,16 +14,16 @@ use crate::telemetry::Telemetry;
 
 /// Requests reading layer files at once; more wait. Bounds the memory that
 /// decoding in flight takes.
-pub const COLD_READS: usize = 2;
+pub(crate) const COLD_READS: usize = 2;
 
 pub struct State {
     /// Swapped whole by a reload; a request keeps the one it started with.
-    pub snapshot: ArcSwap<Snapshot>,
-    pub reader: Reader,
-    pub telemetry: Telemetry,
-    pub budget: Budget,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) reader: Reader,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) budget: Budget,
     /// Permits for requests that read layer files ([`COLD_READS`]).
-    pub cold_reads: tokio::sync::Semaphore,
+    pub(crate) cold_reads: tokio::sync::Semaphore,
     reloader: Mutex<Reloader>,
 }
 
@@ -47,7 +47,7 @@ impl State {
 
     /// Polls the output for new runs (one poll at a time); returns whether
     /// the snapshot changed.
-    pub fn reload(&self) -> pipeline::Result<bool> {
+    pub(crate) fn reload(&self) -> pipeline::Result<bool> {
         let mut reloader = self.reloader.lock().unwrap_or_else(PoisonError::into_inner);
         self.telemetry.reloads.inc();
         let result = reloader.poll(&self.snapshot, &self.reader, &self.budget);

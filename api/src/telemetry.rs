@@ -18,7 +18,7 @@ use crate::slice::ROW_BYTES;
 use crate::snapshot::Snapshot;
 
 /// Content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -42,14 +42,14 @@ struct PlaceLabels {
 }
 
 /// Every metric the server exposes.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
-    pub reloads: Counter,
-    pub reload_failures: Counter,
+    pub(crate) cache_hits: Counter,
+    pub(crate) cache_misses: Counter,
+    pub(crate) reloads: Counter,
+    pub(crate) reload_failures: Counter,
     snapshot_run: Family<RunLabels, Gauge>,
     snapshot_age: Gauge<f64, AtomicU64>,
     gold_rows: Family<PlaceLabels, Gauge>,
@@ -64,7 +64,7 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Telemetry {
-    pub fn new(budget_bytes: u64) -> Self {
+    pub(crate) fn new(budget_bytes: u64) -> Self {
         let mut registry = Registry::with_prefix("minutely_api");
         let t = Telemetry {
             requests: Family::default(),
@@ -106,14 +106,14 @@ impl Telemetry {
     }
 
     /// Records one answered request.
-    pub fn observe(&self, path: &str, status: u16, seconds: f64) {
+    pub(crate) fn observe(&self, path: &str, status: u16, seconds: f64) {
         let route = route_of(path);
         self.requests.get_or_create(&RequestLabels { route, status }).inc();
         self.durations.get_or_create(&RouteLabels { route }).observe(seconds);
     }
 
     /// The exposition, with the snapshot gauges set from `snapshot`.
-    pub fn render(&self, snapshot: &Snapshot, cached_bytes: u64) -> String {
+    pub(crate) fn render(&self, snapshot: &Snapshot, cached_bytes: u64) -> String {
         self.snapshot_run.clear();
         if let Some(gold) = &snapshot.gold {
             self.snapshot_run.get_or_create(&RunLabels { run_id: gold.run_id.clone() }).set(1);
@@ -136,7 +136,7 @@ impl Telemetry {
 }
 
 /// The route template of a path, so that labels stay few.
-pub fn route_of(path: &str) -> &'static str {
+pub(crate) fn route_of(path: &str) -> &'static str {
     match path {
         "/" => "/",
         "/health" => "/health",

@@ -430,18 +430,18 @@ fn a_publish_in_progress_keeps_the_previous_snapshot() {
 /// A row as the all-in-memory server rendered it: serde_json of this struct.
 #[derive(Serialize)]
 pub(crate) struct RefRow<'a> {
-    pub service: &'a str,
-    pub minute: String,
-    pub request_count: i64,
-    pub latency_count: i64,
-    pub avg_latency_ms: Option<f64>,
-    pub p50_latency_ms: Option<f64>,
-    pub p95_latency_ms: Option<f64>,
-    pub p99_latency_ms: Option<f64>,
-    pub max_latency_ms: Option<f64>,
-    pub status_count: i64,
-    pub error_count: i64,
-    pub error_rate: Option<f64>,
+    pub(crate) service: &'a str,
+    pub(crate) minute: String,
+    pub(crate) request_count: i64,
+    pub(crate) latency_count: i64,
+    pub(crate) avg_latency_ms: Option<f64>,
+    pub(crate) p50_latency_ms: Option<f64>,
+    pub(crate) p95_latency_ms: Option<f64>,
+    pub(crate) p99_latency_ms: Option<f64>,
+    pub(crate) max_latency_ms: Option<f64>,
+    pub(crate) status_count: i64,
+    pub(crate) error_count: i64,
+    pub(crate) error_rate: Option<f64>,
 }
 
 fn ref_row(r: &Row) -> RefRow<'_> {

@@ -6,20 +6,21 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::input::{FIELDS, RecordSink};
 
-pub const EXTRA: &str = "_extra";
-pub const RAW: &str = "_raw";
-pub const SOURCE_FILE: &str = "_source_file";
-pub const SOURCE_LINE: &str = "_source_line";
-pub const INGESTED_AT: &str = "_ingested_at";
-pub const RUN_ID: &str = "_run_id";
+pub(crate) const EXTRA: &str = "_extra";
+pub(crate) const RAW: &str = "_raw";
+pub(crate) const SOURCE_FILE: &str = "_source_file";
+pub(crate) const SOURCE_LINE: &str = "_source_line";
+pub(crate) const INGESTED_AT: &str = "_ingested_at";
+pub(crate) const RUN_ID: &str = "_run_id";
 
 /// `Timestamp(µs, UTC)`, the type of every instant the pipeline writes.
-pub fn timestamp_type() -> DataType {
+pub(crate) fn timestamp_type() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
 }
 
-/// The bronze schema, in column order.
-pub fn schema() -> Schema {
+/// The bronze schema, in column order (what the tests hold frames to).
+#[cfg(test)]
+pub(crate) fn schema() -> Schema {
     let mut schema: Schema = FIELDS.iter().map(|f| Field::new((*f).into(), DataType::String)).collect();
     for (name, dtype) in [
         (EXTRA, DataType::String),
@@ -36,14 +37,14 @@ pub fn schema() -> Schema {
 
 /// Where a file's rows came from and which run ingested them.
 #[derive(Debug, Clone, Copy)]
-pub struct Lineage<'a> {
-    pub source_file: &'a str,
-    pub ingested_at_micros: i64,
-    pub run_id: &'a str,
+pub(crate) struct Lineage<'a> {
+    pub(crate) source_file: &'a str,
+    pub(crate) ingested_at_micros: i64,
+    pub(crate) run_id: &'a str,
 }
 
 /// Accumulates one file's records as columns.
-pub struct BronzeBuilder {
+pub(crate) struct BronzeBuilder {
     fields: [StringChunkedBuilder; 7],
     extra: StringChunkedBuilder,
     raw: StringChunkedBuilder,
@@ -51,7 +52,7 @@ pub struct BronzeBuilder {
 }
 
 impl BronzeBuilder {
-    pub fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
         Self {
             fields: std::array::from_fn(|i| StringChunkedBuilder::new(FIELDS[i].into(), rows)),
             extra: StringChunkedBuilder::new(EXTRA.into(), rows),
@@ -60,16 +61,8 @@ impl BronzeBuilder {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
     /// The bronze frame, lineage columns included.
-    pub fn finish(self, lineage: Lineage) -> Result<DataFrame> {
+    pub(crate) fn finish(self, lineage: Lineage) -> Result<DataFrame> {
         let height = self.lines.len();
         let constant = |name: &str, value: AnyValue<'static>, dtype: DataType| {
             Column::new_scalar(name.into(), Scalar::new(dtype, value), height)

@@ -19,7 +19,7 @@ use crate::storage::Storage;
 /// minutely: raw service events → bronze → silver → gold per-minute metrics.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MINUTELY_LOG_FORMAT")]
     log_format: LogFormat,

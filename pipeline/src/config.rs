@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Config file read when `--config` is not given, relative to the working directory.
-pub const DEFAULT_CONFIG_PATH: &str = "config/minutely.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "config/minutely.toml";
 
 /// Declares a config section once: each setting's TOML key, type, default,
 /// environment variable, flag and range, with its doc comment. From that
@@ -285,7 +285,7 @@ impl PipelineConfig {
 }
 
 /// Rejects a chrono pattern with an unknown or incomplete `%` directive.
-pub fn validate_strftime(format: &str) -> Result<()> {
+pub(crate) fn validate_strftime(format: &str) -> Result<()> {
     use chrono::format::{Item, StrftimeItems};
     if format.trim().is_empty() || StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
         return Err(Error::Config(format!("timestamp format {format:?} is not a valid strftime pattern")));

@@ -141,7 +141,7 @@ impl Error {
 
     /// Whether this is a usage or configuration problem (exit code 2) rather
     /// than a failed run (exit code 1).
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         matches!(self, Error::Config(_) | Error::ConfigFile { .. } | Error::ConfigParse { .. } | Error::Location { .. })
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// The frames one after another, as one frame of their chunks: no row is
 /// copied (a layer file's encoder and gold's grouping take the chunks as
 /// they are). No frames give an empty frame without columns.
-pub fn concat_frames(frames: Vec<DataFrame>) -> Result<DataFrame> {
+pub(crate) fn concat_frames(frames: Vec<DataFrame>) -> Result<DataFrame> {
     let mut frames = frames.into_iter();
     let Some(mut all) = frames.next() else {
         return Ok(DataFrame::empty());

@@ -21,25 +21,25 @@ use crate::error::{Error, Result};
 
 /// Options of `pipeline generate`.
 #[derive(Debug, Clone)]
-pub struct GenerateOptions {
-    pub events: u64,
-    pub seed: u64,
-    pub out: PathBuf,
+pub(crate) struct GenerateOptions {
+    pub(crate) events: u64,
+    pub(crate) seed: u64,
+    pub(crate) out: PathBuf,
     /// First event time, seconds since the epoch (UTC).
-    pub start_seconds: i64,
+    pub(crate) start_seconds: i64,
     /// Events spread evenly over this many seconds after `start_seconds`.
-    pub span_seconds: i64,
+    pub(crate) span_seconds: i64,
     /// Distinct services: the first eight have real names, the rest are
     /// `service-09`, `service-10`, ...
-    pub services: usize,
+    pub(crate) services: usize,
     /// Number of files; `None`: about 50,000 events a file, at least 8.
-    pub files: Option<u64>,
-    pub kinds: Kinds,
+    pub(crate) files: Option<u64>,
+    pub(crate) kinds: Kinds,
 }
 
 /// Which kinds of event file to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kinds {
+pub(crate) enum Kinds {
     /// CSV, NDJSON, gzipped CSV, gzipped NDJSON, in turn.
     Mixed,
     /// Plain CSV only.
@@ -49,18 +49,15 @@ pub enum Kinds {
 }
 
 impl GenerateOptions {
-    /// 2026-01-12T00:00:00Z, over three days.
-    pub const DEFAULT_START_SECONDS: i64 = 1_768_176_000;
-    pub const DEFAULT_SPAN_SECONDS: i64 = 3 * 86_400;
-    pub const DEFAULT_SERVICES: usize = SERVICES.len();
+    pub(crate) const DEFAULT_SERVICES: usize = SERVICES.len();
 }
 
 /// What was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generated {
-    pub files: u64,
-    pub events: u64,
-    pub bytes: u64,
+pub(crate) struct Generated {
+    pub(crate) files: u64,
+    pub(crate) events: u64,
+    pub(crate) bytes: u64,
 }
 
 const SERVICES: [&str; 8] =
@@ -70,7 +67,7 @@ const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-south-1"];
 
 /// Writes `options.events` events under `options.out`, plus a few files the
 /// pipeline must ignore.
-pub fn generate(options: &GenerateOptions) -> Result<Generated> {
+pub(crate) fn generate(options: &GenerateOptions) -> Result<Generated> {
     let per_file = match options.files {
         Some(files) => options.events.div_ceil(files).max(1),
         None => (options.events / 8).clamp(250, 50_000),

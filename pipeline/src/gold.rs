@@ -11,13 +11,13 @@ use crate::error::{Error, Result};
 use crate::frames::concat_frames;
 use crate::silver::columns::{EVENT_TIME, LATENCY_MS, SERVICE, STATUS_CODE};
 
-pub const MINUTE: &str = "minute";
+pub(crate) const MINUTE: &str = "minute";
 
 /// Columns of silver events that gold reads.
-pub const INPUT_COLUMNS: [&str; 4] = [SERVICE, EVENT_TIME, LATENCY_MS, STATUS_CODE];
+pub(crate) const INPUT_COLUMNS: [&str; 4] = [SERVICE, EVENT_TIME, LATENCY_MS, STATUS_CODE];
 
 /// The gold schema, in column order.
-pub fn schema() -> Schema {
+pub(crate) fn schema() -> Schema {
     let f64_metric = |name: &str| (name.to_string(), DataType::Float64);
     [
         (SERVICE.to_string(), DataType::String),
@@ -45,7 +45,7 @@ pub fn schema() -> Schema {
 /// only the latency and status beside it: it neither row-encodes a string
 /// and a time for every event nor gathers the service strings into one
 /// column. The rows' service and minute come back from the integer.
-pub fn aggregate(frames: Vec<DataFrame>) -> Result<DataFrame> {
+pub(crate) fn aggregate(frames: Vec<DataFrame>) -> Result<DataFrame> {
     let latency = || col(LATENCY_MS);
     // Nulls are dropped first. polars skips them anyway, but a group with
     // a null takes its slow path: each group sorted (on its thread pool,
@@ -188,7 +188,7 @@ const MINUTE_MICROS: i64 = 60_000_000;
 /// The minutes (µs since the epoch, first to last, as a range of their
 /// starts) that the events of `df` (at least the event time) fall in;
 /// `None` when it has no event time.
-pub fn minutes_spanned(df: &DataFrame) -> Result<Option<std::ops::Range<i64>>> {
+pub(crate) fn minutes_spanned(df: &DataFrame) -> Result<Option<std::ops::Range<i64>>> {
     let times = micros(df, EVENT_TIME)?;
     Ok(times.min().zip(times.max()).map(|(first, last)| minute_of(first)..minute_of(last) + MINUTE_MICROS))
 }
@@ -196,7 +196,7 @@ pub fn minutes_spanned(df: &DataFrame) -> Result<Option<std::ops::Range<i64>>> {
 /// Gold rows (service, minute) that some events fall in: the rows that
 /// change when those events are added.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Touched {
+pub(crate) struct Touched {
     /// The first minute (µs since the epoch) with a touched row.
     first: i64,
     /// Touched services by minute from `first` on. Looked up once per
@@ -208,7 +208,7 @@ pub struct Touched {
 impl Touched {
     /// The rows that `frames`' events (at least service and event time) fall
     /// in: one date's events (it holds a slot for every minute they span).
-    pub fn of(frames: &[DataFrame]) -> Result<Self> {
+    pub(crate) fn of(frames: &[DataFrame]) -> Result<Self> {
         let mut rows = Vec::new();
         for df in frames {
             for (service, time) in services(df, SERVICE)?.iter().zip(micros(df, EVENT_TIME)?.iter()) {
@@ -230,25 +230,21 @@ impl Touched {
         Ok(Self { first: first * MINUTE_MICROS, services })
     }
 
-    pub fn contains(&self, service: &str, minute: i64) -> bool {
+    pub(crate) fn contains(&self, service: &str, minute: i64) -> bool {
         let slot = usize::try_from((minute - self.first).div_euclid(MINUTE_MICROS)).ok();
         let slot = slot.and_then(|i| self.services.get(i));
         slot.is_some_and(|services| services.iter().any(|s| s == service))
     }
 
     /// How many gold rows.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.services.iter().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 /// The events of `df` whose service and minute (µs since the epoch) `keep`
 /// takes, in their order.
-pub fn events_in(df: &DataFrame, keep: impl Fn(&str, i64) -> bool) -> Result<DataFrame> {
+pub(crate) fn events_in(df: &DataFrame, keep: impl Fn(&str, i64) -> bool) -> Result<DataFrame> {
     let (services, times) = (services(df, SERVICE)?, micros(df, EVENT_TIME)?);
     // Silver events always have both; this runs once per committed event
     // of a touched date, so it skips the per-row validity checks then.
@@ -263,7 +259,7 @@ pub fn events_in(df: &DataFrame, keep: impl Fn(&str, i64) -> bool) -> Result<Dat
 }
 
 /// Gold rows sorted by service, minute.
-pub fn sorted(metrics: DataFrame) -> Result<DataFrame> {
+pub(crate) fn sorted(metrics: DataFrame) -> Result<DataFrame> {
     metrics.sort([SERVICE, MINUTE], SortMultipleOptions::default()).map_err(Error::polars("sorting gold"))
 }
 
@@ -271,7 +267,7 @@ pub fn sorted(metrics: DataFrame) -> Result<DataFrame> {
 /// (aggregated from every clean event of those rows), sorted by service,
 /// minute. Other rows' events did not change, so neither did the rows:
 /// the result equals aggregating the whole date again.
-pub fn replace_rows(previous: DataFrame, fresh: DataFrame, touched: &Touched) -> Result<DataFrame> {
+pub(crate) fn replace_rows(previous: DataFrame, fresh: DataFrame, touched: &Touched) -> Result<DataFrame> {
     let rows = services(&previous, SERVICE)?.iter().zip(micros(&previous, MINUTE)?.iter());
     let keep: BooleanChunked = rows.map(|row| !matches!(row, (Some(s), Some(m)) if touched.contains(s, m))).collect();
     let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;

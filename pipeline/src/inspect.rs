@@ -16,10 +16,10 @@ use crate::silver::columns::{EVENT_TIME, REJECT_REASON};
 use crate::storage::Storage;
 
 /// Layers `inspect` knows, by the name a user types.
-pub const LAYER_NAMES: [&str; 5] = ["bronze", "silver", "rejects", "gold", "runs"];
+pub(crate) const LAYER_NAMES: [&str; 5] = ["bronze", "silver", "rejects", "gold", "runs"];
 
 /// A text report of `layer` (or everything) under `output`.
-pub fn inspect(output: &Storage, layer: Option<&str>) -> Result<String> {
+pub(crate) fn inspect(output: &Storage, layer: Option<&str>) -> Result<String> {
     let wanted = |name: &str| layer.is_none_or(|l| l == name);
     let mut report = String::new();
     for (dir, key) in layout::LAYERS {

@@ -2,9 +2,9 @@
 //! layers are Hive-partitioned: the partition column is in the folder name
 //! only. Names starting with `_` are ignored by Parquet readers.
 
-pub const BRONZE: &str = "bronze/events";
-pub const SILVER_EVENTS: &str = "silver/events";
-pub const SILVER_REJECTS: &str = "silver/rejects";
+pub(crate) const BRONZE: &str = "bronze/events";
+pub(crate) const SILVER_EVENTS: &str = "silver/events";
+pub(crate) const SILVER_REJECTS: &str = "silver/rejects";
 pub const GOLD: &str = "gold/service_minute_metrics";
 /// Files of a run in progress, moved into the layers when it commits.
 pub const STAGING: &str = "_staging";
@@ -12,19 +12,19 @@ pub const STAGING: &str = "_staging";
 /// files are all published and its manifest is written.
 pub const COMMIT_MARKER: &str = "_commit.json";
 /// The single file of a gold partition, replaced whole by each run that touches it.
-pub const GOLD_FILE: &str = "data.parquet";
+pub(crate) const GOLD_FILE: &str = "data.parquet";
 
 /// Beside each silver events file a local run writes: the sorted prefixes
 /// of its event id fingerprints (see `runs::id_index`), `event_date=`
 /// partitioned like silver. Internal, not a layer.
-pub const EVENT_IDS: &str = "_state/event_ids";
+pub(crate) const EVENT_IDS: &str = "_state/event_ids";
 
 /// Every layer folder with its partition key, for listing and inspection.
-pub const LAYERS: [(&str, &str); 4] =
+pub(crate) const LAYERS: [(&str, &str); 4] =
     [(BRONZE, "ingest_date"), (SILVER_EVENTS, "event_date"), (SILVER_REJECTS, "ingest_date"), (GOLD, "event_date")];
 
 /// What a full refresh replaces whole: the layers and the event id indexes.
-pub const REPLACED: [&str; 5] = [BRONZE, SILVER_EVENTS, SILVER_REJECTS, GOLD, EVENT_IDS];
+pub(crate) const REPLACED: [&str; 5] = [BRONZE, SILVER_EVENTS, SILVER_REJECTS, GOLD, EVENT_IDS];
 
 /// `layer/key=date`.
 pub fn partition(layer: &str, key: &str, date: &str) -> String {

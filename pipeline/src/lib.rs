@@ -10,20 +10,22 @@
 //!   encoding; [`config`] the layered settings; [`pool`] the threads;
 //!   [`frames`] stacks frames without copying rows.
 
-pub mod bronze;
+// Used by the binary, the api crate and the end-to-end tests.
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod frames;
-pub mod generate;
-pub mod gold;
-pub mod inspect;
 pub mod layout;
-pub mod parquet;
-pub mod pool;
 pub mod runs;
-pub mod silver;
 pub mod storage;
-
 pub use error::{Error, Result};
-pub use records::input;
+
+// Internal.
+mod bronze;
+mod error;
+mod frames;
+mod generate;
+mod gold;
+mod inspect;
+mod parquet;
+mod pool;
+mod silver;
+use records::input;

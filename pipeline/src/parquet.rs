@@ -72,7 +72,7 @@ const NO_MIN_MAX: [&str; 3] = ["timestamp", EXTRA, RAW];
 ///
 /// The frame's chunks are not gathered first; see [`arrays`] for how
 /// each column is taken.
-pub fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
+pub(crate) fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
     let options = WriteOptions {
@@ -243,7 +243,7 @@ fn string_dictionary(chunks: &[&Utf8ViewArray]) -> Option<DictionaryArray<u32>> 
 }
 
 /// Parquet bytes as a frame, optionally only some columns.
-pub fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
+pub(crate) fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
     ParquetReader::new(Cursor::new(bytes))
         .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
         .finish()

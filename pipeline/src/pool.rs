@@ -12,6 +12,6 @@
 
 /// Runs `op` on polars' pool (and waits for it): parallel work started in
 /// `op` is done by that pool's threads.
-pub fn install<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn install<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     polars_core::runtime::THREAD_POOL.install(op)
 }

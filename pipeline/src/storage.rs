@@ -40,7 +40,7 @@ pub struct Storage {
 /// The zstd level Parquet files are written with unless configured: level 1
 /// costs a run less time than zstd's default 3 for slightly larger silver
 /// files (README, "Parquet", has the measured figures).
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+pub(crate) const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +168,7 @@ impl Storage {
     }
 
     /// This location with Parquet files written at zstd `level` (1–22).
-    pub fn with_zstd_level(mut self, level: i32) -> Self {
+    pub(crate) fn with_zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
         self
     }
@@ -179,7 +179,7 @@ impl Storage {
     }
 
     /// The local folder behind this location, if it is one.
-    pub fn local_root(&self) -> Option<&std::path::Path> {
+    pub(crate) fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()
     }
 
@@ -207,7 +207,7 @@ impl Storage {
     }
 
     /// `*.parquet` objects under `relative` (recursively), with their sizes.
-    pub fn parquet_entries(&self, relative: &str) -> Result<Vec<Entry>> {
+    pub(crate) fn parquet_entries(&self, relative: &str) -> Result<Vec<Entry>> {
         Ok(self.list(relative)?.into_iter().filter(|e| e.relative.ends_with(".parquet")).collect())
     }
 
@@ -240,18 +240,6 @@ impl Storage {
         Ok(entries)
     }
 
-    /// The immediate sub-folders of `relative`, by name.
-    pub fn list_dirs(&self, relative: &str) -> Result<Vec<String>> {
-        let prefix = self.path(relative);
-        let listing = runtime()
-            .block_on(self.store.list_with_delimiter(Some(&prefix)))
-            .map_err(Error::storage(prefix.as_ref()))?;
-        let mut dirs: Vec<String> =
-            listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
-        dirs.sort();
-        Ok(dirs)
-    }
-
     pub fn get(&self, relative: &str) -> Result<Bytes> {
         let path = self.path(relative);
         runtime()
@@ -271,7 +259,7 @@ impl Storage {
     /// `None` when it changed or vanished since (S3: `If-Match`; local: the
     /// opened file's inode, mtime and size). Without a tag it reads whatever
     /// is there.
-    pub fn get_if_match(&self, relative: &str, e_tag: Option<&str>) -> Result<Option<Bytes>> {
+    pub(crate) fn get_if_match(&self, relative: &str, e_tag: Option<&str>) -> Result<Option<Bytes>> {
         let path = self.path(relative);
         let options = GetOptions { if_match: e_tag.map(str::to_string), ..GetOptions::default() };
         match runtime().block_on(async { self.store.get_opts(&path, options).await?.bytes().await }) {
@@ -285,7 +273,7 @@ impl Storage {
     /// block of it: the file itself on a local folder, ranged reads of the
     /// listed version elsewhere (a newer version fails the read). Errors
     /// surface as `io::Error`s wrapping [`SourceError`].
-    pub fn open_read(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + Send>> {
+    pub(crate) fn open_read(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + Send>> {
         if let Some(root) = &self.local_root {
             let path = root.join(&entry.relative);
             let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
@@ -324,7 +312,7 @@ impl Storage {
     /// Replaces an object only if it is still at `version`: the new version,
     /// or `None` when it changed or vanished meanwhile (S3: `If-Match`).
     /// Local folders cannot do this (object_store's `NotImplemented`).
-    pub fn update(&self, relative: &str, data: impl Into<Bytes>, version: &Version) -> Result<Option<Version>> {
+    pub(crate) fn update(&self, relative: &str, data: impl Into<Bytes>, version: &Version) -> Result<Option<Version>> {
         let path = self.path(relative);
         let mode = PutMode::Update(version.clone());
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), mode.into())) {
@@ -335,7 +323,7 @@ impl Storage {
     }
 
     /// Reads an object with its version; `None` when it does not exist.
-    pub fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>> {
+    pub(crate) fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>> {
         let path = self.path(relative);
         let result = runtime().block_on(async {
             let got = self.store.get(&path).await?;
@@ -350,7 +338,7 @@ impl Storage {
     }
 
     /// Moves an object (atomic on a local folder; copy + delete on object stores).
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from), self.path(to));
         runtime().block_on(self.store.rename(&src, &dst)).map_err(Error::storage(format!("{}/{from}", self.location)))
     }
@@ -358,7 +346,7 @@ impl Storage {
     /// Deletes every object under `relative`; on a local folder also the
     /// folder itself (object stores have no folders, local ones keep empty
     /// ones). What is already gone is not an error.
-    pub fn delete_all(&self, relative: &str) -> Result<()> {
+    pub(crate) fn delete_all(&self, relative: &str) -> Result<()> {
         for entry in self.list(relative)? {
             self.delete(&entry.relative)?;
         }
@@ -413,12 +401,12 @@ impl Storage {
     }
 
     /// Reads a whole Parquet object; `None` when it does not exist.
-    pub fn get_parquet_opt(&self, relative: &str) -> Result<Option<DataFrame>> {
+    pub(crate) fn get_parquet_opt(&self, relative: &str) -> Result<Option<DataFrame>> {
         self.get_opt(relative)?.map(|bytes| read_parquet(relative, bytes, None)).transpose()
     }
 
     /// Reads a Parquet object, optionally only some columns.
-    pub fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
+    pub(crate) fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
         read_parquet(relative, self.get(relative)?, columns)
     }
 }
@@ -427,7 +415,7 @@ impl Storage {
 /// A storage failure while streaming an object, carried through the
 /// `io::Read` layers (gzip) above it so callers can tell it from bad content.
 #[derive(Debug)]
-pub struct SourceError(pub Error);
+pub(crate) struct SourceError(pub Error);
 
 impl std::fmt::Display for SourceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -34,19 +34,19 @@ const MAGIC: &[u8; 8] = b"mnids01\n";
 
 /// The index path of a silver events file (relative to the output root),
 /// or `None` for any other path.
-pub fn path_of(silver_file: &str) -> Option<String> {
+pub(crate) fn path_of(silver_file: &str) -> Option<String> {
     let rest = silver_file.strip_prefix(SILVER_EVENTS)?.strip_suffix(".parquet")?;
     Some(format!("{EVENT_IDS}{rest}.ids"))
 }
 
 /// The folder of `date`'s indexes.
-pub fn dir_of(date: i32) -> String {
+pub(crate) fn dir_of(date: i32) -> String {
     layout::partition(EVENT_IDS, "event_date", &format_date(date))
 }
 
 /// Stages the index of the silver events file at `path` with rows `df`;
 /// returns its path, or `None` when `path` is not a silver events file.
-pub fn stage(output: &Storage, run_id: &str, path: &str, df: &DataFrame) -> Result<Option<String>> {
+pub(crate) fn stage(output: &Storage, run_id: &str, path: &str, df: &DataFrame) -> Result<Option<String>> {
     let Some(index) = path_of(path) else { return Ok(None) };
     output.put(&layout::staged(run_id, &index), encode(df)?)?;
     Ok(Some(index))
@@ -76,7 +76,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<u64>> {
 
 /// Whether the file indexed by `bytes` may hold one of `probe`'s ids:
 /// `None` when `bytes` is not an index (the file must be read).
-pub fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
+pub(crate) fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
     let prefixes = decode(bytes)?;
     Some(probe.iter().any(|id| prefixes.binary_search(&prefix(*id)).is_ok()))
 }

@@ -18,18 +18,18 @@ use super::manifest::{Manifest, RUNS_DIR};
 use crate::error::Result;
 use crate::storage::Storage;
 
-pub const INDEX_FILE: &str = "_state/ingested.json";
+pub(crate) const INDEX_FILE: &str = "_state/ingested.json";
 
 /// What an earlier run ingested at one input path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IngestedFile {
+pub(crate) struct IngestedFile {
     pub size: u64,
     pub last_modified: DateTime<Utc>,
     pub content_hash: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct IngestedIndex {
+pub(crate) struct IngestedIndex {
     /// The newest run folded in; manifests after it are read on load.
     through_run: Option<String>,
     /// By input path; the newest committed run's record wins.
@@ -62,7 +62,7 @@ impl IngestedIndex {
     /// Adds a run's manifest (its files count only if it committed). Files
     /// it found unreadable count too: they are not read again until their
     /// content changes.
-    pub fn fold(&mut self, manifest: &Manifest) {
+    pub(crate) fn fold(&mut self, manifest: &Manifest) {
         if manifest.status.committed() {
             let ingested = manifest.files.iter().map(|f| (&f.path, f.size, f.last_modified, &f.content_hash));
             let unreadable =
@@ -83,7 +83,7 @@ impl IngestedIndex {
     }
 
     /// Stores the index if anything was folded in since it was read.
-    pub fn save(&mut self, output: &Storage) -> Result<()> {
+    pub(crate) fn save(&mut self, output: &Storage) -> Result<()> {
         if self.changed {
             // Paths, numbers and timestamps always serialize.
             output.put(INDEX_FILE, serde_json::to_vec(self).unwrap_or_default())?;

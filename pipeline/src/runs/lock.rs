@@ -31,12 +31,15 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::storage::{Storage, Version};
 
-pub const LOCK_FILE: &str = "_lock";
+pub(crate) const LOCK_FILE: &str = "_lock";
 
 /// Held for the whole run; released on drop (or, for a file lock, by the OS on exit).
 #[derive(Debug)]
-pub enum Lock {
-    File(File),
+pub(crate) enum Lock {
+    /// The open lock file: the OS lock lasts while it is open.
+    File {
+        _held: File,
+    },
     Lease(Box<Lease>),
 }
 
@@ -45,16 +48,16 @@ impl Lock {
     /// `lease` is the lease length on object stores (unused on local folders).
     pub fn acquire(output: &Storage, holder: &str, lease: Duration) -> Result<Lock> {
         match output.local_root() {
-            Some(root) => file_lock(output, &root.join(LOCK_FILE), holder).map(Lock::File),
+            Some(root) => file_lock(output, &root.join(LOCK_FILE), holder).map(|file| Lock::File { _held: file }),
             None => Lease::acquire(output, holder, lease).map(|lease| Lock::Lease(Box::new(lease))),
         }
     }
 
     /// Fails when the lock is no longer certainly held: a lease that could
     /// not be renewed in time or was taken over. Checked before committing.
-    pub fn ensure_held(&self) -> Result<()> {
+    pub(crate) fn ensure_held(&self) -> Result<()> {
         match self {
-            Lock::File(_) => Ok(()),
+            Lock::File { .. } => Ok(()),
             Lock::Lease(lease) => lease.ensure_held(),
         }
     }
@@ -107,7 +110,7 @@ struct LeaseState {
 
 /// A held lease; renewed in the background until dropped.
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     output: Storage,
     record: LeaseRecord,
     state: Arc<LeaseState>,

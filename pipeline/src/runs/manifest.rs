@@ -135,7 +135,7 @@ impl Manifest {
 }
 
 /// All run manifests of an output, oldest first (run ids sort by time).
-pub fn load_manifests(output: &Storage) -> Result<Vec<Manifest>> {
+pub(crate) fn load_manifests(output: &Storage) -> Result<Vec<Manifest>> {
     output
         .list(RUNS_DIR)?
         .into_iter()
@@ -146,7 +146,7 @@ pub fn load_manifests(output: &Storage) -> Result<Vec<Manifest>> {
 
 /// A sortable, unique run id: UTC start time to the millisecond plus 8 hex
 /// digits that differ between processes and calls.
-pub fn new_run_id(started_at: DateTime<Utc>) -> String {
+pub(crate) fn new_run_id(started_at: DateTime<Utc>) -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = started_at.timestamp_nanos_opt().unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod batches;
 mod commit;
+mod context;
 mod engine;
 mod execute;
 mod id_index;
@@ -17,8 +18,10 @@ mod manifest;
 mod options;
 mod swap;
 
-pub use execute::{Outcome, run};
-pub use ingested_index::{INDEX_FILE, IngestedIndex};
-pub use lock::{LOCK_FILE, Lock};
-pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile, load_manifests, new_run_id};
-pub use options::{CrashPoint, RunOptions};
+// The manifest is read by the api crate and the tests; the rest is the
+// command line's.
+pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile};
+
+pub(crate) use execute::{Outcome, run};
+pub(crate) use manifest::load_manifests;
+pub(crate) use options::{CrashPoint, RunOptions};

@@ -4,7 +4,7 @@
 
 /// How a run was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Ignore earlier runs: re-ingest all input and replace every layer.
     pub full_refresh: bool,
     /// For crash tests: abort the process at this point, as `kill -9` would.
@@ -17,7 +17,7 @@ pub struct RunOptions {
 /// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)
 /// or by failing with an error (`MINUTELY_FAIL_AT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
+pub(crate) enum CrashPoint {
     /// Bronze and silver staged, before gold.
     Staged,
     /// Gold staged, before the commit marker.
@@ -31,7 +31,7 @@ pub enum CrashPoint {
 }
 
 impl CrashPoint {
-    pub const ALL: [(&'static str, CrashPoint); 5] = [
+    pub(crate) const ALL: [(&'static str, CrashPoint); 5] = [
         ("staged", CrashPoint::Staged),
         ("gold-staged", CrashPoint::GoldStaged),
         ("committed", CrashPoint::Committed),

@@ -20,7 +20,7 @@ use crate::layout::{self, REPLACED};
 
 /// Creates every staged folder a full refresh replaces (also those with no new files)
 /// and returns their inodes by layer.
-pub fn prepare(root: &Path, run_id: &str) -> Result<BTreeMap<String, u64>> {
+pub(crate) fn prepare(root: &Path, run_id: &str) -> Result<BTreeMap<String, u64>> {
     REPLACED
         .iter()
         .map(|layer| {
@@ -33,7 +33,7 @@ pub fn prepare(root: &Path, run_id: &str) -> Result<BTreeMap<String, u64>> {
 }
 
 /// Puts one staged layer folder in place of the live one; idempotent.
-pub fn swap_layer(root: &Path, run_id: &str, layer: &str, inode: u64) -> Result<()> {
+pub(crate) fn swap_layer(root: &Path, run_id: &str, layer: &str, inode: u64) -> Result<()> {
     let (live, staged) = (root.join(layer), root.join(layout::staged(run_id, layer)));
     let io = |path: &Path| {
         let path = path.to_path_buf();

@@ -8,36 +8,36 @@ use super::fingerprint::fingerprint;
 use super::reason::{Reason, Reasons};
 use super::timestamp::{TimestampError, TimestampParser, event_date};
 use super::value::{self, Optional, normalize};
-use crate::bronze::{self, timestamp_type};
+use crate::bronze;
 use crate::error::{Error, Result};
 
 /// The configured part of the rules.
 #[derive(Debug, Clone, Default)]
-pub struct Rules {
-    pub timestamps: TimestampParser,
+pub(crate) struct Rules {
+    pub(crate) timestamps: TimestampParser,
 }
 
 /// The outcome of rules 1–4 for one bronze row.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RowOutcome {
-    pub reasons: Reasons,
+    pub(crate) reasons: Reasons,
     /// Event time in µs; meaningful only when `reasons` is empty.
-    pub event_time: i64,
+    pub(crate) event_time: i64,
     /// Fingerprint of the normalized event id; meaningful only when `reasons` is empty.
-    pub id_hash: u128,
+    pub(crate) id_hash: u128,
     /// A clean row rule 5 decides after the last batch (see [`super::Dedupe`]):
     /// neither an event nor a reject yet.
-    pub deferred: bool,
+    pub(crate) deferred: bool,
 }
 
 impl RowOutcome {
-    pub fn event_date(&self) -> i32 {
+    pub(crate) fn event_date(&self) -> i32 {
         event_date(self.event_time)
     }
 }
 
 /// A bronze frame with the outcome of rules 1–4 for each of its rows.
-pub struct Evaluated {
+pub(crate) struct Evaluated {
     bronze: DataFrame,
     rows: Vec<RowOutcome>,
 }
@@ -56,13 +56,13 @@ impl Evaluated {
         self.rows.iter().filter(|r| r.reasons.is_empty()).map(RowOutcome::event_date)
     }
 
-    pub fn bronze(&self) -> &DataFrame {
+    pub(crate) fn bronze(&self) -> &DataFrame {
         &self.bronze
     }
 
     /// The bronze rows of deferred rows, if any: evaluated again when
     /// rule 5 decides them.
-    pub fn deferred_bronze(&self) -> Result<Option<DataFrame>> {
+    pub(crate) fn deferred_bronze(&self) -> Result<Option<DataFrame>> {
         let idx: Vec<IdxSize> = (0..self.rows.len() as IdxSize).filter(|&i| self.rows[i as usize].deferred).collect();
         if idx.is_empty() {
             return Ok(None);
@@ -92,7 +92,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn add(&mut self, other: &Counters) {
+    pub(crate) fn add(&mut self, other: &Counters) {
         self.latency_invalid += other.latency_invalid;
         self.latency_missing += other.latency_missing;
         self.status_invalid += other.status_invalid;
@@ -100,7 +100,7 @@ impl Counters {
     }
 
     /// Takes back counts of events that turned out not to be clean (duplicates found later).
-    pub fn subtract(&mut self, other: &Counters) {
+    pub(crate) fn subtract(&mut self, other: &Counters) {
         self.latency_invalid -= other.latency_invalid;
         self.latency_missing -= other.latency_missing;
         self.status_invalid -= other.status_invalid;
@@ -109,19 +109,19 @@ impl Counters {
 }
 
 /// Silver output of one bronze frame.
-pub struct Cleaned {
+pub(crate) struct Cleaned {
     /// Clean events per event date (days since 1970-01-01), in processing
     /// order, with [`CANDIDATE_COLUMNS`] after the [`events_schema`] columns.
-    pub events: Vec<(i32, DataFrame)>,
+    pub(crate) events: Vec<(i32, DataFrame)>,
     /// Rejected bronze rows with `reject_reason` and `reject_reasons`.
-    pub rejects: DataFrame,
+    pub(crate) rejects: DataFrame,
     /// Rejected rows counted by their first reason, indexed like [`Reason::ALL`].
-    pub reject_counts: [u64; Reason::ALL.len()],
-    pub counters: Counters,
+    pub(crate) reject_counts: [u64; Reason::ALL.len()],
+    pub(crate) counters: Counters,
 }
 
 /// Rules 1–4 for every row of `bronze`.
-pub fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
+pub(crate) fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
     let text = |name: &str| -> Result<&StringChunked> {
         bronze.column(name).and_then(|c| c.str()).map_err(Error::polars("reading bronze columns"))
     };
@@ -167,18 +167,20 @@ pub fn evaluate(bronze: DataFrame, rules: &Rules) -> Result<Evaluated> {
 /// Columns [`split`] adds after the clean event columns, for duplicate
 /// checks done after the split (the spark engine): how each optional field
 /// became its value, so the counters can leave duplicates out.
-pub const CANDIDATE_COLUMNS: [&str; 2] = [LATENCY_STATE, STATUS_STATE];
-pub const STATE_VALID: i8 = 0;
-pub const STATE_MISSING: i8 = 1;
-pub const STATE_INVALID: i8 = 2;
+pub(crate) const CANDIDATE_COLUMNS: [&str; 2] = [LATENCY_STATE, STATUS_STATE];
+pub(crate) const STATE_VALID: i8 = 0;
+pub(crate) const STATE_MISSING: i8 = 1;
+pub(crate) const STATE_INVALID: i8 = 2;
 
-/// The clean events schema (without the `event_date` partition column).
-pub fn events_schema() -> Schema {
+/// The clean events schema (without the `event_date` partition column;
+/// what the tests hold frames to).
+#[cfg(test)]
+pub(crate) fn events_schema() -> Schema {
     [
         (EVENT_ID, DataType::String),
         (SERVICE, DataType::String),
         (EVENT_TYPE, DataType::String),
-        (EVENT_TIME, timestamp_type()),
+        (EVENT_TIME, bronze::timestamp_type()),
         (LATENCY_MS, DataType::Float64),
         (STATUS_CODE, DataType::Int32),
         (USER_ID, DataType::String),
@@ -193,7 +195,7 @@ pub fn events_schema() -> Schema {
 
 /// Builds the clean events (rules 6–7) and rejects frames. Deferred rows
 /// are in neither, and not counted.
-pub fn split(evaluated: Evaluated) -> Result<Cleaned> {
+pub(crate) fn split(evaluated: Evaluated) -> Result<Cleaned> {
     let Evaluated { bronze, rows } = evaluated;
     let err = Error::polars;
     let text = |name: &str| -> Result<&StringChunked> {

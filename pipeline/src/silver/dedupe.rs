@@ -38,7 +38,7 @@ use super::reason::Reason;
 
 /// How much of a date's committed ids a batch needs loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Load {
+pub(crate) enum Load {
     /// Only those among the batch's own candidate ids.
     Probe,
     /// All of them.
@@ -46,7 +46,7 @@ pub enum Load {
 }
 
 /// Shards of a date's ids; see the module header.
-pub const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 /// The shard of an id (its top bits; the set hashers fold all of them).
 fn shard_of(id: u128) -> usize {
@@ -61,7 +61,7 @@ type RowsByShard = [Vec<(usize, usize, u128)>; SHARDS];
 
 /// Seen ids per event date (days since 1970-01-01).
 #[derive(Debug)]
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     /// Exact ids, until they would take more than half of `budget` bytes.
     seen: HashMap<i32, Shards>,
     /// Dates some ids were recorded for (committed or this run's).
@@ -100,13 +100,13 @@ impl Default for Dedupe {
 
 impl Dedupe {
     /// Holds exact ids up to half of `budget` bytes, then a filter of the other half.
-    pub fn with_budget(budget: usize) -> Self {
+    pub(crate) fn with_budget(budget: usize) -> Self {
         Self { seen: HashMap::new(), touched: HashSet::new(), complete: HashSet::new(), budget, bounded: None }
     }
 
     /// Dates of a batch's clean candidates that need committed ids loaded
     /// before [`Dedupe::apply`], and how.
-    pub fn dates_to_load(&self, batch: &[Evaluated]) -> BTreeMap<i32, Load> {
+    pub(crate) fn dates_to_load(&self, batch: &[Evaluated]) -> BTreeMap<i32, Load> {
         // The distinct dates first: a piece's rows mostly share the date of the row before.
         let mut dates = BTreeSet::new();
         for file in batch {
@@ -123,7 +123,7 @@ impl Dedupe {
     }
 
     /// The batch's clean candidate ids on `date`, to probe committed ids with.
-    pub fn candidate_ids(batch: &[Evaluated], date: i32) -> FingerprintSet {
+    pub(crate) fn candidate_ids(batch: &[Evaluated], date: i32) -> FingerprintSet {
         batch
             .iter()
             .flat_map(|file| file.rows().iter())
@@ -134,7 +134,7 @@ impl Dedupe {
 
     /// Records ids committed by earlier runs on `date`: all of them
     /// ([`Load::Full`]) or those among the probed candidates ([`Load::Probe`]).
-    pub fn preload(&mut self, date: i32, load: Load, ids: impl IntoIterator<Item = u128>) {
+    pub(crate) fn preload(&mut self, date: i32, load: Load, ids: impl IntoIterator<Item = u128>) {
         self.touched.insert(date);
         match &self.bounded {
             None => {
@@ -157,7 +157,7 @@ impl Dedupe {
     /// ids are marked `duplicate_event_id` (or, beyond the budget, rows the
     /// filter may have seen are marked deferred). Dates and shards are
     /// independent, so each shard of each date is checked on its own thread.
-    pub fn apply(&mut self, batch: &mut [Evaluated]) {
+    pub(crate) fn apply(&mut self, batch: &mut [Evaluated]) {
         let mut rows = rows_by_shard(batch);
         self.touched.extend(rows.keys());
         if let Some(bounded) = &mut self.bounded {
@@ -188,18 +188,18 @@ impl Dedupe {
     }
 
     /// Whether the ids outgrew the budget (rows may be deferred).
-    pub fn is_bounded(&self) -> bool {
+    pub(crate) fn is_bounded(&self) -> bool {
         self.bounded.is_some()
     }
 
     /// Ids decided new since the last call (beyond the budget), by date:
     /// the caller keeps them for the [`Resolver`].
-    pub fn take_spilled(&mut self) -> BTreeMap<i32, Vec<u128>> {
+    pub(crate) fn take_spilled(&mut self) -> BTreeMap<i32, Vec<u128>> {
         self.bounded.as_mut().map(|b| std::mem::take(&mut b.spilled)).unwrap_or_default()
     }
 
     /// The ids of deferred rows by date, and how many rows were deferred.
-    pub fn take_deferred(&mut self) -> (HashMap<i32, FingerprintSet>, u64) {
+    pub(crate) fn take_deferred(&mut self) -> (HashMap<i32, FingerprintSet>, u64) {
         match &mut self.bounded {
             Some(b) => (std::mem::take(&mut b.deferred), std::mem::take(&mut b.deferred_rows)),
             None => Default::default(),
@@ -208,7 +208,7 @@ impl Dedupe {
 
     /// Ids decided new and not yet taken by [`Dedupe::take_spilled`]: right
     /// after the switch, the exact ids it gave over (and the batch's new ones).
-    pub fn spilled_len(&self) -> usize {
+    pub(crate) fn spilled_len(&self) -> usize {
         self.bounded.as_ref().map_or(0, |b| b.spilled.values().map(Vec::len).sum())
     }
 
@@ -306,18 +306,18 @@ fn filter_key(date: i32, id: u128) -> u64 {
 /// before every deferred row (spilled and committed ones among the
 /// deferred ids), [`Resolver::apply`] takes the deferred rows in
 /// processing order.
-pub struct Resolver {
+pub(crate) struct Resolver {
     earlier: HashMap<i32, FingerprintSet>,
 }
 
 impl Resolver {
-    pub fn new(earlier: HashMap<i32, FingerprintSet>) -> Self {
+    pub(crate) fn new(earlier: HashMap<i32, FingerprintSet>) -> Self {
         Self { earlier }
     }
 
     /// Marks repeated ids of `evaluated` (clean deferred rows, evaluated
     /// again) `duplicate_event_id`.
-    pub fn apply(&mut self, evaluated: &mut Evaluated) {
+    pub(crate) fn apply(&mut self, evaluated: &mut Evaluated) {
         for row in evaluated.rows_mut().iter_mut().filter(|row| row.reasons.is_empty()) {
             if !self.earlier.entry(row.event_date()).or_default().insert(row.id_hash) {
                 row.reasons.insert(Reason::DuplicateEventId);

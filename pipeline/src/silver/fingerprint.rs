@@ -7,16 +7,16 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Fingerprint of a normalized event id.
-pub fn fingerprint(event_id: &str) -> u128 {
+pub(crate) fn fingerprint(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
 /// A set of id fingerprints.
-pub type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+pub(crate) type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
 
 /// The fingerprints are already uniformly distributed: hash by folding.
 #[derive(Default)]
-pub struct FingerprintHasher(u64);
+pub(crate) struct FingerprintHasher(u64);
 
 impl Hasher for FingerprintHasher {
     fn finish(&self) -> u64 {

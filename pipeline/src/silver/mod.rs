@@ -10,28 +10,29 @@ mod dedupe;
 mod fingerprint;
 mod reason;
 
-pub use clean::{
-    CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, events_schema,
-    split,
+#[cfg(test)]
+pub(crate) use clean::events_schema;
+pub(crate) use clean::{
+    CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, split,
 };
-pub use dedupe::{Dedupe, Load, Resolver};
-pub use fingerprint::{FingerprintSet, fingerprint};
-pub use reason::{Reason, Reasons};
-pub use records::{timestamp, value};
-pub use timestamp::{TimestampError, TimestampParser};
+pub(crate) use dedupe::{Dedupe, Load, Resolver};
+pub(crate) use fingerprint::{FingerprintSet, fingerprint};
+pub(crate) use reason::Reason;
+pub(crate) use records::{timestamp, value};
+pub(crate) use timestamp::TimestampParser;
 
 /// Column names of the clean events table.
-pub mod columns {
-    pub const EVENT_ID: &str = "event_id";
-    pub const SERVICE: &str = "service";
-    pub const EVENT_TYPE: &str = "event_type";
-    pub const EVENT_TIME: &str = "event_time";
-    pub const LATENCY_MS: &str = "latency_ms";
-    pub const STATUS_CODE: &str = "status_code";
-    pub const USER_ID: &str = "user_id";
-    pub const REJECT_REASON: &str = "reject_reason";
-    pub const REJECT_REASONS: &str = "reject_reasons";
+pub(crate) mod columns {
+    pub(crate) const EVENT_ID: &str = "event_id";
+    pub(crate) const SERVICE: &str = "service";
+    pub(crate) const EVENT_TYPE: &str = "event_type";
+    pub(crate) const EVENT_TIME: &str = "event_time";
+    pub(crate) const LATENCY_MS: &str = "latency_ms";
+    pub(crate) const STATUS_CODE: &str = "status_code";
+    pub(crate) const USER_ID: &str = "user_id";
+    pub(crate) const REJECT_REASON: &str = "reject_reason";
+    pub(crate) const REJECT_REASONS: &str = "reject_reasons";
     /// Candidate columns (not in silver): how `latency_ms` and `status_code` became their values.
-    pub const LATENCY_STATE: &str = "_latency_state";
-    pub const STATUS_STATE: &str = "_status_state";
+    pub(crate) const LATENCY_STATE: &str = "_latency_state";
+    pub(crate) const STATUS_STATE: &str = "_status_state";
 }

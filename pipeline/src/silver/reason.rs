@@ -4,7 +4,7 @@
 /// Why a bronze row did not become a clean event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum Reason {
+pub(crate) enum Reason {
     MalformedRow,
     MissingEventId,
     MissingService,
@@ -17,7 +17,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in rule order.
-    pub const ALL: [Reason; 8] = [
+    pub(crate) const ALL: [Reason; 8] = [
         Reason::MalformedRow,
         Reason::MissingEventId,
         Reason::MissingService,
@@ -29,7 +29,7 @@ impl Reason {
     ];
 
     /// The code stored in `reject_reason` / `reject_reasons`.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Reason::MalformedRow => "malformed_row",
             Reason::MissingEventId => "missing_event_id",
@@ -45,27 +45,27 @@ impl Reason {
 
 /// A set of reasons; iterates in rule order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reasons(u8);
+pub(crate) struct Reasons(u8);
 
 impl Reasons {
-    pub fn insert(&mut self, reason: Reason) {
+    pub(crate) fn insert(&mut self, reason: Reason) {
         self.0 |= 1 << reason as u8;
     }
 
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
 
-    pub fn contains(self, reason: Reason) -> bool {
+    pub(crate) fn contains(self, reason: Reason) -> bool {
         self.0 & (1 << reason as u8) != 0
     }
 
-    pub fn iter(self) -> impl Iterator<Item = Reason> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = Reason> {
         Reason::ALL.into_iter().filter(move |r| self.contains(*r))
     }
 
     /// The first reason in rule order, if any.
-    pub fn first(self) -> Option<Reason> {
+    pub(crate) fn first(self) -> Option<Reason> {
         self.iter().next()
     }
 }

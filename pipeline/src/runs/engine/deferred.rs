@@ -49,7 +49,7 @@ impl Spill {
         if self.buffered_ids >= SPILL_BUFFER_IDS { self.flush(run) } else { Ok(()) }
     }
 
-    pub fn flush(&mut self, run: &RunContext) -> Result<()> {
+    pub(crate) fn flush(&mut self, run: &RunContext) -> Result<()> {
         for (date, ids) in std::mem::take(&mut self.buffered) {
             let path = format!("{}/ids/event_date={}/chunk-{:05}.bin", scratch(run), format_date(date), self.written);
             self.written += 1;

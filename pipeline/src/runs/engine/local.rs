@@ -29,7 +29,7 @@ use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
 use crate::storage::Entry;
 
-pub struct LocalEngine {
+pub(crate) struct LocalEngine {
     dedupe: Dedupe,
     budget: usize,
     spill: Spill,

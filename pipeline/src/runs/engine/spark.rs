@@ -44,7 +44,7 @@ const EVENT_COLUMNS: &str =
 /// The port of an `sc://host` URL without one (Spark Connect's default).
 const DEFAULT_SPARK_CONNECT_PORT: u16 = 15002;
 
-pub struct SparkEngine {
+pub(crate) struct SparkEngine {
     session: SparkSession,
     remote: String,
     /// The output location as the Spark cluster names it.
