@@ -30,7 +30,8 @@
 //! - **Fuzz**: cargo-fuzz targets over the readers, timestamps and numbers
 //!   (`fuzz/fuzz_targets/`, `scripts/fuzz-smoke.sh`).
 //! - **Build**: the two README commands compile each crate once
-//!   (`scripts/compile-once-test.sh`).
+//!   (`scripts/compile-once-test.sh`); no module imports in a circle
+//!   (`scripts/module-cycles-test.py`).
 //!
 //! Benchmarks are scripts that print figures, never tests:
 //! `scripts/bench.py`, `scripts/load-test.sh`, `scripts/api-scale.sh`.
