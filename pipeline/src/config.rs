@@ -1,9 +1,13 @@
 //! Configuration: built-in defaults < `config/*.toml` < environment < flags.
 //!
-//! The TOML file is parsed once into [`ConfigFile`] (unknown keys are an
-//! error naming the key); [`Overrides`] carries what the environment and the
-//! command line set (clap reads both, flag first); [`ConfigFile::resolve`]
-//! merges them into the validated [`PipelineConfig`] a run uses.
+//! Each setting is described once, in a `section!` entry (key, type,
+//! default, environment variable, flag, range, doc); the file's sections,
+//! the clap flags and the merge come from it. The TOML file is parsed once
+//! into [`ConfigFile`] (unknown keys are an error naming the key);
+//! [`Overrides`] carries what the environment and the command line set
+//! (clap reads both, flag first); [`ConfigFile::resolve`] merges them into
+//! the validated [`PipelineConfig`] a run uses, and `api` resolves its
+//! `[api]` section the same way.
 
 use std::path::{Path, PathBuf};
 
