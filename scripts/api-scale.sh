@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale test of the API at a year of history (issue 11's targets).
+# Scale test of the API at a year of history; README "Performance", "API", has its figures.
 #
 # Builds gold from EVENTS generated events spread over 365 days and 20
 # services (10M events give about 6M gold rows; reuses target/bench/ when

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of the real API server on loopback (issue 4's targets).
+# Load test of the real API server on loopback; README "Performance", "API", has its figures.
 #
 # Builds gold from N generated events (default 10M; reuses target/bench/<N>
 # when it exists), starts `api` on 127.0.0.1, and runs wrk against:
