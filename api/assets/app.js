@@ -1,7 +1,9 @@
 // minutely dashboard. It reads only the public API (/health, /services,
 // /metrics, /metrics/rollup, /runs) and draws with uPlot. All times are UTC.
-// After each render, window.minutely describes what was drawn (for the
-// browser test, and for anyone debugging from the console).
+// It opens on an overview of every service, worst first; a row (or the
+// service menu) opens that service's charts. After each render,
+// window.minutely describes what was drawn (for the browser test, and for
+// anyone debugging from the console).
 "use strict";
 
 const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
@@ -13,7 +15,18 @@ const MAX_POINTS = 1500;
 // weighted mean and max.
 const QUANTILE_MAX_SECONDS = 7 * 86400;
 
-const view = { state: "loading", service: null, from: null, to: null, bucket: null, charts: {}, runs: 0, error: null };
+// The overview's sparklines: the smallest bucket that keeps this many points or fewer.
+const OVERVIEW_POINTS = 48;
+// The overview's one rollup request asks for up to this many rows (the
+// API's maximum for /metrics/rollup), so 1,000 services fit in one request.
+const OVERVIEW_LIMIT = 100000;
+// Where the tab keeps the API token (session storage: this tab only).
+const TOKEN_KEY = "minutely-token";
+
+const view = {
+  state: "loading", service: null, from: null, to: null, bucket: null, charts: {}, runs: 0, error: null,
+  overview: null,
+};
 window.minutely = view;
 
 const $ = (id) => document.getElementById(id);
@@ -21,8 +34,14 @@ const iso = (seconds) => new Date(seconds * 1000).toISOString().replace(".000Z",
 const utcLabel = (seconds) => iso(seconds).slice(0, 16).replace("T", " ");
 const epoch = (text) => Date.parse(text) / 1000;
 
+class Unauthorized extends Error {}
+
 async function api(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
+  const headers = { accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { headers });
+  if (response.status === 401) throw new Unauthorized(token ? "The API refused this token." : "This API needs a token.");
   return { status: response.status, body: await response.json() };
 }
 
@@ -32,13 +51,21 @@ async function allPages(path, limit) {
   for (let offset = 0; ; offset += limit) {
     const { status, body } = await api(`${path}&limit=${limit}&offset=${offset}`);
     if (status !== 200) throw new Error(`${path}: HTTP ${status} ${body?.error?.message ?? ""}`);
-    rows.push(...body.data);
+    for (const row of body.data) rows.push(row);
+    rows.requests = offset / limit + 1;
     if (body.meta.count === 0 || offset + body.meta.count >= body.meta.total) return rows;
   }
 }
 
-function bucketFor(seconds) {
-  return BUCKETS.find(([, width]) => seconds / width <= MAX_POINTS) ?? BUCKETS[BUCKETS.length - 1];
+function bucketFor(seconds, points = MAX_POINTS) {
+  return BUCKETS.find(([, width]) => seconds / width <= points) ?? BUCKETS[BUCKETS.length - 1];
+}
+
+// Every bucket start of [from, to).
+function bucketStarts(from, to, width) {
+  const xs = [];
+  for (let t = Math.floor(from / width) * width; t < to; t += width) xs.push(t);
+  return xs;
 }
 
 function chart(id, series, data, yValues) {
@@ -63,9 +90,10 @@ function chart(id, series, data, yValues) {
 const sum = (values) => values.reduce((a, v) => a + (v ?? 0), 0);
 const max = (values) => values.reduce((a, v) => (v == null ? a : a == null ? v : Math.max(a, v)), null);
 
-// The window to show: a preset ends at the service's newest minute (the
-// latest data, however old), a custom one is taken as UTC.
-function window_(services) {
+// The window to show: a preset ends at the newest minute of `lastMinute`
+// (the service's, or all of gold's: the latest data, however old), a custom
+// one is taken as UTC.
+function window_(lastMinute) {
   const range = $("range").value;
   if (range === "custom") {
     const from = epoch(`${$("from").value}:00Z`);
@@ -73,27 +101,85 @@ function window_(services) {
     if (!(from < to)) throw new Error("Custom range: From must be before To.");
     return [from, to, "custom range"];
   }
-  const last = services.get($("service").value);
-  const to = epoch(last.last_minute) + 60;
+  const to = epoch(lastMinute) + 60;
   return [to - RANGES[range], to, `the latest ${$("range").selectedOptions[0].text.replace("Last ", "")} with data`];
 }
 
-async function render(services, health) {
-  view.state = "loading";
-  $("status").textContent = "Loading…";
-  const service = $("service").value;
-  const [from, to, what] = window_(services);
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+// A sparkline: an SVG polyline over the bucket values (null: no point).
+function sparkline(values, kind) {
+  const top = max(values);
+  if (top == null) return "";
+  const n = values.length;
+  const points = values
+    .map((v, i) => (v == null ? null : `${n === 1 ? 50 : ((i / (n - 1)) * 100).toFixed(1)},${(19 - (top > 0 ? (v / top) * 18 : 0)).toFixed(1)}`))
+    .filter((p) => p != null)
+    .join(" ");
+  return `<svg class="spark spark-${kind}" viewBox="0 0 100 20" preserveAspectRatio="none" aria-hidden="true"><polyline points="${points}"/></svg>`;
+}
+
+// The overview: every service over the window, from one rollup request
+// (one page of up to OVERVIEW_LIMIT rows; more pages only beyond that),
+// worst first: highest error rate, then highest p99, then most requests.
+async function renderOverview(services, health) {
+  const started = performance.now();
+  const [from, to, what] = window_(health.gold.last_minute);
+  const [bucket, width] = bucketFor(to - from, OVERVIEW_POINTS);
+  const rows = await allPages(`/metrics/rollup?from=${iso(from)}&to=${iso(to)}&bucket=${bucket}`, OVERVIEW_LIMIT);
+  const xs = bucketStarts(from, to, width);
+  const slot = new Map(xs.map((t, i) => [t, i]));
+  const byService = new Map([...services.keys()].map((name) => [name, {
+    service: name, requests: 0, errors: 0, statuses: 0, p99: null,
+    spark: { requests: xs.map(() => 0), errors: xs.map(() => null), p99: xs.map(() => null) },
+  }]));
+  for (const r of rows) {
+    const s = byService.get(r.service);
+    if (!s) continue;
+    s.requests += r.request_count;
+    s.errors += r.error_count;
+    s.statuses += r.status_count;
+    if (r.max_p99_latency_ms != null) s.p99 = s.p99 == null ? r.max_p99_latency_ms : Math.max(s.p99, r.max_p99_latency_ms);
+    const i = slot.get(epoch(r.bucket));
+    if (i !== undefined) {
+      s.spark.requests[i] = r.request_count;
+      s.spark.errors[i] = r.error_rate;
+      s.spark.p99[i] = r.max_p99_latency_ms;
+    }
+  }
+  const list = [...byService.values()].map((s) => ({ ...s, errorRate: s.statuses > 0 ? s.errors / s.statuses : null }));
+  list.sort((a, b) => (b.errorRate ?? -1) - (a.errorRate ?? -1) || (b.p99 ?? -1) - (a.p99 ?? -1) ||
+    b.requests - a.requests || (a.service < b.service ? -1 : 1));
+  $("services-overview").tBodies[0].innerHTML = list.map((s) => {
+    const name = escapeHtml(s.service);
+    const rate = s.errorRate == null ? "–" : `${(s.errorRate * 100).toFixed(2)}%`;
+    const p99 = s.p99 == null ? "–" : s.p99.toLocaleString("en-US", { maximumFractionDigits: 1 });
+    return `<tr data-service="${name}" data-requests="${s.requests}" data-error-rate="${s.errorRate ?? ""}" data-p99="${s.p99 ?? ""}">` +
+      `<td class="svc"><a href="#service=${encodeURIComponent(s.service)}">${name}</a></td>` +
+      `<td class="num">${s.requests.toLocaleString("en-US")}${sparkline(s.spark.requests, "requests")}</td>` +
+      `<td class="num">${rate}${sparkline(s.spark.errors, "errors")}</td>` +
+      `<td class="num">${p99}${sparkline(s.spark.p99, "p99")}</td></tr>`;
+  }).join("");
+  $("overview-window").textContent = `${utcLabel(from)} – ${utcLabel(to)} UTC (${what}), ${bucket} sparklines`;
+  $("overview").hidden = false;
+  view.overview = {
+    from: iso(from), to: iso(to), bucket, services: list.length, rollupRequests: rows.requests,
+    ms: Math.round(performance.now() - started),
+  };
+}
+
+// One service's charts over the window.
+async function renderCharts(services, health, service) {
+  const [from, to, what] = window_(services.get(service).last_minute);
   const seconds = to - from;
   const [bucket, width] = bucketFor(seconds);
   Object.assign(view, { service, from: iso(from), to: iso(to), bucket, charts: {} });
-  location.hash = new URLSearchParams({ service, range: $("range").value }).toString();
 
   const q = `service=${encodeURIComponent(service)}&from=${iso(from)}&to=${iso(to)}`;
   const buckets = await allPages(`/metrics/rollup?${q}&bucket=${bucket}`, 10000);
   // Every bucket of the window: none means no events (0 requests, no error rate).
   const byStart = new Map(buckets.map((b) => [epoch(b.bucket), b]));
-  const xs = [];
-  for (let t = Math.floor(from / width) * width; t < to; t += width) xs.push(t);
+  const xs = bucketStarts(from, to, width);
   const requests = xs.map((t) => byStart.get(t)?.request_count ?? 0);
   const errorRate = xs.map((t) => byStart.get(t)?.error_rate ?? null);
 
@@ -135,6 +221,21 @@ async function render(services, health) {
 
   $("window").textContent = `${service}: ${utcLabel(from)} – ${utcLabel(to)} UTC (${what}). ` +
     `Gold from run ${health.gold.run_id}, last minute ${utcLabel(epoch(health.gold.last_minute))} UTC.`;
+}
+
+// The overview, and the chosen service's charts above it (none: charts hidden).
+async function render(services, health) {
+  view.state = "loading";
+  $("status").textContent = "Loading…";
+  const service = $("service").value;
+  location.hash = new URLSearchParams({ service, range: $("range").value }).toString();
+  if (service) {
+    await renderCharts(services, health, service);
+  } else {
+    $("charts").hidden = true;
+    Object.assign(view, { service: null, from: null, to: null, bucket: null, charts: {} });
+  }
+  await renderOverview(services, health);
   $("status").textContent = "";
   view.state = "ready";
 }
@@ -168,6 +269,7 @@ async function loadRuns() {
 }
 
 function fail(error) {
+  if (error instanceof Unauthorized) return askToken(error.message);
   view.state = "error";
   view.error = String(error.message ?? error);
   $("status").className = "empty";
@@ -175,7 +277,33 @@ function fail(error) {
   console.error(error);
 }
 
+// Shows the token form; the page starts again once a token is given.
+function askToken(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("token-reason").textContent = reason;
+  $("token-form").hidden = false;
+  $("controls").hidden = true;
+  $("status").textContent = "";
+  $("token").focus();
+  view.state = "token";
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  $("token-form").hidden = true;
+  $("controls").hidden = false;
+  view.state = "loading";
+  main().catch(fail);
+});
+
+let wired = false;
+
 async function main() {
+  if (document.body.dataset.auth === "required" && !sessionStorage.getItem(TOKEN_KEY)) {
+    return askToken("This API needs a token.");
+  }
   const runs = loadRuns();
   // The server marks the page when no gold is loaded, so that the page need
   // not ask /health (a 503 is logged by browsers as a console error).
@@ -188,36 +316,52 @@ async function main() {
     view.state = "empty";
     return;
   }
-  const health = await api("/health");
+  const health = (await api("/health")).body;
   const { body } = await api("/services");
   const services = new Map(body.data.map((s) => [s.service, s]));
   const select = $("service");
-  select.replaceChildren(...[...services.keys()].map((name) => new Option(name, name)));
+  select.replaceChildren(new Option("All services", ""), ...[...services.keys()].map((name) => new Option(name, name)));
   const wanted = new URLSearchParams(location.hash.slice(1));
   if (services.has(wanted.get("service"))) select.value = wanted.get("service");
   if (wanted.get("range") in RANGES) $("range").value = wanted.get("range");
 
-  const last = services.get(select.value);
-  const to = new Date(epoch(last.last_minute) * 1000 + 60000);
+  const to = new Date(epoch(health.gold.last_minute) * 1000 + 60000);
   $("to").value = to.toISOString().slice(0, 16);
   $("from").value = new Date(to - 86400000).toISOString().slice(0, 16);
-  $("range").addEventListener("change", () => {
-    $("custom").hidden = $("range").value !== "custom";
-    if ($("range").value !== "custom") render(services, health.body).catch(fail);
-  });
-  $("controls").addEventListener("submit", (event) => {
-    event.preventDefault();
-    render(services, health.body).catch(fail);
-  });
-  select.addEventListener("change", () => render(services, health.body).catch(fail));
-  let resize;
-  addEventListener("resize", () => {
-    clearTimeout(resize);
-    resize = setTimeout(() => {
-      for (const [id, plot] of Object.entries(view.charts)) plot.setSize({ width: Math.max($(id).clientWidth, 260), height: 220 });
-    }, 100);
-  });
-  await Promise.all([render(services, health.body), runs]);
+  const again = () => render(services, health).catch(fail);
+  if (!wired) {
+    wired = true;
+    $("range").addEventListener("change", () => {
+      $("custom").hidden = $("range").value !== "custom";
+      if ($("range").value !== "custom") again();
+    });
+    $("controls").addEventListener("submit", (event) => {
+      event.preventDefault();
+      again();
+    });
+    select.addEventListener("change", again);
+    // A row of the overview opens that service's charts (above the overview).
+    $("services-overview").addEventListener("click", (event) => {
+      const row = event.target.closest("tr[data-service]");
+      if (!row) return;
+      event.preventDefault();
+      select.value = row.dataset.service;
+      again().then(() => $("charts").scrollIntoView());
+    });
+    $("home").addEventListener("click", (event) => {
+      event.preventDefault();
+      select.value = "";
+      again();
+    });
+    let resize;
+    addEventListener("resize", () => {
+      clearTimeout(resize);
+      resize = setTimeout(() => {
+        for (const [id, plot] of Object.entries(view.charts)) plot.setSize({ width: Math.max($(id).clientWidth, 260), height: 220 });
+      }, 100);
+    });
+  }
+  await Promise.all([render(services, health), runs]);
 }
 
 main().catch(fail);

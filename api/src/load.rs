@@ -78,7 +78,13 @@ impl Reloader {
         let mut runs = Vec::new();
         for entry in listing.iter().filter(|e| e.relative.ends_with(".json")) {
             let manifest = Manifest::from_json(&self.output.get(&entry.relative)?, &entry.relative)?;
-            runs.push(RunEntry { run_id: manifest.run_id, status: manifest.status, finished_at: manifest.finished_at });
+            runs.push(RunEntry {
+                run_id: manifest.run_id,
+                status: manifest.status,
+                finished_at: manifest.finished_at,
+                reject_ratio: manifest.reject_ratio,
+                unreadable_files: manifest.unreadable_files.len(),
+            });
         }
         if let Some(last) = listing.last() {
             self.listed_to = Some(last.relative.clone());

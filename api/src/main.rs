@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::{Budget, State};
-use clap::Parser;
+use api::{Access, Budget, State, Tls};
+use clap::{Parser, Subcommand};
 use pipeline::config::{ApiFlags, ConfigFile, Overrides, PipelineFlags};
 use pipeline::storage::Storage;
 use tracing_subscriber::EnvFilter;
@@ -16,6 +16,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "api", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file [default: config/minutely.toml when present].
     #[arg(long, env = "MINUTELY_CONFIG")]
     config: Option<PathBuf>,
@@ -29,8 +31,40 @@ struct Args {
     log_format: String,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Access tokens (README, "Access").
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Prints a new random token, and the line that lets it in: add the line
+    /// to the tokens file, give the token to its holder.
+    New {
+        /// Who holds the token; the request log names it.
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Token { action: TokenCommand::New { name } }) = &args.command {
+        return match api::new_token(name) {
+            Ok((token, line)) => {
+                println!("token: {token}");
+                println!("tokens file line: {line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if args.log_format == "json" {
@@ -59,7 +93,26 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let budget_mb = settings.memory_budget_mb;
     let output = Storage::open(&config.pipeline.output, true).map_err(|e| anyhow::anyhow!(e.chain()))?;
 
-    let state = State::new(output, Budget::from_mb(budget_mb));
+    let access = match &settings.tokens_file {
+        Some(path) => Access::tokens_file(path).map_err(|e| anyhow::anyhow!("tokens_file: {e}"))?,
+        None => Access::open(),
+    };
+    let tls = match (settings.tls_cert.clone(), settings.tls_key.clone()) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(|e| anyhow::anyhow!(e))?),
+        (None, None) => None,
+        (Some(_), None) => {
+            anyhow::bail!("tls_cert is set but tls_key is not ([api] tls_key, MINUTELY_API_TLS_KEY or --tls-key)")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("tls_key is set but tls_cert is not ([api] tls_cert, MINUTELY_API_TLS_CERT or --tls-cert)")
+        }
+    };
+    if access.is_open() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "Serving without tokens on a non-loopback address: anyone who reaches it reads everything. Set [api] tokens_file (README, \"Access\").");
+    }
+    api::watch_files(&access, tls.as_ref()).context("Failed to start the file watcher.")?;
+
+    let state = State::new(output, Budget::from_mb(budget_mb), access);
     let reloader = state.clone();
     std::thread::Builder::new()
         .name("reloader".into())
@@ -70,9 +123,15 @@ fn serve(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Failed to bind {addr}."))?;
         let local = listener.local_addr().context("Failed to read the bound address.")?;
-        println!("Listening on http://{local}");
-        tracing::info!(%local, output = config.pipeline.output, budget_mb, "Serving gold.");
-        warp::serve(api::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("Listening on {scheme}://{local}");
+        tracing::info!(%local, scheme, output = config.pipeline.output, budget_mb, "Serving gold.");
+        match &tls {
+            Some(tls) => api::serve_tls(api::routes(state), listener, tls, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::msg)?,
+            None => warp::serve(api::routes(state)).incoming(listener).graceful(shutdown_signal()).run().await,
+        }
         tracing::info!("Shut down gracefully.");
         Ok(())
     })

@@ -8,6 +8,9 @@ use crate::error::ApiError;
 
 pub(crate) const DEFAULT_LIMIT: usize = 1000;
 pub(crate) const MAX_LIMIT: usize = 10_000;
+/// `/metrics/rollup` rows are small: one request holds a sparkline of every
+/// service (1,000 services × 48 buckets) for the dashboard's overview.
+pub(crate) const ROLLUP_MAX_LIMIT: usize = 100_000;
 pub(crate) const RUNS_DEFAULT_LIMIT: usize = 100;
 pub(crate) const RUNS_MAX_LIMIT: usize = 1000;
 /// Run statuses a `/runs` page may be filtered by.
@@ -93,7 +96,7 @@ impl MetricsQuery {
                 }
                 "from" => q.from = Some(parse_instant("from", &value)?),
                 "to" => q.to = Some(parse_instant("to", &value)?),
-                "limit" => q.limit = parse_limit(&value, MAX_LIMIT)?,
+                "limit" => q.limit = parse_limit(&value, if rollup { ROLLUP_MAX_LIMIT } else { MAX_LIMIT })?,
                 "offset" => q.offset = parse_offset(&value)?,
                 "bucket" if rollup => {
                     q.bucket = Some(Bucket::parse(&value).ok_or_else(|| {
@@ -226,7 +229,10 @@ mod tests {
         assert_eq!(param("to=2026-13-01"), Some("to".into()));
         assert_eq!(param("from=2026-01-12&to=2026-01-12"), Some("to".into()));
         assert_eq!(param("limit=0"), Some("limit".into()));
-        assert_eq!(param("limit=10001"), Some("limit".into()));
+        assert_eq!(param("limit=100001"), Some("limit".into()), "rollup's maximum");
+        assert!(MetricsQuery::parse("limit=100000", true).is_ok());
+        let metrics_limit = MetricsQuery::parse("limit=10001", false).err().and_then(|e| e.parameter);
+        assert_eq!(metrics_limit, Some("limit".into()), "/metrics' maximum");
         assert_eq!(param("limit=-1"), Some("limit".into()));
         assert_eq!(param("offset=x"), Some("offset".into()));
         assert_eq!(param("bucket=2h"), Some("bucket".into()));

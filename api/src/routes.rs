@@ -21,6 +21,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{self, Answer, Failure};
 use crate::query::{MetricsQuery, RunsQuery};
@@ -89,16 +90,18 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
         response
     });
 
-    let api = health
-        .or(metrics)
-        .or(rollup)
-        .or(services)
-        .or(runs)
-        .or(run)
-        .or(openapi)
-        .or(ops)
-        .or(crate::dashboard::routes(state.clone()))
-        .recover(handle_rejection);
+    // Every path but /health needs a token when the server has a tokens
+    // file; the page answers for itself (see `dashboard`).
+    let authorized = {
+        let state = state.clone();
+        authorization().and_then(move |value: Option<HeaderValue>| {
+            let checked = state.access.check(value.as_ref().map(HeaderValue::as_bytes));
+            async move { checked.map(|_| ()).map_err(warp::reject::custom) }
+        })
+    }
+    .untuple_one();
+    let guarded = authorized.and(metrics.or(rollup).or(services).or(runs).or(run).or(openapi).or(ops));
+    let api = health.or(crate::dashboard::routes(state.clone())).or(guarded).recover(handle_rejection);
     warp::header::optional::<String>("x-request-id")
         .and(api)
         .map(|id: Option<String>, reply| {
@@ -108,14 +111,32 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
         .with(warp::log::custom(move |info| {
             let status = info.status().as_u16();
             state.telemetry.observe(info.path(), status, info.elapsed().as_secs_f64());
+            // The holder's name, never the token: checked again here, as the
+            // log sees the request's headers but not what the routes found.
+            let value = info.request_headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+            let caller = state.access.check(value);
+            let token = match &caller {
+                Ok(Caller::Holder(name)) => name,
+                Ok(Caller::Anyone) => "-",
+                Err(_) if value.is_some() => "refused",
+                Err(_) => "none",
+            };
             tracing::info!(
                 method = %info.method(),
                 path = info.path(),
                 status,
+                token,
                 duration_us = info.elapsed().as_micros() as u64,
                 "Request."
             );
         }))
+}
+
+/// The raw `Authorization` value, when there is one. Raw bytes, so that a
+/// value that is not visible ASCII is refused as a bad token (401), not as
+/// a bad header (400).
+pub(crate) fn authorization() -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value("authorization").map(Some).or(warp::any().map(|| None)).unify()
 }
 
 fn new_request_id() -> String {
@@ -280,6 +301,9 @@ pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infalli
         ApiError::internal("unhandled rejection")
     };
     let mut response = json_response(error.status, &error.body());
+    if error.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(crate::auth::CHALLENGE));
+    }
     if error.status == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110: a 405 lists the methods the resource supports.
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));

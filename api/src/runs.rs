@@ -5,11 +5,15 @@ use chrono::{DateTime, Utc};
 use pipeline::runs::RunStatus;
 
 /// One run, as the index keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RunEntry {
     pub(crate) run_id: String,
     pub(crate) status: RunStatus,
     pub(crate) finished_at: DateTime<Utc>,
+    /// Rejected / bronze rows of the run.
+    pub(crate) reject_ratio: f64,
+    /// Input files the run could not read.
+    pub(crate) unreadable_files: usize,
 }
 
 /// Every run of the output, oldest first (run ids sort by start time).
@@ -30,6 +34,21 @@ impl RunIndex {
             self.entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         }
         self.entries.dedup_by(|a, b| a.run_id == b.run_id);
+    }
+
+    /// The newest run, whatever its status.
+    pub(crate) fn newest(&self) -> Option<&RunEntry> {
+        self.entries.last()
+    }
+
+    /// The newest run with `status`.
+    pub(crate) fn newest_with(&self, status: RunStatus) -> Option<&RunEntry> {
+        self.entries.iter().rev().find(|e| e.status == status)
+    }
+
+    /// How many runs have `status`.
+    pub(crate) fn count(&self, status: RunStatus) -> usize {
+        self.entries.iter().filter(|e| e.status == status).count()
     }
 
     /// The newest run whose layers were published.
@@ -54,7 +73,13 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, status: RunStatus) -> RunEntry {
-        RunEntry { run_id: id.into(), status, finished_at: DateTime::UNIX_EPOCH }
+        RunEntry {
+            run_id: id.into(),
+            status,
+            finished_at: DateTime::UNIX_EPOCH,
+            reject_ratio: 0.0,
+            unreadable_files: 0,
+        }
     }
 
     #[test]
@@ -68,6 +93,9 @@ mod tests {
         let (page, total) = index.page(Some(RunStatus::Succeeded), 0, 10);
         assert_eq!((ids(page), total), (vec!["r4".to_string(), "r1".into()], 2));
         assert_eq!(index.newest_committed().map(|e| e.run_id.as_str()), Some("r4"));
+        assert_eq!(index.newest().map(|e| e.run_id.as_str()), Some("r4"));
+        assert_eq!(index.newest_with(RunStatus::Failed).map(|e| e.run_id.as_str()), Some("r3"));
+        assert_eq!((index.count(RunStatus::Succeeded), index.count(RunStatus::QualityGateFailed)), (2, 1));
         assert_eq!(index.find("r2").map(|e| e.status), Some(RunStatus::QualityGateFailed));
         assert!(index.find("r9").is_none());
         let (page, total) = index.page(None, 10, 5);

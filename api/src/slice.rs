@@ -74,6 +74,8 @@ pub(crate) struct Bucket {
     /// Σ avg × latency_count, accumulated in minute order.
     pub(crate) latency_sum: f64,
     pub(crate) max_latency_ms: Option<f64>,
+    /// The highest per-minute p99 in the bucket.
+    pub(crate) max_p99_latency_ms: Option<f64>,
     pub(crate) status_count: i64,
     pub(crate) error_count: i64,
 }
@@ -87,6 +89,8 @@ pub(crate) struct RollupRow {
     pub(crate) latency_count: i64,
     pub(crate) avg_latency_ms: Option<f64>,
     pub(crate) max_latency_ms: Option<f64>,
+    /// The worst minute's p99 (quantiles do not combine across minutes).
+    pub(crate) max_p99_latency_ms: Option<f64>,
     pub(crate) status_count: i64,
     pub(crate) error_count: i64,
     pub(crate) error_rate: Option<f64>,
@@ -104,6 +108,10 @@ impl Bucket {
         if !max.is_nan() {
             self.max_latency_ms = Some(self.max_latency_ms.map_or(max, |m| m.max(max)));
         }
+        let p99 = slice.p99_latency_ms[i];
+        if !p99.is_nan() {
+            self.max_p99_latency_ms = Some(self.max_p99_latency_ms.map_or(p99, |m| m.max(p99)));
+        }
     }
 
     /// The served row: latency averaged by latency_count, error rate from the sums.
@@ -115,6 +123,7 @@ impl Bucket {
             latency_count: self.latency_count,
             avg_latency_ms: (self.latency_count > 0).then(|| self.latency_sum / self.latency_count as f64),
             max_latency_ms: self.max_latency_ms,
+            max_p99_latency_ms: self.max_p99_latency_ms,
             status_count: self.status_count,
             error_count: self.error_count,
             error_rate: (self.status_count > 0).then(|| self.error_count as f64 / self.status_count as f64),

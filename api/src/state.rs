@@ -1,5 +1,6 @@
 //! Everything a request needs, shared by the routes and the reloader: the
-//! current snapshot, the cached reader of the output, the server's metrics.
+//! current snapshot, the cached reader of the output, the server's metrics,
+//! who may read.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use pipeline::storage::Storage;
 
+use crate::auth::Access;
 use crate::load::Reloader;
 use crate::reader::{Budget, Reader};
 use crate::snapshot::Snapshot;
@@ -24,6 +26,8 @@ pub struct State {
     pub(crate) budget: Budget,
     /// Permits for requests that read layer files ([`COLD_READS`]).
     pub(crate) cold_reads: tokio::sync::Semaphore,
+    /// Open, or the tokens that may read.
+    pub(crate) access: Access,
     reloader: Mutex<Reloader>,
 }
 
@@ -32,7 +36,7 @@ pub type Shared = Arc<State>;
 
 impl State {
     /// A server over `output` with nothing loaded yet; call [`State::reload`].
-    pub fn new(output: Storage, budget: Budget) -> Shared {
+    pub fn new(output: Storage, budget: Budget, access: Access) -> Shared {
         let telemetry = Telemetry::new(budget.total_bytes);
         let reader = Reader::new(output.clone(), &budget, telemetry.cache_hits.clone(), telemetry.cache_misses.clone());
         Arc::new(State {
@@ -41,6 +45,7 @@ impl State {
             telemetry,
             budget,
             cold_reads: tokio::sync::Semaphore::new(COLD_READS),
+            access,
             reloader: Mutex::new(Reloader::new(output)),
         })
     }

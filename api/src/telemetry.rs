@@ -1,8 +1,11 @@
 //! The server's own metrics, served at `/-/metrics` in the Prometheus text
 //! exposition format (OpenMetrics flavour, which Prometheus scrapes as is).
 //!
-//! Counters and the request histogram are updated as requests finish;
-//! gauges that describe the snapshot are set when the endpoint is scraped.
+//! Two families: `minutely_api_*` describe this server (counters and the
+//! request histogram are updated as requests finish); `minutely_pipeline_*`
+//! describe the pipeline from the run manifests the server indexes, so one
+//! scrape can alert on both (README, "Pipeline health"). Gauges that
+//! describe the snapshot and the runs are set when the endpoint is scraped.
 
 use std::sync::atomic::AtomicU64;
 
@@ -14,6 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use pipeline::runs::RunStatus;
+
+use crate::runs::RunIndex;
 use crate::slice::ROW_BYTES;
 use crate::snapshot::Snapshot;
 
@@ -37,6 +43,11 @@ struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PlaceLabels {
     place: &'static str,
 }
@@ -56,7 +67,22 @@ pub(crate) struct Telemetry {
     cache_bytes: Gauge,
     budget_bytes: Gauge,
     resident_bytes: Gauge,
+    pipeline: PipelineHealth,
 }
+
+/// The `minutely_pipeline_*` series.
+#[derive(Default)]
+struct PipelineHealth {
+    last_run: Family<RunLabels, Gauge>,
+    last_status: Family<StatusLabels, Gauge>,
+    last_finished: Gauge<f64, AtomicU64>,
+    last_reject_ratio: Gauge<f64, AtomicU64>,
+    last_unreadable: Gauge,
+    since_success: Gauge<f64, AtomicU64>,
+    runs: Family<StatusLabels, Gauge>,
+}
+
+const STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed];
 
 fn duration_histogram() -> Histogram {
     // 100 µs to about 3 s.
@@ -65,7 +91,8 @@ fn duration_histogram() -> Histogram {
 
 impl Telemetry {
     pub(crate) fn new(budget_bytes: u64) -> Self {
-        let mut registry = Registry::with_prefix("minutely_api");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("minutely_api");
         let t = Telemetry {
             requests: Family::default(),
             durations: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
@@ -79,6 +106,7 @@ impl Telemetry {
             cache_bytes: Gauge::default(),
             budget_bytes: Gauge::default(),
             resident_bytes: Gauge::default(),
+            pipeline: PipelineHealth::default(),
             registry: Registry::default(),
         };
         t.budget_bytes.set(budget_bytes as i64);
@@ -102,7 +130,36 @@ impl Telemetry {
         registry.register("cache_bytes", "Bytes of gold slices in the cache", t.cache_bytes.clone());
         registry.register("memory_budget_bytes", "The configured memory budget", t.budget_bytes.clone());
         registry.register("resident_memory_bytes", "The process's resident memory (Linux)", t.resident_bytes.clone());
-        Telemetry { registry, ..t }
+        let p = &t.pipeline;
+        let pipeline = root.sub_registry_with_prefix("minutely_pipeline");
+        pipeline.register("last_run", "The newest run, whatever its status (value 1)", p.last_run.clone());
+        pipeline.register(
+            "last_run_status",
+            "1 for the newest run's status (succeeded, quality_gate_failed or failed), 0 for the others",
+            p.last_status.clone(),
+        );
+        pipeline.register(
+            "last_run_finished_timestamp_seconds",
+            "When the newest run finished, Unix seconds",
+            p.last_finished.clone(),
+        );
+        pipeline.register(
+            "last_run_reject_ratio",
+            "Rejected / bronze rows of the newest run",
+            p.last_reject_ratio.clone(),
+        );
+        pipeline.register(
+            "last_run_unreadable_files",
+            "Input files the newest run could not read",
+            p.last_unreadable.clone(),
+        );
+        pipeline.register(
+            "seconds_since_last_success",
+            "Seconds since the newest succeeded run finished (absent before the first)",
+            p.since_success.clone(),
+        );
+        pipeline.register("runs", "Runs in the output's manifests, by status", p.runs.clone());
+        Telemetry { registry: root, ..t }
     }
 
     /// Records one answered request.
@@ -128,10 +185,34 @@ impl Telemetry {
         if let Some(rss) = resident_bytes() {
             self.resident_bytes.set(rss as i64);
         }
+        self.pipeline.set(&snapshot.runs);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+impl PipelineHealth {
+    /// Sets every series from the run index.
+    fn set(&self, runs: &RunIndex) {
+        for status in STATUSES {
+            self.runs.get_or_create(&StatusLabels { status: status.as_str() }).set(runs.count(status) as i64);
+        }
+        self.last_run.clear();
+        let Some(last) = runs.newest() else { return };
+        self.last_run.get_or_create(&RunLabels { run_id: last.run_id.clone() }).set(1);
+        for status in STATUSES {
+            self.last_status
+                .get_or_create(&StatusLabels { status: status.as_str() })
+                .set(i64::from(last.status == status));
+        }
+        self.last_finished.set(last.finished_at.timestamp_millis() as f64 / 1000.0);
+        self.last_reject_ratio.set(last.reject_ratio);
+        self.last_unreadable.set(last.unreadable_files as i64);
+        if let Some(success) = runs.newest_with(RunStatus::Succeeded) {
+            self.since_success.set((Utc::now() - success.finished_at).num_milliseconds() as f64 / 1000.0);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::auth::Access;
 use crate::handlers;
 use crate::query::{Bucket, MetricsQuery};
 use crate::reader::Budget;
@@ -21,6 +22,11 @@ const T0: i64 = 1_768_212_900_000_000; // 2026-01-12T10:15:00Z
 
 /// One gold row: service, minute, requests, latency (count, avg, max), (status count, errors).
 type Row = (String, i64, i64, Option<(i64, f64, f64)>, (i64, i64));
+
+/// The fixtures' p99: below max, so that a rollup's worst-minute p99 is told apart from its max.
+fn p99_of(latency: &(i64, f64, f64)) -> f64 {
+    latency.2 * 0.9
+}
 
 fn row(service: &str, minute: i64, requests: i64, latency: Option<(i64, f64, f64)>, status: (i64, i64)) -> Row {
     (service.to_string(), minute, requests, latency, status)
@@ -59,7 +65,7 @@ fn write_gold(output: &Storage, rows: &[Row]) {
                 Column::new("avg_latency_ms".into(), lat(|l| l.1)),
                 Column::new("p50_latency_ms".into(), lat(|l| l.1)),
                 Column::new("p95_latency_ms".into(), lat(|l| l.2)),
-                Column::new("p99_latency_ms".into(), lat(|l| l.2)),
+                Column::new("p99_latency_ms".into(), lat(p99_of)),
                 Column::new("max_latency_ms".into(), lat(|l| l.2)),
                 Column::new("status_count".into(), rows.iter().map(|r| r.4.0).collect::<Vec<i64>>()),
                 Column::new("error_count".into(), rows.iter().map(|r| r.4.1).collect::<Vec<i64>>()),
@@ -75,22 +81,42 @@ fn write_gold(output: &Storage, rows: &[Row]) {
 }
 
 fn write_manifest(output: &Storage, run_id: &str, status: RunStatus) {
+    write_manifest_with(output, run_id, status, chrono::DateTime::UNIX_EPOCH, 0.0, 0);
+}
+
+fn write_manifest_with(
+    output: &Storage,
+    run_id: &str,
+    status: RunStatus,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    reject_ratio: f64,
+    unreadable: usize,
+) {
+    let unreadable = (0..unreadable)
+        .map(|i| pipeline::runs::UnreadableFile {
+            path: format!("bad-{i}.csv"),
+            size: 1,
+            content_hash: String::new(),
+            last_modified: finished_at,
+            error: "unreadable".into(),
+        })
+        .collect();
     let manifest = Manifest {
         run_id: run_id.into(),
         status,
         started_at: chrono::DateTime::UNIX_EPOCH,
-        finished_at: chrono::DateTime::UNIX_EPOCH,
+        finished_at,
         input: "in".into(),
         output: "out".into(),
         full_refresh: false,
         engine: Default::default(),
         files: Vec::new(),
-        unreadable_files: Vec::new(),
+        unreadable_files: unreadable,
         max_unreadable_files: 0,
         files_skipped: 0,
         rows: LayerRows::default(),
         rejects_by_reason: BTreeMap::new(),
-        reject_ratio: 0.0,
+        reject_ratio,
         max_reject_ratio: 0.25,
         counters: Default::default(),
         gold_partitions: Vec::new(),
@@ -116,7 +142,7 @@ fn serve(rows: &[Row], budget: Budget) -> Shared {
     let out = output();
     write_gold(&out, rows);
     write_manifest(&out, "run-1", RunStatus::Succeeded);
-    let state = State::new(out, budget);
+    let state = State::new(out, budget, Access::open());
     assert!(state.reload().expect("reload"), "the first poll loads gold");
     state
 }
@@ -145,7 +171,7 @@ fn get(state: &Shared, path: &str) -> (u16, Value) {
 
 #[test]
 fn health_is_503_until_gold_is_loaded_then_200() {
-    let empty = State::new(output(), Budget::from_mb(1));
+    let empty = State::new(output(), Budget::from_mb(1), Access::open());
     let (status, body) = get(&empty, "/health");
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
@@ -207,6 +233,7 @@ fn rollup_weights_latency_and_sums_counts_per_utc_bucket() {
         assert_eq!(first["request_count"], 6);
         assert_eq!(first["avg_latency_ms"], 25.0, "(10×2 + 40×2) / 4");
         assert_eq!(first["max_latency_ms"], 50.0);
+        assert_eq!(first["max_p99_latency_ms"], 50.0 * 0.9, "the worst minute's p99");
         assert_eq!(first["error_rate"], 1.0 / 6.0);
         assert_eq!(body["data"][1]["bucket"], "2026-01-12T11:00:00Z");
         assert_eq!(body["data"][1]["avg_latency_ms"], Value::Null);
@@ -216,6 +243,7 @@ fn rollup_weights_latency_and_sums_counts_per_utc_bucket() {
         assert_eq!(day["data"].as_array().unwrap().len(), 2, "one bucket per service");
         assert_eq!(day["data"][0]["bucket"], "2026-01-12T00:00:00Z");
         assert_eq!(day["data"][0]["request_count"], 7);
+        assert_eq!(day["data"][0]["max_p99_latency_ms"], 50.0 * 0.9, "from the day summary");
     }
 }
 
@@ -225,7 +253,8 @@ fn bad_requests_are_400_and_unknown_paths_404_in_the_error_shape() {
     for (path, parameter) in [
         ("/metrics?from=nope", "from"),
         ("/metrics?from=2026-01-12&to=2026-01-11", "to"),
-        ("/metrics?limit=100000", "limit"),
+        ("/metrics?limit=10001", "limit"),
+        ("/metrics/rollup?limit=100001", "limit"),
         ("/metrics?offset=-3", "offset"),
         ("/metrics/rollup?bucket=7m", "bucket"),
         ("/metrics?colour=red", "colour"),
@@ -301,7 +330,7 @@ fn runs_are_paged_newest_first_and_filtered_by_status() {
     for (i, status) in statuses.iter().enumerate() {
         write_manifest(&out, &format!("run-{i}"), *status);
     }
-    let s = State::new(out.clone(), Budget::from_mb(8));
+    let s = State::new(out.clone(), Budget::from_mb(8), Access::open());
     s.reload().expect("reload");
     let ids = |body: &Value| -> Vec<String> {
         body["data"].as_array().unwrap().iter().map(|m| m["run_id"].as_str().unwrap().to_string()).collect()
@@ -390,7 +419,7 @@ fn a_file_replaced_under_a_cold_read_is_answered_from_the_newer_run() {
     let out = output();
     write_gold(&out, &fixture_rows());
     write_manifest(&out, "run-1", RunStatus::Succeeded);
-    let state = State::new(out.clone(), cold_budget(1 << 20));
+    let state = State::new(out.clone(), cold_budget(1 << 20), Access::open());
     state.reload().expect("reload");
     let pinned = state.snapshot.load_full();
 
@@ -414,7 +443,7 @@ fn a_publish_in_progress_keeps_the_previous_snapshot() {
     let out = output();
     write_gold(&out, &fixture_rows());
     write_manifest(&out, "run-1", RunStatus::Succeeded);
-    let state = State::new(out.clone(), Budget::from_mb(8));
+    let state = State::new(out.clone(), Budget::from_mb(8), Access::open());
     state.reload().expect("reload");
     out.put("_staging/run-2/_commit.json", "{}").expect("marker");
     write_manifest(&out, "run-2", RunStatus::Succeeded);
@@ -453,7 +482,7 @@ fn ref_row(r: &Row) -> RefRow<'_> {
         avg_latency_ms: r.3.map(|l| l.1),
         p50_latency_ms: r.3.map(|l| l.1),
         p95_latency_ms: r.3.map(|l| l.2),
-        p99_latency_ms: r.3.map(|l| l.2),
+        p99_latency_ms: r.3.as_ref().map(p99_of),
         max_latency_ms: r.3.map(|l| l.2),
         status_count: r.4.0,
         error_count: r.4.1,
@@ -518,6 +547,7 @@ struct RefBucket {
     latency_count: i64,
     avg_latency_ms: Option<f64>,
     max_latency_ms: Option<f64>,
+    max_p99_latency_ms: Option<f64>,
     status_count: i64,
     error_count: i64,
     error_rate: Option<f64>,
@@ -538,6 +568,7 @@ fn ref_rollup(rows: &[Row], q: &MetricsQuery) -> Vec<u8> {
                 latency_count: 0,
                 avg_latency_ms: None,
                 max_latency_ms: None,
+                max_p99_latency_ms: None,
                 status_count: 0,
                 error_count: 0,
                 error_rate: None,
@@ -551,6 +582,10 @@ fn ref_rollup(rows: &[Row], q: &MetricsQuery) -> Vec<u8> {
         b.error_count += r.4.1;
         *sum += r.3.map_or(0.0, |l| l.1) * r.3.map_or(0, |l| l.0) as f64;
         b.max_latency_ms = match (b.max_latency_ms, r.3.map(|l| l.2)) {
+            (Some(a), Some(m)) => Some(a.max(m)),
+            (a, m) => a.or(m),
+        };
+        b.max_p99_latency_ms = match (b.max_p99_latency_ms, r.3.as_ref().map(p99_of)) {
             (Some(a), Some(m)) => Some(a.max(m)),
             (a, m) => a.or(m),
         };
@@ -632,28 +667,188 @@ proptest! {
 }
 
 #[test]
-fn the_dashboard_and_its_assets_are_served_from_the_binary() {
-    let routes = crate::routes::routes(State::new(output(), Budget::from_mb(1)));
+fn the_dashboard_is_one_page_with_its_assets_inlined_and_allowed_by_hash() {
+    let routes = crate::routes::routes(State::new(output(), Budget::from_mb(1), Access::open()));
     let page = block_on(warp::test::request().path("/").reply(&routes));
-    assert!(String::from_utf8_lossy(page.body()).contains("<body data-gold=\"none\">"), "no gold yet");
+    assert!(
+        String::from_utf8_lossy(page.body()).contains("<body data-gold=\"none\" data-auth=\"open\">"),
+        "no gold yet"
+    );
     let loaded = block_on(
         warp::test::request().path("/").reply(&crate::routes::routes(serve(&fixture_rows(), Budget::from_mb(1)))),
     );
-    assert!(String::from_utf8_lossy(loaded.body()).contains("<body data-gold=\"loaded\">"));
-    for (path, content_type, needle) in [
-        ("/", "text/html", "/ui/vendor/uPlot.iife.min.js"),
-        ("/ui", "text/html", "/ui/app.js"),
-        ("/ui/app.js", "text/javascript", "window.minutely"),
-        ("/ui/style.css", "text/css", "#charts"),
-        ("/ui/vendor/uPlot.iife.min.js", "text/javascript", "uPlot"),
-        ("/ui/vendor/uPlot.min.css", "text/css", ".uplot"),
-    ] {
+    assert!(String::from_utf8_lossy(loaded.body()).contains("<body data-gold=\"loaded\" data-auth=\"open\">"));
+    for path in ["/", "/ui"] {
         let response = block_on(warp::test::request().path(path).reply(&routes));
         assert_eq!(response.status().as_u16(), 200, "{path}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
-        assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
-        assert!(String::from_utf8_lossy(response.body()).contains(needle), "{path} holds {needle}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        let body = String::from_utf8_lossy(response.body()).into_owned();
+        for needle in ["window.minutely", "uPlot", "#charts", ".uplot", "services-overview"] {
+            assert!(body.contains(needle), "{path} holds {needle}");
+        }
+        assert!(!body.contains("<script src") && !body.contains("<link rel=\"stylesheet\""), "nothing to fetch");
+        // The policy allows exactly the page's one inline script and one stylesheet.
+        let csp = response.headers()["content-security-policy"].to_str().unwrap().to_string();
+        let between = |open: &str, close: &str| {
+            let start = body.find(open).expect("inline block") + open.len();
+            body[start..start + body[start..].find(close).expect("closed")].to_string()
+        };
+        let hash = |text: String| {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+        };
+        assert!(csp.contains(&format!("script-src 'sha256-{}'", hash(between("<script>", "</script>")))), "{csp}");
+        assert!(csp.contains(&format!("style-src 'sha256-{}'", hash(between("<style>", "</style>")))), "{csp}");
+        assert!(csp.contains("default-src 'self'"));
     }
-    let missing = block_on(warp::test::request().path("/ui/nope.js").reply(&routes));
-    assert_eq!(missing.status().as_u16(), 404);
+    for gone in ["/ui/app.js", "/ui/nope.js"] {
+        assert_eq!(block_on(warp::test::request().path(gone).reply(&routes)).status().as_u16(), 404, "{gone}");
+    }
+}
+
+/// A server over the fixture whose tokens file lets in `alice` with
+/// `alice-token`; the file's path, to change it.
+fn serve_with_tokens() -> (Shared, tempfile::NamedTempFile) {
+    use sha2::Digest;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let line = format!("# test tokens\nalice {}\n", hex::encode(sha2::Sha256::digest(b"alice-token")));
+    std::fs::write(file.path(), line).expect("write tokens");
+    let out = output();
+    write_gold(&out, &fixture_rows());
+    write_manifest(&out, "run-1", RunStatus::Succeeded);
+    let state = State::new(out, Budget::from_mb(1), Access::tokens_file(file.path()).expect("tokens file"));
+    state.reload().expect("reload");
+    (state, file)
+}
+
+fn request_with(
+    state: &Shared,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> warp::http::Response<warp::hyper::body::Bytes> {
+    let mut request = warp::test::request().path(path);
+    for (name, value) in headers {
+        request = request.header(*name, warp::http::HeaderValue::from_bytes(value).expect("a valid header value"));
+    }
+    block_on(request.reply(&crate::routes::routes(state.clone())))
+}
+
+#[test]
+fn with_a_tokens_file_every_path_but_health_needs_a_bearer_token() {
+    let (s, _file) = serve_with_tokens();
+    let good: &[(&str, &[u8])] = &[("authorization", b"Bearer alice-token")];
+    assert_eq!(request_with(&s, "/health", &[]).status(), 200, "/health stays open");
+    for path in [
+        "/metrics",
+        "/metrics/rollup",
+        "/services",
+        "/runs",
+        "/runs/run-1",
+        "/openapi.json",
+        "/-/metrics",
+        "/nope",
+        "/",
+    ] {
+        for headers in
+            [&[][..], &[("authorization", &b"Bearer wrong"[..])][..], &[("authorization", &b"Basic YTpi"[..])][..]]
+        {
+            let response = request_with(&s, path, headers);
+            assert_eq!(response.status(), 401, "{path} {headers:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer", "{path}");
+            let body: Value = serde_json::from_slice(response.body()).expect("a JSON error body");
+            assert_eq!(body["error"]["code"], "unauthorized", "{path}");
+        }
+        let status = request_with(&s, path, good).status();
+        assert_eq!(status, if path == "/nope" { 404 } else { 200 }, "{path} with the token");
+    }
+    // A bad request is refused for the token first, then judged.
+    assert_eq!(request_with(&s, "/metrics?limit=0", &[]).status(), 401);
+    assert_eq!(request_with(&s, "/metrics?limit=0", good).status(), 400);
+    // A browser without a token gets the page, which asks for one.
+    let page = request_with(&s, "/", &[("accept", b"text/html,application/xhtml+xml")]);
+    assert_eq!(page.status(), 401);
+    assert_eq!(page.headers()["www-authenticate"], "Bearer");
+    assert!(String::from_utf8_lossy(page.body()).contains("data-auth=\"required\""));
+    let page = request_with(&s, "/", &[("accept", b"text/html"), good[0]]);
+    assert!(String::from_utf8_lossy(page.body()).contains("data-gold=\"loaded\" data-auth=\"token\""));
+}
+
+#[test]
+fn a_changed_tokens_file_is_used_and_a_bad_one_keeps_the_previous_tokens() {
+    use sha2::Digest;
+    let (s, file) = serve_with_tokens();
+    let bob = format!("bob {}\n", hex::encode(sha2::Sha256::digest(b"bob-token")));
+    let auth = |token: &str| {
+        request_with(&s, "/services", &[("authorization", format!("Bearer {token}").as_bytes())]).status().as_u16()
+    };
+    assert_eq!(auth("bob-token"), 401);
+    std::fs::write(file.path(), &bob).expect("write");
+    assert!(s.access.watched().expect("a tokens file").refresh());
+    assert_eq!((auth("bob-token"), auth("alice-token")), (200, 401), "bob replaced alice");
+    std::fs::write(file.path(), "bob not-a-hash-at-all\n").expect("write");
+    assert!(!s.access.watched().expect("a tokens file").refresh());
+    assert_eq!(auth("bob-token"), 200, "a bad file keeps the previous tokens");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the `Authorization` header holds (any scheme, empty or huge
+    /// tokens, bytes beyond ASCII), the answer is 401 with the JSON error
+    /// body unless it is exactly the token: never a 5xx, never a 400.
+    #[test]
+    fn any_authorization_header_is_401_or_the_token(
+        prefix in prop::sample::select(vec!["Bearer ", "bearer ", "BEARER  ", "Basic ", "", "Bearer", "Token "]),
+        token in prop::collection::vec(prop_oneof![Just(b'a'), 0x20u8..0x7f, 0x80u8..=0xff, Just(b'\t')], 0..64),
+        repeat in prop::sample::select(vec![1usize, 2, 100]),
+    ) {
+        thread_local! {
+            static SERVER: (Shared, tempfile::NamedTempFile) = serve_with_tokens();
+        }
+        let value: Vec<u8> = prefix.bytes().chain(token.iter().copied().cycle().take(token.len() * repeat)).collect();
+        prop_assume!(warp::http::HeaderValue::from_bytes(&value).is_ok());
+        let response = SERVER.with(|(s, _)| request_with(s, "/services", &[("authorization", &value)]));
+        let is_token = value.to_ascii_lowercase().starts_with(b"bearer ") && value[7..].trim_ascii() == b"alice-token";
+        if is_token {
+            prop_assert_eq!(response.status().as_u16(), 200);
+        } else {
+            prop_assert_eq!(response.status().as_u16(), 401);
+            prop_assert_eq!(&response.headers()["www-authenticate"], "Bearer");
+            let body: Value = serde_json::from_slice(response.body()).expect("JSON");
+            prop_assert_eq!(&body["error"]["code"], "unauthorized");
+        }
+    }
+}
+
+#[test]
+fn pipeline_health_comes_from_the_manifests() {
+    let out = output();
+    write_gold(&out, &fixture_rows());
+    write_manifest(&out, "r1", RunStatus::Succeeded);
+    write_manifest(&out, "r2", RunStatus::Succeeded);
+    let finished = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+    write_manifest_with(&out, "r3", RunStatus::QualityGateFailed, finished, 0.4, 2);
+    let s = State::new(out, Budget::from_mb(1), Access::open());
+    s.reload().expect("reload");
+    let response = block_on(warp::test::request().path("/-/metrics").reply(&crate::routes::routes(s.clone())));
+    let text = String::from_utf8(response.body().to_vec()).expect("text");
+    let value = |series: &str| {
+        let line = text.lines().find(|l| l.starts_with(&format!("minutely_pipeline_{series} ")));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value(r#"last_run{run_id="r3"}"#), Some(1.0), "{text}");
+    assert_eq!(value(r#"last_run_status{status="quality_gate_failed"}"#), Some(1.0));
+    assert_eq!(value(r#"last_run_status{status="succeeded"}"#), Some(0.0));
+    assert_eq!(value(r#"last_run_status{status="failed"}"#), Some(0.0));
+    assert_eq!(value("last_run_finished_timestamp_seconds"), Some(1_800_000_000.0));
+    assert_eq!(value("last_run_reject_ratio"), Some(0.4));
+    assert_eq!(value("last_run_unreadable_files"), Some(2.0));
+    // r2 finished in 1970.
+    assert!(value("seconds_since_last_success").is_some_and(|age| age > 1.7e9), "{text}");
+    assert_eq!(value(r#"runs{status="succeeded"}"#), Some(2.0));
+    assert_eq!(value(r#"runs{status="quality_gate_failed"}"#), Some(1.0));
+    assert_eq!(value(r#"runs{status="failed"}"#), Some(0.0));
+    // The server's own series keep their names.
+    assert!(text.contains("minutely_api_http_requests_total") || text.contains("minutely_api_reloads_total"));
 }

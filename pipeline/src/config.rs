@@ -215,6 +215,17 @@ section! {
         /// on demand into a cache, both within this budget.
         memory_budget_mb: u64 = 256, env "MINUTELY_API_MEMORY_BUDGET_MB", within 1..;
     }
+    optional {
+        /// Bearer tokens, one `<name> <sha256 hex of the token>` a line (`#`
+        /// comments); every path but `/health` then needs one. Re-read when it
+        /// changes. Unset: the API is open (README, "Access").
+        tokens_file: PathBuf, env "MINUTELY_API_TOKENS_FILE";
+        /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS
+        /// only and picks up a renewed certificate without a restart.
+        tls_cert: PathBuf, env "MINUTELY_API_TLS_CERT";
+        /// TLS private key (PEM) of `tls_cert`.
+        tls_key: PathBuf, env "MINUTELY_API_TLS_KEY";
+    }
 }
 
 /// What the environment and flags set for a pipeline command.
