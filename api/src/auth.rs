@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warp::http::StatusCode;
 
@@ -59,7 +58,7 @@ impl TokenFile {
     /// The name of the entry whose hash is `token`'s. Every entry is
     /// compared, in constant time.
     fn holder(&self, token: &[u8]) -> Option<Arc<str>> {
-        let digest: [u8; 32] = Sha256::digest(token).into();
+        let digest = sha256(token);
         let mut found = None;
         for (name, hash) in &self.entries {
             if bool::from(hash.ct_eq(&digest)) {
@@ -140,10 +139,18 @@ pub fn new_token(name: &str) -> Result<(String, String), String> {
         return Err(format!("token name {name:?} must be non-empty, without spaces, and not start with #"));
     }
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| "no randomness from the OS".to_string())?;
     let token = hex::encode(bytes);
-    let line = format!("{name} {}", hex::encode(Sha256::digest(token.as_bytes())));
+    let line = format!("{name} {}", hex::encode(sha256(token.as_bytes())));
     Ok((token, line))
+}
+
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
 }
 
 #[cfg(test)]
@@ -151,7 +158,7 @@ mod tests {
     use super::*;
 
     fn sha(token: &str) -> String {
-        hex::encode(Sha256::digest(token.as_bytes()))
+        hex::encode(sha256(token.as_bytes()))
     }
 
     #[test]

@@ -12,7 +12,6 @@
 use std::sync::LazyLock;
 
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -35,7 +34,7 @@ struct Page {
 static PAGE: LazyLock<Page> = LazyLock::new(|| {
     let style = format!("{UPLOT_CSS}\n{STYLE}");
     let script = format!("{UPLOT_JS}\n{APP}");
-    let hash = |text: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes()));
+    let hash = |text: &str| base64::engine::general_purpose::STANDARD.encode(auth::sha256(text.as_bytes()));
     // Nothing but this page's own inline code and this origin: no CDN, no
     // other inline script.
     let csp = format!(

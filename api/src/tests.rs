@@ -695,8 +695,7 @@ fn the_dashboard_is_one_page_with_its_assets_inlined_and_allowed_by_hash() {
         };
         let hash = |text: String| {
             use base64::Engine;
-            use sha2::Digest;
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+            base64::engine::general_purpose::STANDARD.encode(crate::auth::sha256(text.as_bytes()))
         };
         assert!(csp.contains(&format!("script-src 'sha256-{}'", hash(between("<script>", "</script>")))), "{csp}");
         assert!(csp.contains(&format!("style-src 'sha256-{}'", hash(between("<style>", "</style>")))), "{csp}");
@@ -710,9 +709,8 @@ fn the_dashboard_is_one_page_with_its_assets_inlined_and_allowed_by_hash() {
 /// A server over the fixture whose tokens file lets in `alice` with
 /// `alice-token`; the file's path, to change it.
 fn serve_with_tokens() -> (Shared, tempfile::NamedTempFile) {
-    use sha2::Digest;
     let file = tempfile::NamedTempFile::new().expect("temp file");
-    let line = format!("# test tokens\nalice {}\n", hex::encode(sha2::Sha256::digest(b"alice-token")));
+    let line = format!("# test tokens\nalice {}\n", hex::encode(crate::auth::sha256(b"alice-token")));
     std::fs::write(file.path(), line).expect("write tokens");
     let out = output();
     write_gold(&out, &fixture_rows());
@@ -776,9 +774,8 @@ fn with_a_tokens_file_every_path_but_health_needs_a_bearer_token() {
 
 #[test]
 fn a_changed_tokens_file_is_used_and_a_bad_one_keeps_the_previous_tokens() {
-    use sha2::Digest;
     let (s, file) = serve_with_tokens();
-    let bob = format!("bob {}\n", hex::encode(sha2::Sha256::digest(b"bob-token")));
+    let bob = format!("bob {}\n", hex::encode(crate::auth::sha256(b"bob-token")));
     let auth = |token: &str| {
         request_with(&s, "/services", &[("authorization", format!("Bearer {token}").as_bytes())]).status().as_u16()
     };
