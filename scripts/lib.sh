@@ -25,17 +25,20 @@ install_venv() {
 }
 
 # Starts the real `api` on 127.0.0.1:0 over output $1 with log file $2 and
-# extra arguments after them; sets API_PID and API_ADDR once it answers.
+# extra arguments after them; sets API_PID, API_URL (http:// or https://)
+# and API_ADDR (host:port) once it answers. HTTPS servers here use the
+# self-signed certificate of `make_access`, so curl is told not to verify.
 start_api() {
-  local output="$1" log="$2" addr=""
+  local output="$1" log="$2" url=""
   shift 2
   "${CARGO_TARGET_DIR:-target}/debug/api" --config config/minutely.toml --output "$output" \
     --bind 127.0.0.1:0 "$@" >"$log" &
   API_PID=$!
   for _ in $(seq 600); do
-    addr="$(sed -n 's|^Listening on http://||p' "$log")"
-    if [ -n "$addr" ] && curl -s -o /dev/null "http://$addr/health"; then
-      API_ADDR="$addr"
+    url="$(sed -n 's|^Listening on \(https\{0,1\}://.*\)$|\1|p' "$log")"
+    if [ -n "$url" ] && curl -sk -o /dev/null "$url/health"; then
+      API_URL="$url"
+      API_ADDR="${url#*://}"
       return
     fi
     sleep 0.1
@@ -44,14 +47,34 @@ start_api() {
   return 1
 }
 
-# Waits (up to 60 s) until the server at $1 has loaded gold.
+# Waits (up to 60 s) until the server at $1 (a URL, or host:port for plain
+# HTTP) has loaded gold.
 wait_for_gold() {
+  local url="$1"
+  case "$url" in http://* | https://*) ;; *) url="http://$url" ;; esac
   for _ in $(seq 600); do
-    if curl -sf "http://$1/health" >/dev/null; then return; fi
+    if curl -skf "$url/health" >/dev/null; then return; fi
     sleep 0.1
   done
-  echo "no gold loaded at $1" >&2
+  echo "no gold loaded at $url" >&2
   return 1
+}
+
+# Access for a server in folder $1: a self-signed certificate for
+# `localhost` (openssl), and a token from `api token new`. Sets TLS_CERT,
+# TLS_KEY, TOKENS_FILE, TOKEN, and ACCESS_ARGS (the flags that turn both on).
+make_access() {
+  local dir="$1" made
+  need_debian openssl openssl
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+  made="$("${CARGO_TARGET_DIR:-target}/debug/api" token new ci)"
+  TOKEN="$(sed -n 's/^token: //p' <<<"$made")"
+  sed -n 's/^tokens file line: //p' <<<"$made" >"$dir/tokens"
+  TLS_CERT="$dir/cert.pem" TLS_KEY="$dir/key.pem" TOKENS_FILE="$dir/tokens"
+  ACCESS_ARGS=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --tokens-file "$TOKENS_FILE")
 }
 
 # Unless $2/out/gold exists: generates $1 events (further `generate` flags
@@ -67,9 +90,11 @@ build_gold() {
   fi
 }
 
-# Gold from the committed sample in a fresh folder, and `api` over it and
-# over an empty output: sets WORK, SAMPLE_ADDR and EMPTY_ADDR. On exit the
-# servers are stopped by their PIDs and WORK is removed.
+# Gold from the committed sample in a fresh folder, and `api` over it (open,
+# and with a token and TLS) and over an empty output: sets WORK,
+# SAMPLE_ADDR, SECURE_URL (https://localhost:PORT, see `make_access` for
+# TOKEN and TLS_CERT) and EMPTY_ADDR. On exit the servers are stopped by
+# their PIDs and WORK is removed.
 serve_sample_and_empty() {
   WORK="$(mktemp -d)"
   SERVER_PIDS=()
@@ -81,8 +106,13 @@ serve_sample_and_empty() {
   RUST_LOG="warn,warp::server=off" start_api "$WORK/out" "$WORK/api-sample.log"
   SERVER_PIDS+=("$API_PID")
   SAMPLE_ADDR="$API_ADDR"
+  make_access "$WORK/access"
+  RUST_LOG="warn,warp::server=off" start_api "$WORK/out" "$WORK/api-secure.log" "${ACCESS_ARGS[@]}"
+  SERVER_PIDS+=("$API_PID")
+  SECURE_URL="https://localhost:${API_ADDR##*:}"
   RUST_LOG="warn,warp::server=off" start_api "$WORK/empty" "$WORK/api-empty.log"
   SERVER_PIDS+=("$API_PID")
   EMPTY_ADDR="$API_ADDR"
   wait_for_gold "$SAMPLE_ADDR"
+  wait_for_gold "$SECURE_URL"
 }

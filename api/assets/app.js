@@ -20,6 +20,12 @@ const OVERVIEW_POINTS = 48;
 // The overview's one rollup request asks for up to this many rows (the
 // API's maximum for /metrics/rollup), so 1,000 services fit in one request.
 const OVERVIEW_LIMIT = 100000;
+// The overview draws this many rows (the worst) at once, then the rest in
+// chunks of the next size, each after the page has had a chance to paint.
+const OVERVIEW_FIRST_ROWS = 100;
+const OVERVIEW_CHUNK_ROWS = 300;
+// Which overview is being drawn: a newer one stops an older one's chunks.
+let overviewDrawing = 0;
 // Where the tab keeps the API token (session storage: this tab only).
 const TOKEN_KEY = "minutely-token";
 
@@ -105,18 +111,27 @@ function window_(lastMinute) {
   return [to - RANGES[range], to, `the latest ${$("range").selectedOptions[0].text.replace("Last ", "")} with data`];
 }
 
+// One formatter each: building one per call costs more than the rest of a row.
+const integer = new Intl.NumberFormat("en-US");
+const oneDecimal = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+
 const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-// A sparkline: an SVG polyline over the bucket values (null: no point).
+// A sparkline: an SVG polyline over the bucket values (null: no point), in
+// integer coordinates (0–1000 across, 0–200 down), which are quick to write.
 function sparkline(values, kind) {
   const top = max(values);
   if (top == null) return "";
   const n = values.length;
-  const points = values
-    .map((v, i) => (v == null ? null : `${n === 1 ? 50 : ((i / (n - 1)) * 100).toFixed(1)},${(19 - (top > 0 ? (v / top) * 18 : 0)).toFixed(1)}`))
-    .filter((p) => p != null)
-    .join(" ");
-  return `<svg class="spark spark-${kind}" viewBox="0 0 100 20" preserveAspectRatio="none" aria-hidden="true"><polyline points="${points}"/></svg>`;
+  let points = "";
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v == null) continue;
+    const x = n === 1 ? 500 : Math.round((i * 1000) / (n - 1));
+    const y = 190 - (top > 0 ? Math.round((v / top) * 180) : 0);
+    points += `${x},${y} `;
+  }
+  return `<svg class="spark spark-${kind}" viewBox="0 0 1000 200" preserveAspectRatio="none" aria-hidden="true"><polyline points="${points}"/></svg>`;
 }
 
 // The overview: every service over the window, from one rollup request
@@ -127,8 +142,10 @@ async function renderOverview(services, health) {
   const [from, to, what] = window_(health.gold.last_minute);
   const [bucket, width] = bucketFor(to - from, OVERVIEW_POINTS);
   const rows = await allPages(`/metrics/rollup?from=${iso(from)}&to=${iso(to)}&bucket=${bucket}`, OVERVIEW_LIMIT);
+  const fetched = performance.now();
   const xs = bucketStarts(from, to, width);
-  const slot = new Map(xs.map((t, i) => [t, i]));
+  // By the bucket's text as the API writes it: no date parsing per row.
+  const slot = new Map(xs.map((t, i) => [iso(t), i]));
   const byService = new Map([...services.keys()].map((name) => [name, {
     service: name, requests: 0, errors: 0, statuses: 0, p99: null,
     spark: { requests: xs.map(() => 0), errors: xs.map(() => null), p99: xs.map(() => null) },
@@ -140,7 +157,7 @@ async function renderOverview(services, health) {
     s.errors += r.error_count;
     s.statuses += r.status_count;
     if (r.max_p99_latency_ms != null) s.p99 = s.p99 == null ? r.max_p99_latency_ms : Math.max(s.p99, r.max_p99_latency_ms);
-    const i = slot.get(epoch(r.bucket));
+    const i = slot.get(r.bucket);
     if (i !== undefined) {
       s.spark.requests[i] = r.request_count;
       s.spark.errors[i] = r.error_rate;
@@ -150,22 +167,37 @@ async function renderOverview(services, health) {
   const list = [...byService.values()].map((s) => ({ ...s, errorRate: s.statuses > 0 ? s.errors / s.statuses : null }));
   list.sort((a, b) => (b.errorRate ?? -1) - (a.errorRate ?? -1) || (b.p99 ?? -1) - (a.p99 ?? -1) ||
     b.requests - a.requests || (a.service < b.service ? -1 : 1));
-  $("services-overview").tBodies[0].innerHTML = list.map((s) => {
+  const rowHtml = (s) => {
     const name = escapeHtml(s.service);
     const rate = s.errorRate == null ? "–" : `${(s.errorRate * 100).toFixed(2)}%`;
-    const p99 = s.p99 == null ? "–" : s.p99.toLocaleString("en-US", { maximumFractionDigits: 1 });
+    const p99 = s.p99 == null ? "–" : oneDecimal.format(s.p99);
     return `<tr data-service="${name}" data-requests="${s.requests}" data-error-rate="${s.errorRate ?? ""}" data-p99="${s.p99 ?? ""}">` +
       `<td class="svc"><a href="#service=${encodeURIComponent(s.service)}">${name}</a></td>` +
-      `<td class="num">${s.requests.toLocaleString("en-US")}${sparkline(s.spark.requests, "requests")}</td>` +
+      `<td class="num">${integer.format(s.requests)}${sparkline(s.spark.requests, "requests")}</td>` +
       `<td class="num">${rate}${sparkline(s.spark.errors, "errors")}</td>` +
       `<td class="num">${p99}${sparkline(s.spark.p99, "p99")}</td></tr>`;
-  }).join("");
+  };
+  // The worst rows now; the rest in chunks after the page has painted, so
+  // that a thousand services do not hold up the first screen.
+  const body = $("services-overview").tBodies[0];
+  const drawing = ++overviewDrawing;
+  body.innerHTML = list.slice(0, OVERVIEW_FIRST_ROWS).map(rowHtml).join("");
   $("overview-window").textContent = `${utcLabel(from)} – ${utcLabel(to)} UTC (${what}), ${bucket} sparklines`;
   $("overview").hidden = false;
-  view.overview = {
+  const overview = {
     from: iso(from), to: iso(to), bucket, services: list.length, rollupRequests: rows.requests,
-    ms: Math.round(performance.now() - started),
+    ms: Math.round(performance.now() - started), fetchMs: Math.round(fetched - started),
+    complete: list.length <= OVERVIEW_FIRST_ROWS,
   };
+  view.overview = overview;
+  (async () => {
+    for (let i = OVERVIEW_FIRST_ROWS; i < list.length; i += OVERVIEW_CHUNK_ROWS) {
+      await new Promise((resolve) => setTimeout(resolve));
+      if (drawing !== overviewDrawing) return;
+      body.insertAdjacentHTML("beforeend", list.slice(i, i + OVERVIEW_CHUNK_ROWS).map(rowHtml).join(""));
+    }
+    overview.complete = true;
+  })().catch(fail);
 }
 
 // One service's charts over the window.
@@ -305,6 +337,9 @@ async function main() {
     return askToken("This API needs a token.");
   }
   const runs = loadRuns();
+  // Awaited below; marked handled now, so that an early failure (a refused
+  // token) is reported once, by the caller, not also as unhandled.
+  runs.catch(() => {});
   // The server marks the page when no gold is loaded, so that the page need
   // not ask /health (a 503 is logged by browsers as a console error).
   if (document.body.dataset.gold !== "loaded") {
@@ -316,8 +351,7 @@ async function main() {
     view.state = "empty";
     return;
   }
-  const health = (await api("/health")).body;
-  const { body } = await api("/services");
+  const [{ body: health }, { body }] = await Promise.all([api("/health"), api("/services")]);
   const services = new Map(body.data.map((s) => [s.service, s]));
   const select = $("service");
   select.replaceChildren(new Option("All services", ""), ...[...services.keys()].map((name) => new Option(name, name)));
