@@ -12,6 +12,10 @@
 # documented 400). Over the empty output every data endpoint answers the
 # documented 503 `unavailable`, so that run leaves out not_a_server_error
 # and checks that those 503s are declared and match their schema.
+#
+# Then the same gold behind a token and TLS: once with the token (all checks,
+# including ignored_auth: a request without it must be refused), once
+# without (every path but /health answers the documented 401).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -32,3 +36,14 @@ for output in sample empty; do
     --checks all --exclude-checks "$exclude" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --seed 1 --no-color
 done
+
+echo "== schemathesis against api with a token and TLS ($SECURE_URL), with the token"
+"$venv/bin/schemathesis" run "$SECURE_URL/openapi.json" -H "Authorization: Bearer $TOKEN" --tls-verify "$TLS_CERT" \
+  --checks all --exclude-checks positive_data_acceptance \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --seed 1 --no-color
+
+echo "== schemathesis against api with a token and TLS ($SECURE_URL), without it"
+curl -sf --cacert "$TLS_CERT" -H "Authorization: Bearer $TOKEN" "$SECURE_URL/openapi.json" >"$WORK/openapi.json"
+"$venv/bin/schemathesis" run "$WORK/openapi.json" --url "$SECURE_URL" --tls-verify "$TLS_CERT" \
+  --checks all --exclude-checks positive_data_acceptance \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-30}" --seed 1 --no-color

@@ -100,7 +100,8 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
         })
     }
     .untuple_one();
-    let guarded = authorized.and(metrics.or(rollup).or(services).or(runs).or(run).or(openapi).or(ops));
+    // GET only: another method is a 405 whether or not a token came with it.
+    let guarded = warp::get().and(authorized).and(metrics.or(rollup).or(services).or(runs).or(run).or(openapi).or(ops));
     let api = health.or(crate::dashboard::routes(state.clone())).or(guarded).recover(handle_rejection);
     warp::header::optional::<String>("x-request-id")
         .and(api)

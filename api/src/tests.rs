@@ -760,6 +760,11 @@ fn with_a_tokens_file_every_path_but_health_needs_a_bearer_token() {
         let status = request_with(&s, path, good).status();
         assert_eq!(status, if path == "/nope" { 404 } else { 200 }, "{path} with the token");
     }
+    // Another method is a 405 with or without a token.
+    for path in ["/health", "/metrics"] {
+        let post = block_on(warp::test::request().method("POST").path(path).reply(&crate::routes::routes(s.clone())));
+        assert_eq!(post.status(), 405, "POST {path}");
+    }
     // A bad request is refused for the token first, then judged.
     assert_eq!(request_with(&s, "/metrics?limit=0", &[]).status(), 401);
     assert_eq!(request_with(&s, "/metrics?limit=0", good).status(), 400);
