@@ -25,13 +25,14 @@ install_venv() {
 }
 
 # Starts the real `api` on 127.0.0.1:0 over output $1 with log file $2 and
-# extra arguments after them; sets API_PID, API_URL (http:// or https://)
+# extra arguments after them (API_LAUNCH, when set, is a command prefix such
+# as `taskset -c 1` that execs it); sets API_PID, API_URL (http:// or https://)
 # and API_ADDR (host:port) once it answers. HTTPS servers here use the
 # self-signed certificate of `make_access`, so curl is told not to verify.
 start_api() {
   local output="$1" log="$2" url=""
   shift 2
-  "${CARGO_TARGET_DIR:-target}/debug/api" --config config/minutely.toml --output "$output" \
+  ${API_LAUNCH:-} "${CARGO_TARGET_DIR:-target}/debug/api" --config config/minutely.toml --output "$output" \
     --bind 127.0.0.1:0 "$@" >"$log" &
   API_PID=$!
   for _ in $(seq 600); do
