@@ -6,11 +6,13 @@
 //! the log says how close a guess came; the log names the token's holder,
 //! never the token.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
-use warp::http::StatusCode;
+use warp::Filter;
+use warp::http::{HeaderValue, StatusCode};
 
 use crate::error::ApiError;
 use crate::watch::Watched;
@@ -125,6 +127,13 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let token = rest.trim_ascii();
     let printable = token.iter().all(|b| b.is_ascii_graphic());
     (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty() && printable).then_some(token)
+}
+
+/// The raw `Authorization` value, when there is one. Raw bytes, so that a
+/// value that is not visible ASCII is refused as a bad token (401), not as
+/// a bad header (400).
+pub(crate) fn authorization() -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value("authorization").map(Some).or(warp::any().map(|| None)).unify()
 }
 
 /// The 401 every refused request gets (with `WWW-Authenticate: Bearer`,

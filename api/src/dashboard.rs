@@ -59,7 +59,7 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
 pub(crate) fn routes(state: Shared) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path::end().or(warp::path!("ui")).unify())
-        .and(crate::routes::authorization())
+        .and(auth::authorization())
         .and(warp::header::optional::<String>("accept"))
         .and_then(move |authorization: Option<HeaderValue>, accept: Option<String>| {
             let state = state.clone();

@@ -21,7 +21,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::Caller;
+use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::handlers::{self, Answer, Failure};
 use crate::query::{MetricsQuery, RunsQuery};
@@ -94,7 +94,7 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
     // file; the page answers for itself (see `dashboard`).
     let authorized = {
         let state = state.clone();
-        authorization().and_then(move |value: Option<HeaderValue>| {
+        auth::authorization().and_then(move |value: Option<HeaderValue>| {
             let checked = state.access.check(value.as_ref().map(HeaderValue::as_bytes));
             async move { checked.map(|_| ()).map_err(warp::reject::custom) }
         })
@@ -131,13 +131,6 @@ pub fn routes(state: Shared) -> impl Filter<Extract = (impl Reply,), Error = Rej
                 "Request."
             );
         }))
-}
-
-/// The raw `Authorization` value, when there is one. Raw bytes, so that a
-/// value that is not visible ASCII is refused as a bad token (401), not as
-/// a bad header (400).
-pub(crate) fn authorization() -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
-    warp::header::value("authorization").map(Some).or(warp::any().map(|| None)).unify()
 }
 
 fn new_request_id() -> String {
