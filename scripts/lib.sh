@@ -91,6 +91,22 @@ build_gold() {
   fi
 }
 
+# `api` twice over output $1, logs and access files in folder $2: open
+# (OPEN_URL) and with a token and TLS (SECURE_URL, https://localhost:PORT;
+# see `make_access`). Adds both PIDs to SERVER_PIDS (declare it, and a trap
+# that stops them, first).
+serve_open_and_secure() {
+  local output="$1" dir="$2"
+  # Requests with malformed headers make hyper log connection errors: expected.
+  RUST_LOG="warn,warp::server=off" start_api "$output" "$dir/api-open.log"
+  SERVER_PIDS+=("$API_PID")
+  OPEN_URL="$API_URL"
+  make_access "$dir/access"
+  RUST_LOG="warn,warp::server=off" start_api "$output" "$dir/api-secure.log" "${ACCESS_ARGS[@]}"
+  SERVER_PIDS+=("$API_PID")
+  SECURE_URL="https://localhost:${API_ADDR##*:}"
+}
+
 # Gold from the committed sample in a fresh folder, and `api` over it (open,
 # and with a token and TLS) and over an empty output: sets WORK,
 # SAMPLE_ADDR, SECURE_URL (https://localhost:PORT, see `make_access` for
@@ -103,14 +119,9 @@ serve_sample_and_empty() {
   RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/pipeline" run --config config/minutely.toml \
     --input input --output "$WORK/out" >/dev/null
   mkdir -p "$WORK/empty"
+  serve_open_and_secure "$WORK/out" "$WORK"
+  SAMPLE_ADDR="${OPEN_URL#http://}"
   # Requests with malformed headers make hyper log connection errors: expected.
-  RUST_LOG="warn,warp::server=off" start_api "$WORK/out" "$WORK/api-sample.log"
-  SERVER_PIDS+=("$API_PID")
-  SAMPLE_ADDR="$API_ADDR"
-  make_access "$WORK/access"
-  RUST_LOG="warn,warp::server=off" start_api "$WORK/out" "$WORK/api-secure.log" "${ACCESS_ARGS[@]}"
-  SERVER_PIDS+=("$API_PID")
-  SECURE_URL="https://localhost:${API_ADDR##*:}"
   RUST_LOG="warn,warp::server=off" start_api "$WORK/empty" "$WORK/api-empty.log"
   SERVER_PIDS+=("$API_PID")
   EMPTY_ADDR="$API_ADDR"

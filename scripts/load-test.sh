@@ -31,15 +31,10 @@ cargo build -q -p pipeline -p api
 build_gold "$events" "$work" --seed 1
 
 export API_LAUNCH="taskset -c 1"
-pids=()
-trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
-RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api.out"
-pids+=("$API_PID")
-open_url="$API_URL"
-make_access "$work/access"
-RUST_LOG="warn,warp::server=off" start_api "$work/out" "$work/api-secure.out" "${ACCESS_ARGS[@]}"
-pids+=("$API_PID")
-secure_url="https://localhost:${API_ADDR##*:}"
+SERVER_PIDS=()
+trap 'for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+serve_open_and_secure "$work/out" "$work"
+open_url="$OPEN_URL" secure_url="$SECURE_URL"
 wait_for_gold "$open_url"
 wait_for_gold "$secure_url"
 curl -sf "$open_url/health"; echo
@@ -71,10 +66,10 @@ run() {
     "token and TLS: $(curl -sk -o /dev/null -w '%{http_code}, %{size_download} bytes' \
       -H "Authorization: Bearer $TOKEN" "$secure_url$path")"
   for i in $(seq "$rounds"); do
-    rate "${pids[0]}" "$open_url" "$path"
+    rate "${SERVER_PIDS[0]}" "$open_url" "$path"
     open+=("$RATE")
     echo "   round $i: open          $RATE req/s, server CPU $CPU%, latency $LATENCY"
-    rate "${pids[1]}" "$secure_url" "$path" -H "Authorization: Bearer $TOKEN"
+    rate "${SERVER_PIDS[1]}" "$secure_url" "$path" -H "Authorization: Bearer $TOKEN"
     secure+=("$RATE")
     echo "   round $i: token and TLS $RATE req/s, server CPU $CPU%, latency $LATENCY"
   done
