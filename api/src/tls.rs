@@ -49,9 +49,9 @@ impl Tls {
     }
 
     fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
-        // AES-128-GCM first, and the server's order over the client's: as
-        // safe as AES-256 and a third less work a byte, for both ends, and
-        // responses are tens of KB.
+        // AES-128-GCM first, and the server's order over the client's: 10 AES
+        // rounds a block against AES-256's 14, for both ends, and a response
+        // is up to a few MB.
         let mut provider = ring::default_provider();
         provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
             rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,

@@ -212,11 +212,11 @@ fn https_with_tokens_over_a_real_client_and_a_renewed_certificate_without_restar
     assert!(!log.contains(&token), "the token never reaches the log");
 }
 
-/// The DER bytes of the first PEM block.
+/// The DER bytes of a PEM certificate.
 fn pem_der(pem: &str) -> Vec<u8> {
-    use base64::Engine;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).expect("base64")
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate").to_vec()
 }
 
 #[test]
