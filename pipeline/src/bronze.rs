@@ -18,8 +18,8 @@ pub(crate) fn timestamp_type() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
 }
 
-/// The bronze schema, in column order (what the tests hold frames to).
-#[cfg(test)]
+/// The bronze schema, in column order: what the tests hold frames to, and
+/// the bronze table's columns.
 pub(crate) fn schema() -> Schema {
     let mut schema: Schema = FIELDS.iter().map(|f| Field::new((*f).into(), DataType::String)).collect();
     for (name, dtype) in [

@@ -96,6 +96,9 @@ pub enum Error {
     #[error("Spark engine ({remote}) gave an unexpected result: {message}")]
     SparkResult { remote: String, message: String },
 
+    #[error("Table {table} at version {version}: {reason}")]
+    Table { table: String, version: u64, reason: String },
+
     #[error("Failure injected by a test at {0} (MINUTELY_FAIL_AT)")]
     Injected(String),
 

@@ -6,6 +6,7 @@
 //! - [`silver`] applies the cleaning rules: clean events and explained rejects.
 //! - [`gold`] aggregates clean events per service and minute.
 //! - [`runs`] orchestrates a run: incremental input, lock, staging, manifest.
+//! - [`tables`] commits each run to the layers' Delta Lake logs.
 //! - [`storage`] is the object_store edge, [`parquet`] the layer files'
 //!   encoding; [`config`] the layered settings; [`pool`] the threads;
 //!   [`frames`] stacks frames without copying rows.
@@ -28,4 +29,5 @@ mod inspect;
 mod parquet;
 mod pool;
 mod silver;
+mod tables;
 use records::input;

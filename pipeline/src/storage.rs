@@ -400,9 +400,38 @@ impl Storage {
             .map_err(|source| Error::Parquet { action: "read", path: relative.to_string(), source })
     }
 
-    /// Reads a whole Parquet object; `None` when it does not exist.
-    pub(crate) fn get_parquet_opt(&self, relative: &str) -> Result<Option<DataFrame>> {
-        self.get_opt(relative)?.map(|bytes| read_parquet(relative, bytes, None)).transpose()
+    /// The footer of a listed Parquet object (schema, row groups and their
+    /// statistics), read from its last bytes only.
+    pub(crate) fn parquet_footer(&self, entry: &Entry) -> Result<polars_parquet::parquet::metadata::FileMetadata> {
+        /// Enough for the footers of the layer files, read in one request.
+        const TAIL: u64 = 64 * 1024;
+        let bad = |message: String| Error::Parquet {
+            action: "read the footer of",
+            path: entry.relative.clone(),
+            source: PolarsError::ComputeError(message.into()),
+        };
+        let mut tail = self.get_range(&entry.relative, entry.size.saturating_sub(TAIL)..entry.size)?;
+        let footer = match tail.len().checked_sub(8).map(|at| &tail[at..at + 4]) {
+            Some(len) => u64::from(u32::from_le_bytes(len.try_into().unwrap_or_default())) + 8,
+            None => return Err(bad("shorter than a Parquet footer".into())),
+        };
+        if footer > tail.len() as u64 && footer <= entry.size {
+            tail = self.get_range(&entry.relative, entry.size - footer..entry.size)?;
+        }
+        polars_parquet::parquet::read::read_metadata(&mut Cursor::new(tail)).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Bytes `range` of an object.
+    fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let path = self.path(relative);
+        runtime()
+            .block_on(self.store.get_range(&path, range))
+            .map_err(Error::storage(format!("{}/{relative}", self.location)))
+    }
+
+    /// `relative` under this location, for messages.
+    pub(crate) fn describe(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.location.trim_end_matches('/'))
     }
 
     /// Reads a Parquet object, optionally only some columns.

@@ -172,9 +172,8 @@ pub(crate) const STATE_VALID: i8 = 0;
 pub(crate) const STATE_MISSING: i8 = 1;
 pub(crate) const STATE_INVALID: i8 = 2;
 
-/// The clean events schema (without the `event_date` partition column;
-/// what the tests hold frames to).
-#[cfg(test)]
+/// The clean events schema (without the `event_date` partition column):
+/// what the tests hold frames to, and the events table's columns.
 pub(crate) fn events_schema() -> Schema {
     [
         (EVENT_ID, DataType::String),
@@ -191,6 +190,15 @@ pub(crate) fn events_schema() -> Schema {
     .into_iter()
     .map(|(name, dtype)| Field::new(name.into(), dtype))
     .collect()
+}
+
+/// The rejects schema (without the `ingest_date` partition column): bronze's
+/// columns, then the first reason and all of them.
+pub(crate) fn rejects_schema() -> Schema {
+    let mut schema = bronze::schema();
+    schema.with_column(REJECT_REASON.into(), DataType::String);
+    schema.with_column(REJECT_REASONS.into(), DataType::List(Box::new(DataType::String)));
+    schema
 }
 
 /// Builds the clean events (rules 6–7) and rejects frames. Deferred rows

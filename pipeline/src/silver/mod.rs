@@ -10,10 +10,9 @@ mod dedupe;
 mod fingerprint;
 mod reason;
 
-#[cfg(test)]
-pub(crate) use clean::events_schema;
 pub(crate) use clean::{
-    CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, split,
+    CANDIDATE_COLUMNS, Cleaned, Counters, Evaluated, Rules, STATE_INVALID, STATE_MISSING, evaluate, events_schema,
+    rejects_schema, split,
 };
 pub(crate) use dedupe::{Dedupe, Load, Resolver};
 pub(crate) use fingerprint::{FingerprintSet, fingerprint};

@@ -1,0 +1,200 @@
+//! A table's `_delta_log/`: commits `%020d.json` of one JSON action a line
+//! (the Delta protocol, reader version 1, writer version 2).
+//!
+//! This writer extends only logs it wrote itself: [`head`] refuses a log
+//! with a gap, a commit that does not parse, a protocol newer than the one
+//! it writes, or a newest version another writer added. Since it never
+//! commits after a version it refused, checking the newest version is
+//! enough. A commit is created only if absent ([`Storage::create`]), so
+//! two writers racing for one version cannot both win.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// The log folder inside a table.
+pub(crate) const LOG_DIR: &str = "_delta_log";
+
+/// What `commitInfo.engineInfo` starts with in every version this writer commits.
+const ENGINE: &str = "minutely";
+
+/// The newest version of a table's log.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub version: u64,
+    /// The run that committed it.
+    pub run_id: Option<String>,
+    /// Files it removed, relative to the table.
+    pub removed: Vec<String>,
+}
+
+fn commit_path(layer: &str, version: u64) -> String {
+    format!("{layer}/{LOG_DIR}/{version:020}.json")
+}
+
+/// The newest version of the table in `layer`, checked; `None` when the
+/// layer has no log yet.
+pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
+    let prefix = format!("{layer}/{LOG_DIR}/");
+    let mut versions: Vec<u64> = output
+        .list(&prefix)?
+        .iter()
+        .filter_map(|e| e.relative.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    let Some(&newest) = versions.last() else { return Ok(None) };
+    let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
+    if versions.len() as u64 != newest + 1 {
+        let missing = (0..=newest).find(|v| versions.binary_search(v).is_err()).unwrap_or_default();
+        return Err(refuse(missing, "this version is missing from the log".into()));
+    }
+    let bytes = output.get(&commit_path(layer, newest))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| refuse(newest, "the commit is not UTF-8".into()))?;
+    let mut head = Head { version: newest, run_id: None, removed: Vec::new() };
+    let mut engine = None;
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let action: Value = serde_json::from_str(line)
+            .map_err(|e| refuse(newest, format!("line {} is not a JSON action ({e})", n + 1)))?;
+        if let Some(protocol) = action.get("protocol") {
+            let (reader, writer) = (protocol["minReaderVersion"].as_u64(), protocol["minWriterVersion"].as_u64());
+            if reader.is_none_or(|v| v > 1) || writer.is_none_or(|v| v > 2) {
+                return Err(refuse(
+                    newest,
+                    format!("it needs protocol {protocol}; this writer supports reader version 1 and writer version 2"),
+                ));
+            }
+        }
+        if let Some(info) = action.get("commitInfo") {
+            engine = Some(info["engineInfo"].as_str().unwrap_or("an unnamed engine").to_string());
+            head.run_id = info["runId"].as_str().map(str::to_string);
+        }
+        if let Some(path) = action.get("remove").and_then(|r| r["path"].as_str()) {
+            head.removed.push(decode_path(path));
+        }
+    }
+    match engine {
+        Some(engine) if engine.starts_with(ENGINE) => Ok(Some(head)),
+        Some(engine) => Err(refuse(
+            newest,
+            format!("another writer ({engine}) committed it; minutely extends only logs it wrote itself"),
+        )),
+        None => Err(refuse(newest, "it has no commitInfo, so another writer committed it".into())),
+    }
+}
+
+/// Creates version `version` of the table in `layer`; fails when that
+/// version exists already (another writer committed it first).
+pub(crate) fn commit(output: &Storage, layer: &str, version: u64, actions: &[Value]) -> Result<()> {
+    let mut body = String::new();
+    for action in actions {
+        body.push_str(&action.to_string());
+        body.push('\n');
+    }
+    match output.create(&commit_path(layer, version), body) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Error::Table {
+            table: output.describe(layer),
+            version,
+            reason: "another writer committed this version first; nothing of this run was committed to the table"
+                .into(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The `commitInfo` of a run's version.
+pub(crate) fn commit_info(run_id: &str, full_refresh: bool, blind_append: bool, now: i64) -> Value {
+    json!({"commitInfo": {
+        "timestamp": now,
+        "operation": "WRITE",
+        "operationParameters": {"mode": if full_refresh { "Overwrite" } else { "Append" }},
+        "engineInfo": format!("{ENGINE} {}", env!("CARGO_PKG_VERSION")),
+        "runId": run_id,
+        "isBlindAppend": blind_append,
+    }})
+}
+
+/// Characters a log path keeps as they are: the folders' `/` and `=`, and
+/// what URIs never escape.
+const PATH_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'=').remove(b'-').remove(b'_').remove(b'.');
+
+/// A file's path in the log: relative to the table, as a URI path.
+pub(crate) fn encode_path(relative: &str) -> String {
+    utf8_percent_encode(relative, PATH_KEEP).to_string()
+}
+
+fn decode_path(path: &str) -> String {
+    percent_decode_str(path).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> Storage {
+        let name = format!("memory://tables-{}", uuid::Uuid::new_v4());
+        Storage::open(&name, true).expect("memory store")
+    }
+
+    fn ours(run: &str) -> Vec<Value> {
+        vec![
+            json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
+            json!({"remove": {"path": "d=1/a%20b.parquet", "deletionTimestamp": 0, "dataChange": true}}),
+            commit_info(run, false, false, 0),
+        ]
+    }
+
+    #[test]
+    fn head_is_the_newest_version_with_its_run_and_removed_files() {
+        let output = memory();
+        assert!(head(&output, "t").expect("no log").is_none());
+        commit(&output, "t", 0, &ours("r0")).expect("v0");
+        commit(&output, "t", 1, &ours("r1")).expect("v1");
+        let got = head(&output, "t").expect("log").expect("a version");
+        assert_eq!((got.version, got.run_id.as_deref()), (1, Some("r1")));
+        assert_eq!(got.removed, ["d=1/a b.parquet"]);
+    }
+
+    #[test]
+    fn a_version_is_created_once() {
+        let output = memory();
+        commit(&output, "t", 0, &ours("r0")).expect("v0");
+        let err = commit(&output, "t", 0, &ours("r1")).unwrap_err().to_string();
+        assert!(err.contains("version 0") && err.contains("another writer committed this version first"), "{err}");
+    }
+
+    #[test]
+    fn logs_this_writer_must_not_extend_are_refused_naming_table_and_version() {
+        let cases: [(&str, &str); 5] = [
+            ("{\"commitInfo\": {\"engineInfo\": \"Apache-Spark/3.5 Delta-Lake/3.2\"}}", "another writer (Apache-Spark"),
+            ("{\"add\": {\"path\": \"x.parquet\"}}", "no commitInfo"),
+            ("{\"commitInfo\": {\"engineInfo\": \"minutely 0.1.0\"}}\n{not json", "line 2 is not a JSON action"),
+            (
+                "{\"protocol\": {\"minReaderVersion\": 3, \"minWriterVersion\": 7}}\n{\"commitInfo\": {\"engineInfo\": \"minutely\"}}",
+                "this writer supports reader version 1",
+            ),
+            ("\u{0}\u{ff}", "not a JSON action"),
+        ];
+        for (body, want) in cases {
+            let output = memory();
+            commit(&output, "t", 0, &ours("r0")).expect("v0");
+            output.put(&commit_path("t", 1), body.to_string()).expect("foreign version");
+            let err = head(&output, "t").unwrap_err().to_string();
+            assert!(err.contains("version 1") && err.contains("/t") && err.contains(want), "{body}: {err}");
+        }
+        let output = memory();
+        commit(&output, "t", 0, &ours("r0")).expect("v0");
+        commit(&output, "t", 2, &ours("r2")).expect("v2");
+        let err = head(&output, "t").unwrap_err().to_string();
+        assert!(err.contains("version 1") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_uri_encoded_except_for_hive_folders() {
+        assert_eq!(encode_path("event_date=2026-01-01/part-x_1.parquet"), "event_date=2026-01-01/part-x_1.parquet");
+        assert_eq!(encode_path("k=a b/ü%.parquet"), "k=a%20b/%C3%BC%25.parquet");
+        assert_eq!(decode_path(&encode_path("k=a b/ü%.parquet")), "k=a b/ü%.parquet");
+    }
+}

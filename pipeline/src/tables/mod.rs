@@ -1,0 +1,211 @@
+//! Every layer folder is also a Delta Lake table (README "Tables"): a
+//! `_delta_log/` beside its partitions, to which each run that changes the
+//! layer commits one version. Delta readers (delta-rs, polars, Spark, Sail)
+//! then see a run's files all at once or not at all, on any store, and can
+//! read earlier versions while their files are kept.
+//!
+//! The pipeline writes the log and never reads its own data through it: a
+//! layer's live files are exactly its table's files whenever no run is
+//! publishing, because publishing deletes what a version removed before
+//! the run's manifest is written (and recovery finishes a publish first).
+//!
+//! - [`log`] reads the newest version of a log (refusing one this writer
+//!   did not write or does not understand) and writes commits, each
+//!   created only if absent.
+//! - [`stats`] turns a Parquet footer into a file's Delta statistics.
+
+mod log;
+mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+use polars::prelude::{DataType, Schema};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use tracing::info;
+
+use log::LOG_DIR;
+
+use crate::error::{Error, Result};
+use crate::layout::{self, BRONZE, GOLD, SILVER_EVENTS, SILVER_REJECTS};
+use crate::storage::{Entry, Storage};
+use crate::{bronze, gold, silver};
+
+/// One layer as a table.
+pub(crate) struct Table {
+    /// The layer folder, relative to the output root.
+    pub layer: &'static str,
+    /// Its Hive partition column (a `date`).
+    pub key: &'static str,
+    /// Whether a run replaces a partition whole (gold) rather than adding
+    /// files to it (bronze, silver).
+    pub replaces_partitions: bool,
+    /// The columns inside its files.
+    schema: fn() -> Schema,
+}
+
+/// The four layer tables, bronze to gold.
+pub(crate) const TABLES: [Table; 4] = [
+    Table { layer: BRONZE, key: "ingest_date", replaces_partitions: false, schema: bronze::schema },
+    Table { layer: SILVER_EVENTS, key: "event_date", replaces_partitions: false, schema: silver::events_schema },
+    Table { layer: SILVER_REJECTS, key: "ingest_date", replaces_partitions: false, schema: silver::rejects_schema },
+    Table { layer: GOLD, key: "event_date", replaces_partitions: true, schema: gold::schema },
+];
+
+impl Table {
+    /// The Delta `schemaString`: the file columns, then the partition column.
+    fn schema_string(&self) -> String {
+        let mut fields: Vec<Value> = (self.schema)()
+            .iter()
+            .map(|(name, dtype)| json!({"name": name.as_str(), "type": delta_type(dtype), "nullable": true, "metadata": {}}))
+            .collect();
+        fields.push(json!({"name": self.key, "type": "date", "nullable": true, "metadata": {}}));
+        json!({"type": "struct", "fields": fields}).to_string()
+    }
+
+    /// A data file's path inside the table, from its path under the output root.
+    fn inside<'a>(&self, relative: &'a str) -> Option<&'a str> {
+        relative.strip_prefix(self.layer)?.strip_prefix('/').filter(|p| !p.starts_with(LOG_DIR))
+    }
+}
+
+/// The Delta type of a layer column.
+fn delta_type(dtype: &DataType) -> Value {
+    match dtype {
+        DataType::Int32 => json!("integer"),
+        DataType::Int64 => json!("long"),
+        DataType::Float64 => json!("double"),
+        DataType::Datetime(..) => json!("timestamp"),
+        DataType::List(inner) => json!({"type": "array", "elementType": delta_type(inner), "containsNull": true}),
+        _ => json!("string"),
+    }
+}
+
+/// Checks that every table's log is one this writer understands, before a
+/// run commits: a run stops on a log it must not extend, and publishes
+/// nothing.
+pub(crate) fn check(output: &Storage) -> Result<()> {
+    for table in &TABLES {
+        log::head(output, table.layer)?;
+    }
+    Ok(())
+}
+
+/// What committing a run to the tables did.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    /// The version each table is at after the run, by layer folder.
+    pub versions: BTreeMap<String, u64>,
+    /// Data files the run's versions removed, relative to the output root.
+    pub removed: Vec<String>,
+}
+
+/// Commits one version to each table the run changed, once: a table whose
+/// newest version is already the run's (a publish finished after a crash)
+/// is left as it is. `outputs` are the run's published files; a full
+/// refresh removes every other file of each table. A layer written before
+/// tables existed gets version 0 holding its live files.
+pub(crate) fn commit_run(output: &Storage, run_id: &str, outputs: &[String], full_refresh: bool) -> Result<Committed> {
+    let mut committed = Committed::default();
+    for table in &TABLES {
+        let head = log::head(output, table.layer)?;
+        if let Some(head) = head.as_ref().filter(|h| h.run_id.as_deref() == Some(run_id)) {
+            committed.versions.insert(table.layer.to_string(), head.version);
+            committed.removed.extend(head.removed.iter().map(|p| format!("{}/{p}", table.layer)));
+            continue;
+        }
+        let added: BTreeSet<&str> = outputs.iter().filter_map(|p| table.inside(p)).collect();
+        if added.is_empty() && !full_refresh && head.is_some() {
+            continue;
+        }
+        let live: Vec<Entry> = output.parquet_entries(table.layer)?;
+        let (mut new, mut before) = (Vec::new(), Vec::new());
+        for entry in live {
+            match table.inside(&entry.relative) {
+                Some(path) if added.contains(path) => new.push(entry),
+                Some(_) => before.push(entry),
+                None => {}
+            }
+        }
+        if new.len() != added.len() {
+            return Err(Error::Table {
+                table: output.describe(table.layer),
+                version: head.as_ref().map_or(0, |h| h.version + 1),
+                reason: format!("{} of the run's {} files are missing", added.len() - new.len(), added.len()),
+            });
+        }
+        let replaced: BTreeSet<String> = new.iter().filter_map(|e| partition_of(table, &e.relative)).collect();
+        let (removed, kept): (Vec<Entry>, Vec<Entry>) = before.into_iter().partition(|e| {
+            full_refresh
+                || (table.replaces_partitions
+                    && partition_of(table, &e.relative).is_some_and(|p| replaced.contains(&p)))
+        });
+        let version = head.as_ref().map_or(0, |h| h.version + 1);
+        let now = Utc::now().timestamp_millis();
+        let mut actions = Vec::new();
+        if head.is_none() {
+            actions.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
+            actions.push(json!({"metaData": {
+                "id": uuid::Uuid::new_v4().to_string(),
+                "format": {"provider": "parquet", "options": {}},
+                "schemaString": table.schema_string(),
+                "partitionColumns": [table.key],
+                "configuration": {},
+                "createdTime": now,
+            }}));
+            // Files published before the table existed (minus what this run replaces).
+            for entry in &kept {
+                actions.push(add(output, table, entry, true)?);
+            }
+        }
+        for entry in &removed {
+            actions.push(remove(table, entry, now));
+        }
+        let adds: Vec<Value> = new.par_iter().map(|entry| add(output, table, entry, true)).collect::<Result<_>>()?;
+        actions.extend(adds);
+        actions.push(log::commit_info(run_id, full_refresh, removed.is_empty(), now));
+        log::commit(output, table.layer, version, &actions)?;
+        info!(table = table.layer, version, added = new.len(), removed = removed.len(), "Committed a table version.");
+        committed.versions.insert(table.layer.to_string(), version);
+        committed.removed.extend(removed.into_iter().map(|e| e.relative));
+    }
+    Ok(committed)
+}
+
+/// The `key=value` folder of a data file, relative to its table.
+fn partition_of(table: &Table, relative: &str) -> Option<String> {
+    layout::partition_value(relative, table.key).map(str::to_string)
+}
+
+fn partition_values(table: &Table, relative: &str) -> Value {
+    match layout::partition_value(relative, table.key) {
+        Some(date) => json!({table.key: date}),
+        None => json!({}),
+    }
+}
+
+/// An `add` action for a live file, with statistics from its footer.
+fn add(output: &Storage, table: &Table, entry: &Entry, data_change: bool) -> Result<Value> {
+    let footer = output.parquet_footer(entry)?;
+    let stats = stats::of(&footer, &(table.schema)()).to_string();
+    Ok(json!({"add": {
+        "path": log::encode_path(table.inside(&entry.relative).unwrap_or_default()),
+        "partitionValues": partition_values(table, &entry.relative),
+        "size": entry.size,
+        "modificationTime": entry.last_modified.timestamp_millis(),
+        "dataChange": data_change,
+        "stats": stats,
+    }}))
+}
+
+fn remove(table: &Table, entry: &Entry, now: i64) -> Value {
+    json!({"remove": {
+        "path": log::encode_path(table.inside(&entry.relative).unwrap_or_default()),
+        "deletionTimestamp": now,
+        "dataChange": true,
+        "extendedFileMetadata": true,
+        "partitionValues": partition_values(table, &entry.relative),
+        "size": entry.size,
+    }})
+}
