@@ -122,7 +122,7 @@ fn write_manifest_with(
         gold_partitions: Vec::new(),
         outputs: Vec::new(),
         stage_seconds: BTreeMap::new(),
-        layer_folders: BTreeMap::new(),
+        table_versions: BTreeMap::new(),
         error: None,
     };
     output.put(&Manifest::path(run_id), manifest.to_json()).expect("write manifest");

@@ -11,8 +11,12 @@ pub const STAGING: &str = "_staging";
 /// Written into a run's staging folder when it commits; present until its
 /// files are all published and its manifest is written.
 pub const COMMIT_MARKER: &str = "_commit.json";
-/// The single file of a gold partition, replaced whole by each run that touches it.
-pub(crate) const GOLD_FILE: &str = "data.parquet";
+/// The single file of a gold partition, written by `run_id`. A run that
+/// touches the partition writes a new file, and its table version removes
+/// the previous one: a data file is never rewritten in place.
+pub(crate) fn gold_file(date: &str, run_id: &str) -> String {
+    format!("{}/part-{run_id}.parquet", partition(GOLD, "event_date", date))
+}
 
 /// Beside each silver events file a local run writes: the sorted prefixes
 /// of its event id fingerprints (see `runs::id_index`), `event_date=`
@@ -22,9 +26,6 @@ pub(crate) const EVENT_IDS: &str = "_state/event_ids";
 /// Every layer folder with its partition key, for listing and inspection.
 pub(crate) const LAYERS: [(&str, &str); 4] =
     [(BRONZE, "ingest_date"), (SILVER_EVENTS, "event_date"), (SILVER_REJECTS, "ingest_date"), (GOLD, "event_date")];
-
-/// What a full refresh replaces whole: the layers and the event id indexes.
-pub(crate) const REPLACED: [&str; 5] = [BRONZE, SILVER_EVENTS, SILVER_REJECTS, GOLD, EVENT_IDS];
 
 /// `layer/key=date`.
 pub fn partition(layer: &str, key: &str, date: &str) -> String {

@@ -3,8 +3,9 @@
 //! Also where a run stops when a test asks it to (`--crash-at`, `--fail-at`).
 //!
 //! Everything a run writes goes to `_staging/<run_id>/` first. Commit
-//! writes `_staging/<run_id>/_commit.json`, moves each file into place, then
-//! writes `_runs/<run_id>.json`. A run that dies before the commit marker
+//! writes `_staging/<run_id>/_commit.json`, moves each file into place,
+//! commits a version to each changed layer's table, deletes the files those
+//! versions removed, then writes `_runs/<run_id>.json`. A run that dies before the commit marker
 //! leaves only staging, which the next run deletes; one that dies after it
 //! is finished by the next run.
 
@@ -14,10 +15,10 @@ use tracing::{info, warn};
 
 use super::manifest::Manifest;
 use super::options::{CrashPoint, RunOptions};
-use super::swap;
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
+use crate::tables;
 
 /// Aborts or fails here when a test asked for it.
 pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
@@ -31,24 +32,13 @@ pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> 
     Ok(())
 }
 
-/// Moves a committed run's staged files into place, then writes its manifest.
-/// Idempotent: files already moved are skipped, so a crash here is finished
-/// by the next run.
+/// Moves a committed run's staged files into place, commits them to the
+/// layers' tables, deletes the files those versions removed (a replaced
+/// gold partition's, everything a full refresh replaced), then writes the
+/// run's manifest. Idempotent: files already moved and tables already at
+/// the run's version are skipped, so a crash here is finished by the next run.
 pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
     let run_id = &manifest.run_id;
-    if let (false, Some(root)) = (manifest.layer_folders.is_empty(), output.local_root()) {
-        // A local full refresh: whole layer folders, each swapped atomically,
-        // bronze to gold, then the id indexes.
-        let mut folders: Vec<_> = manifest.layer_folders.iter().collect();
-        folders.sort_by_key(|(layer, _)| layout::REPLACED.iter().position(|r| r == layer));
-        for (i, (layer, inode)) in folders.into_iter().enumerate() {
-            if i == manifest.layer_folders.len() / 2 {
-                checkpoint(options, CrashPoint::MidPublish)?;
-            }
-            swap::swap_layer(root, run_id, layer, *inode)?;
-        }
-        return finish_publish(output, manifest, options);
-    }
     let staged: BTreeSet<String> =
         output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
     for (i, path) in manifest.outputs.iter().enumerate() {
@@ -60,17 +50,23 @@ pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOption
             output.rename(&from, path)?;
         }
     }
+    checkpoint(options, CrashPoint::Moved)?;
+    let committed = tables::commit_run(output, run_id, &manifest.outputs, manifest.full_refresh)?;
+    checkpoint(options, CrashPoint::TablesCommitted)?;
+    for path in &committed.removed {
+        output.delete(path)?;
+    }
     if manifest.full_refresh {
+        // The id indexes of the silver files the refresh replaced.
         let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
-        for layer in layout::REPLACED {
-            for entry in output.list(layer)? {
-                if !keep.contains(entry.relative.as_str()) {
-                    output.delete(&entry.relative)?;
-                }
+        for entry in output.list(layout::EVENT_IDS)? {
+            if !keep.contains(entry.relative.as_str()) {
+                output.delete(&entry.relative)?;
             }
         }
     }
-    finish_publish(output, manifest, options)
+    let manifest = Manifest { table_versions: committed.versions, ..manifest.clone() };
+    finish_publish(output, &manifest, options)
 }
 
 /// Writes the manifest of a run whose files are all in place and drops its

@@ -22,7 +22,6 @@ use super::ingested_index::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{Manifest, RunStatus, new_run_id};
 use super::options::{CrashPoint, RunOptions};
-use super::swap;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input;
@@ -30,6 +29,7 @@ use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::pool;
 use crate::silver::{Reason, timestamp::format_date};
 use crate::storage::Storage;
+use crate::tables;
 
 /// What a run did.
 #[derive(Debug)]
@@ -101,9 +101,9 @@ impl Run<'_> {
         checkpoint(&self.ctx.options, CrashPoint::Staged)?;
         self.timed("gold", Self::finish_global_stages)?;
         checkpoint(&self.ctx.options, CrashPoint::GoldStaged)?;
-        let mut manifest = self.manifest(self.status(), None);
+        let manifest = self.manifest(self.status(), None);
         lock.ensure_held()?;
-        self.commit(&mut manifest)?;
+        self.commit(&manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
     }
 
@@ -186,15 +186,14 @@ impl Run<'_> {
             gold_partitions: self.totals.touched_dates.iter().map(|d| format_date(*d)).collect(),
             outputs: self.totals.outputs.clone(),
             stage_seconds: self.totals.stage_seconds.clone(),
-            layer_folders: BTreeMap::new(),
+            table_versions: BTreeMap::new(),
             error,
         }
     }
 
-    fn commit(&mut self, manifest: &mut Manifest) -> Result<()> {
-        if let (true, Some(root)) = (self.ctx.options.full_refresh, self.ctx.output.local_root()) {
-            manifest.layer_folders = swap::prepare(root, &self.ctx.run_id)?;
-        }
+    fn commit(&mut self, manifest: &Manifest) -> Result<()> {
+        // A table log this writer must not extend stops the run here, before anything is published.
+        tables::check(&self.ctx.output)?;
         self.ctx.output.put(&layout::staged(&self.ctx.run_id, COMMIT_MARKER), manifest.to_json())?;
         self.totals.committed = true;
         checkpoint(&self.ctx.options, CrashPoint::Committed)?;

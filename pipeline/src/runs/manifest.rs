@@ -112,10 +112,10 @@ pub struct Manifest {
     pub outputs: Vec<String>,
     /// Seconds spent per stage.
     pub stage_seconds: BTreeMap<String, f64>,
-    /// Full refresh of a local folder: the inode of each staged layer
-    /// folder, swapped in whole at publish (see `runs::swap`).
+    /// The table version each changed layer is at after this run, by layer
+    /// folder (README "Tables"): what a Delta reader time-travels to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub layer_folders: BTreeMap<String, u64>,
+    pub table_versions: BTreeMap<String, u64>,
     pub error: Option<String>,
 }
 

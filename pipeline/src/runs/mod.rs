@@ -16,7 +16,6 @@ mod ingested_index;
 mod lock;
 mod manifest;
 mod options;
-mod swap;
 
 // The manifest is read by the api crate and the tests; the rest is the
 // command line's.

@@ -26,16 +26,22 @@ pub(crate) enum CrashPoint {
     Committed,
     /// Half of the staged files moved into place.
     MidPublish,
-    /// All files in place, before the manifest.
+    /// All files in place, before the tables' versions.
+    Moved,
+    /// Tables committed, before the files they removed are deleted.
+    TablesCommitted,
+    /// All files in place and deleted, before the manifest.
     Published,
 }
 
 impl CrashPoint {
-    pub(crate) const ALL: [(&'static str, CrashPoint); 5] = [
+    pub(crate) const ALL: [(&'static str, CrashPoint); 7] = [
         ("staged", CrashPoint::Staged),
         ("gold-staged", CrashPoint::GoldStaged),
         ("committed", CrashPoint::Committed),
         ("mid-publish", CrashPoint::MidPublish),
+        ("moved", CrashPoint::Moved),
+        ("tables-committed", CrashPoint::TablesCommitted),
         ("published", CrashPoint::Published),
     ];
 

@@ -23,11 +23,11 @@ use super::{Engine, Finished, RunContext, StagedWrite};
 use crate::error::Result;
 use crate::frames::concat_frames;
 use crate::gold;
-use crate::layout::{self, GOLD, GOLD_FILE, SILVER_EVENTS};
+use crate::layout::{self, GOLD, SILVER_EVENTS};
 use crate::runs::id_index;
 use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
-use crate::storage::Entry;
+use crate::storage::{Entry, Storage};
 
 pub(crate) struct LocalEngine {
     dedupe: Dedupe,
@@ -118,10 +118,13 @@ const MINUTE_MICROS: i64 = 60_000_000;
 fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String, u64)> {
     let output = run.output;
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let path = gold_path(date);
+    let path = layout::gold_file(&format_date(date), run.run_id);
     let committed = if run.full_refresh { Vec::new() } else { output.parquet_entries(&dir)? };
     let staged = output.parquet_entries(&layout::staged(run.run_id, &dir))?;
-    let previous = if committed.is_empty() { None } else { output.get_parquet_opt(&path)? };
+    let previous = match committed.is_empty() {
+        true => None,
+        false => previous_gold(output, date)?.map(|p| output.get_parquet(&p, None)).transpose()?,
+    };
     let read = |entry: &Entry, columns: &[&str]| output.get_parquet(&entry.relative, Some(columns));
     // Only the rows this run added events to, when the date has gold already.
     let touched = match previous {
@@ -180,6 +183,10 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     Ok((path, metrics.height() as u64))
 }
 
-fn gold_path(date: i32) -> String {
-    format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &format_date(date)))
+/// The gold file a date has now. A partition holds one file whenever no run
+/// is publishing (publishing deletes the file a new one replaced); should
+/// a crash leave two, the newer run's is the current one.
+fn previous_gold(output: &Storage, date: i32) -> Result<Option<String>> {
+    let files = output.parquet_files(&layout::partition(GOLD, "event_date", &format_date(date)))?;
+    Ok(files.into_iter().max())
 }

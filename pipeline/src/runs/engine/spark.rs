@@ -31,7 +31,7 @@ use tracing::info;
 use super::{Engine, Finished, RunContext, StagedWrite};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::layout::{self, BRONZE, GOLD, GOLD_FILE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
+use crate::layout::{self, BRONZE, SILVER_EVENTS, SILVER_REJECTS, STAGING};
 use crate::silver::columns::*;
 use crate::silver::{Counters, Evaluated, Reason, STATE_INVALID, STATE_MISSING, timestamp::format_date};
 use crate::storage::Storage;
@@ -341,7 +341,7 @@ impl SparkEngine {
             let [from] = files.as_slice() else {
                 return Err(self.unexpected(format!("{} gold files for event_date={date}, not one", files.len())));
             };
-            let to = format!("{}/{GOLD_FILE}", layout::partition(GOLD, "event_date", &date));
+            let to = layout::gold_file(&date, run.run_id);
             adopt(from, to.clone())?;
             gold_rows += run.output.get_parquet(&layout::staged(run.run_id, &to), Some(&[SERVICE]))?.height() as u64;
         }
