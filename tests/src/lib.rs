@@ -116,9 +116,15 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 /// All files of a layer folder as one frame, with the Hive partition value
 /// added as a string column named `partition_key`.
 pub fn read_layer(dir: &Path, partition_key: &str) -> DataFrame {
+    read_files(&parquet_files(dir), partition_key)
+}
+
+/// The files of `paths` as one frame, with the Hive partition value added
+/// as a string column named `partition_key`.
+pub fn read_files(paths: &[PathBuf], partition_key: &str) -> DataFrame {
     let mut frames = Vec::new();
-    for path in parquet_files(dir) {
-        let file = std::fs::File::open(&path).expect("open parquet");
+    for path in paths {
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         let mut df = ParquetReader::new(file).finish().expect("read parquet");
         let value = path
             .components()
@@ -140,6 +146,37 @@ pub fn read_layer(dir: &Path, partition_key: &str) -> DataFrame {
         all.vstack_mut(f).expect("same schema across files");
     }
     all
+}
+
+/// The data files of a layer's Delta table at its newest version (or at
+/// `version`), replayed from the JSON commits of `_delta_log/` as the
+/// protocol says: adds minus removes, in version order. Empty when the
+/// layer has no log.
+pub fn table_files(dir: &Path, version: Option<u64>) -> Vec<PathBuf> {
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(dir.join("_delta_log"))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .unwrap_or_default();
+    commits.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for (v, commit) in commits.iter().enumerate() {
+        assert_eq!(commit.file_stem().and_then(|s| s.to_str()), Some(format!("{v:020}").as_str()), "no gap");
+        if version.is_some_and(|want| v as u64 > want) {
+            break;
+        }
+        for line in std::fs::read_to_string(commit).expect("read commit").lines() {
+            let action: serde_json::Value = serde_json::from_str(line).expect("a JSON action a line");
+            // The pipeline's file names need no URI escaping.
+            let path = |kind: &str| action[kind]["path"].as_str().map(str::to_string);
+            if let Some(path) = path("add") {
+                assert!(live.insert(path.clone()), "{path} added twice in {}", commit.display());
+            }
+            if let Some(path) = path("remove") {
+                // Version 0 may remove a file it did not adopt (replaced by its run).
+                assert!(live.remove(&path) || v == 0, "{path} removed but not live in {}", commit.display());
+            }
+        }
+    }
+    live.into_iter().map(|p| dir.join(p)).collect()
 }
 
 /// Values of a string column, `None` as null.
@@ -249,7 +286,10 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A layer as sorted row texts, without the columns in `exclude`: a value
 /// to compare whole layers across runs.
 pub fn layer_rows(root: &Path, layer: &str, key: &str, exclude: &[&str]) -> Vec<String> {
-    let df = read_layer(&root.join(layer), key);
+    rows_of(&read_layer(&root.join(layer), key), exclude)
+}
+
+fn rows_of(df: &DataFrame, exclude: &[&str]) -> Vec<String> {
     if df.height() == 0 {
         return Vec::new();
     }
@@ -268,16 +308,30 @@ pub fn layer_rows(root: &Path, layer: &str, key: &str, exclude: &[&str]) -> Vec<
     rows
 }
 
-/// Every layer of an output as comparable rows; run ids and ingest times,
-/// which differ between runs by design, are left out.
+/// The layer folders and their partition keys, bronze to gold.
+pub const LAYERS: [(&str, &str); 4] = [
+    ("bronze/events", "ingest_date"),
+    ("silver/events", "event_date"),
+    ("silver/rejects", "ingest_date"),
+    ("gold/service_minute_metrics", "event_date"),
+];
+
+/// Run ids and ingest times, which differ between runs by design.
+const LINEAGE: [&str; 3] = ["_run_id", "_ingested_at", "ingest_date"];
+
+/// Every layer of an output as comparable rows, read as Hive-partitioned
+/// folders; run ids and ingest times are left out.
 pub fn snapshot(root: &Path) -> Vec<Vec<String>> {
-    let lineage = ["_run_id", "_ingested_at", "ingest_date"];
-    vec![
-        layer_rows(root, "bronze/events", "ingest_date", &lineage),
-        layer_rows(root, "silver/events", "event_date", &lineage),
-        layer_rows(root, "silver/rejects", "ingest_date", &lineage),
-        layer_rows(root, "gold/service_minute_metrics", "event_date", &lineage),
-    ]
+    LAYERS.iter().map(|(layer, key)| layer_rows(root, layer, key, &LINEAGE)).collect()
+}
+
+/// Like [`snapshot`], read through each layer's Delta log instead: what a
+/// Delta reader sees at the newest versions.
+pub fn table_snapshot(root: &Path) -> Vec<Vec<String>> {
+    LAYERS
+        .iter()
+        .map(|(layer, key)| rows_of(&read_files(&table_files(&root.join(layer), None), key), &LINEAGE))
+        .collect()
 }
 
 /// Bronze, silver events and rejects exactly; gold with its computed

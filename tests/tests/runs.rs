@@ -26,7 +26,11 @@ fn reference(dir: &Path, files: &[PathBuf]) -> Vec<Vec<String>> {
 }
 
 /// The points `--crash-at` and `--fail-at` can stop a run at.
-const STOP_POINTS: [&str; 5] = ["staged", "gold-staged", "committed", "mid-publish", "published"];
+const STOP_POINTS: [&str; 7] =
+    ["staged", "gold-staged", "committed", "mid-publish", "moved", "tables-committed", "published"];
+
+/// The points before a run's table versions: Delta readers still see the previous state.
+const BEFORE_TABLES: [&str; 5] = ["staged", "gold-staged", "committed", "mid-publish", "moved"];
 
 /// Delivers the first half of `files` to `inbox` and runs into `out`, then
 /// delivers the rest; returns the layers as that first run left them.
@@ -84,14 +88,22 @@ fn crash_at_every_point_is_recovered_by_the_next_run() {
             "{point}: must die by a signal; {}",
             text(&crashed)
         );
+        let out = dir.path().join(&out_dir);
         if matches!(point, "staged" | "gold-staged" | "committed") {
-            assert_eq!(snapshot(&dir.path().join(&out_dir)), before, "{point}: readers still see the previous state");
+            assert_eq!(snapshot(&out), before, "{point}: Hive readers still see the previous state");
+        }
+        let tables = table_snapshot(&out);
+        if BEFORE_TABLES.contains(&point) {
+            assert_eq!(tables, before, "{point}: Delta readers still see the previous state");
+        } else {
+            assert_eq!(tables, want, "{point}: Delta readers see the whole run");
         }
 
         let again = run(dir.path(), &inbox, &out_dir, &[]);
         assert!(again.status.success(), "{point}: {}", text(&again));
-        assert_eq!(snapshot(&dir.path().join(&out_dir)), want, "{point}: result equals an uninterrupted run");
-        assert!(staging_is_empty(&dir.path().join(&out_dir)), "{point}: staging cleaned up");
+        assert_eq!(snapshot(&out), want, "{point}: result equals an uninterrupted run");
+        assert_eq!(table_snapshot(&out), want, "{point}: the tables too");
+        assert!(staging_is_empty(&out), "{point}: staging cleaned up");
     }
 }
 
@@ -214,7 +226,9 @@ fn late_events_correct_earlier_minutes_and_only_touched_dates_are_rewritten() {
     copy_dir(&fixture("basic"), &dir.path().join("in"));
     let first = run(dir.path(), "in", "out", &[]);
     assert!(first.status.success(), "{}", text(&first));
-    let gold_13 = dir.path().join("out/gold/service_minute_metrics/event_date=2026-01-13/data.parquet");
+    let gold_dir = |date: &str| dir.path().join(format!("out/gold/service_minute_metrics/event_date={date}"));
+    let [gold_13] = parquet_files(&gold_dir("2026-01-13")).try_into().expect("one gold file");
+    let [gold_12] = parquet_files(&gold_dir("2026-01-12")).try_into().expect("one gold file");
     let untouched = std::fs::read(&gold_13).expect("gold of 2026-01-13");
 
     std::fs::write(
@@ -238,6 +252,8 @@ fn late_events_correct_earlier_minutes_and_only_touched_dates_are_rewritten() {
     assert_eq!(f64s(&gold, "avg_latency_ms")[checkout_1015], Some(7.0), "(12.5 + 7 + 1.5) / 3");
     assert_eq!(f64s(&gold, "p50_latency_ms")[checkout_1015], Some(7.0));
     assert_eq!(std::fs::read(&gold_13).expect("gold of 2026-01-13"), untouched, "2026-01-13 got no new events");
+    let [new_12] = parquet_files(&gold_dir("2026-01-12")).try_into().expect("one gold file");
+    assert!(new_12 != gold_12 && !gold_12.exists(), "a replaced gold partition is a new file, the old one deleted");
 
     let rejects = read_layer(&dir.path().join("out/silver/rejects"), "ingest_date");
     let late_dups: Vec<_> = strs(&rejects, "_source_file")
@@ -341,39 +357,94 @@ fn full_refresh_rebuilds_every_layer_from_all_input() {
     assert!(String::from_utf8_lossy(&nothing_new.stdout).contains("Nothing new"), "{}", text(&nothing_new));
 }
 
-/// `--full-refresh` on a local folder replaces each layer folder in one
-/// atomic swap: killed at any point, every layer is wholly old or wholly
-/// new (never a mix of old and new files), and the next run finishes it.
+/// `--full-refresh` commits one table version per layer that replaces every
+/// file: killed at any point, each table is wholly old or wholly new (never
+/// a mix of old and new files), and the next run finishes it.
 #[test]
-fn full_refresh_swaps_each_layer_whole_even_when_killed() {
+fn full_refresh_replaces_each_table_in_one_version_even_when_killed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = dataset(dir.path());
     let want = reference(dir.path(), &files);
     deliver(dir.path(), "inbox", &files);
-    for point in ["gold-staged", "committed", "mid-publish", "published"] {
+    for point in ["gold-staged", "committed", "mid-publish", "moved", "tables-committed", "published"] {
         let out = format!("out-refresh-{point}");
+        let out_dir = dir.path().join(&out);
         // Without the custom timestamp format: some rows are rejects, so silver differs.
         let first = pipeline(dir.path(), &["run", "--input", "inbox", "--output", &out, "--max-reject-ratio", "1"]);
         assert!(first.status.success(), "{}", text(&first));
-        let before = snapshot(&dir.path().join(&out));
+        let before = snapshot(&out_dir);
         assert!(before != want, "the refresh must change something");
+        assert_eq!(table_snapshot(&out_dir), before);
 
         let killed = run(dir.path(), "inbox", &out, &["--full-refresh", "--crash-at", point]);
         assert!(killed.status.code().is_none(), "{point}: must die by a signal; {}", text(&killed));
-        let seen = snapshot(&dir.path().join(&out));
+        let seen = table_snapshot(&out_dir);
         for (layer, ((seen, old), new)) in seen.iter().zip(&before).zip(&want).enumerate() {
-            assert!(seen == old || seen == new, "{point}: layer {layer} mixes old and new files");
+            assert!(seen == old || seen == new, "{point}: table {layer} mixes old and new files");
         }
-        if point == "mid-publish" {
-            assert!(seen.iter().zip(&before).any(|(s, o)| s != o), "{point}: some layers swapped");
-            assert!(seen.iter().zip(&want).any(|(s, n)| s != n), "{point}: some layers not yet");
-        }
+        let expected = if BEFORE_TABLES.contains(&point) { &before } else { &want };
+        assert_eq!(&seen, expected, "{point}: Delta readers see all of one state");
 
         // The operator runs the same command again (before the commit marker
         // the killed refresh rolled back; after it, it is finished first).
         let again = run(dir.path(), "inbox", &out, &["--full-refresh"]);
         assert!(again.status.success(), "{point}: {}", text(&again));
-        assert!(snapshot(&dir.path().join(&out)) == want, "{point}: result differs from an uninterrupted run");
-        assert!(staging_is_empty(&dir.path().join(&out)), "{point}: staging cleaned up");
+        assert!(snapshot(&out_dir) == want, "{point}: result differs from an uninterrupted run");
+        assert!(table_snapshot(&out_dir) == want, "{point}: the tables differ from an uninterrupted run");
+        assert!(staging_is_empty(&out_dir), "{point}: staging cleaned up");
     }
+}
+
+/// An output written before the layers were tables (no `_delta_log`, gold
+/// files named `data.parquet`) becomes a table on its next run: version 0
+/// holds its files, minus the gold partitions the run replaces.
+#[test]
+fn an_output_from_before_tables_becomes_a_table_on_its_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let want = reference(dir.path(), &files);
+    let before = first_half_ingested(dir.path(), &files, "inbox", "out");
+    let out = dir.path().join("out");
+    for (layer, _) in LAYERS {
+        std::fs::remove_dir_all(out.join(layer).join("_delta_log")).expect("drop the log");
+    }
+    for file in parquet_files(&out.join("gold/service_minute_metrics")) {
+        std::fs::rename(&file, file.with_file_name("data.parquet")).expect("old gold name");
+    }
+    assert_eq!(snapshot(&out), before);
+
+    let again = run(dir.path(), "inbox", "out", &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(snapshot(&out), want);
+    assert_eq!(table_snapshot(&out), want, "the tables hold the old files and the run's");
+    let versions = newest_manifest(&out)["table_versions"].clone();
+    assert_eq!(versions["bronze/events"], 0, "{versions}");
+}
+
+/// A `_delta_log` this writer must not extend (here: a newest version that
+/// another writer committed) stops the run with exit 1, naming the table
+/// and the version, and nothing is published.
+#[test]
+fn a_log_another_writer_extended_stops_the_run_and_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let before = first_half_ingested(dir.path(), &files, "inbox", "out");
+    let out = dir.path().join("out");
+    let log = out.join("gold/service_minute_metrics/_delta_log");
+    let versions = std::fs::read_dir(&log).expect("gold log").count();
+    let foreign = log.join(format!("{versions:020}.json"));
+    std::fs::write(&foreign, "{\"commitInfo\":{\"operation\":\"OPTIMIZE\",\"engineInfo\":\"delta-rs:py-1.6.6\"}}\n")
+        .expect("foreign version");
+
+    let refused = run(dir.path(), "inbox", "out", &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("gold/service_minute_metrics") && stderr.contains(&format!("version {versions}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("delta-rs"), "{stderr}");
+    assert_eq!(snapshot(&out), before, "nothing published");
+    assert!(staging_is_empty(&out));
+    assert!(manifests(&out).pop().expect("a manifest").contains(r#""status": "failed""#));
 }
