@@ -8,7 +8,8 @@ the time such a run takes (a run that finished first is not counted), then
 run again; that run must succeed. On S3 the killed run's lease must
 expire first (the runs use --lease-secs 1), so the next run waits it out.
 At the end every layer must equal one uninterrupted run over the same
-input: the same rows with the same values, run ids and ingestion times aside.
+input: the same rows with the same values, run ids and ingestion times
+aside, read as a Hive folder and read through its Delta log.
 
 Prints the counts (kills that landed mid-run, runs that finished before the
 kill, recoveries) and exits 1 on any failure.
@@ -17,6 +18,7 @@ Usage: scripts/crash_soak.py [KILLS] [local|s3 ...]   (default 50 local s3)
 Needs: the built binaries, and the reader venv (duckdb) this script runs in;
 scripts/crash-soak.sh sets all of that up.
 """
+import json
 import os
 import random
 import shutil
@@ -59,6 +61,28 @@ def layer_rows(root, layer, exclude):
     selected = f"* EXCLUDE ({columns})" if exclude else "*"
     # Every value as text: exact for equality, and no timezone library needed.
     query = f"SELECT COLUMNS({selected})::VARCHAR FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true) ORDER BY ALL"
+    return duckdb.sql(query).fetchall()
+
+
+def table_rows(root, layer, exclude):
+    """A layer's rows as its Delta table's newest version holds them: the
+    JSON commits replayed (adds minus removes), then those files read."""
+    log = os.path.join(root, layer, "_delta_log")
+    live = set()
+    for name in sorted(os.listdir(log)) if os.path.isdir(log) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(log, name)) as commit:
+                for action in map(json.loads, filter(str.strip, commit)):
+                    if "add" in action:
+                        live.add(action["add"]["path"])
+                    if "remove" in action:
+                        live.discard(action["remove"]["path"])
+    if not live:
+        return []
+    files = ", ".join(f"'{os.path.join(root, layer, path)}'" for path in sorted(live))
+    columns = ", ".join(f'"{c}"' for c in exclude)
+    selected = f"* EXCLUDE ({columns})" if exclude else "*"
+    query = f"SELECT COLUMNS({selected})::VARCHAR FROM read_parquet([{files}], hive_partitioning = true) ORDER BY ALL"
     return duckdb.sql(query).fetchall()
 
 
@@ -130,6 +154,7 @@ def soak(place, work, batches, endpoint):
         local = os.path.join(work, "from-s3")
         download(endpoint, "soak", place, local)
     equal = {layer: layer_rows(local, layer, ex) == reference[layer] for layer, ex in LAYERS.items()}
+    tables = {layer: table_rows(local, layer, ex) == reference[layer] for layer, ex in LAYERS.items()}
     rows = {layer: len(reference[layer]) for layer in LAYERS}
     print(f"{place}: {delivered} deliveries, {landed} kills landed mid-run, {finished} runs finished before "
           f"their kill; all {delivered} follow-up runs succeeded (full runs took "
@@ -137,8 +162,9 @@ def soak(place, work, batches, endpoint):
     if place == "local":
         print(f"   kills that left staging behind: {left_staging}, of them after the commit marker: {left_committed}")
     for layer, same in equal.items():
-        print(f"   {layer}: {rows[layer]} rows, {'equal to' if same else 'DIFFERENT FROM'} one uninterrupted run")
-    return all(equal.values())
+        table = "so is its Delta table" if tables[layer] else "its Delta table is DIFFERENT"
+        print(f"   {layer}: {rows[layer]} rows, {'equal to' if same else 'DIFFERENT FROM'} one uninterrupted run; {table}")
+    return all(equal.values()) and all(tables.values())
 
 
 def main():
