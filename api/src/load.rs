@@ -78,6 +78,11 @@ impl Reloader {
         let mut runs = Vec::new();
         for entry in listing.iter().filter(|e| e.relative.ends_with(".json")) {
             let manifest = Manifest::from_json(&self.output.get(&entry.relative)?, &entry.relative)?;
+            if manifest.is_maintenance() {
+                // A compaction or vacuum ingests nothing and leaves gold as
+                // it was: not a run for /runs, health or the overview.
+                continue;
+            }
             runs.push(RunEntry {
                 run_id: manifest.run_id,
                 status: manifest.status,

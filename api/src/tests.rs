@@ -123,6 +123,9 @@ fn write_manifest_with(
         outputs: Vec::new(),
         stage_seconds: BTreeMap::new(),
         table_versions: BTreeMap::new(),
+        compacted: Vec::new(),
+        expired: Vec::new(),
+        expired_runs: Vec::new(),
         error: None,
     };
     output.put(&Manifest::path(run_id), manifest.to_json()).expect("write manifest");

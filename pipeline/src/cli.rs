@@ -9,11 +9,11 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigFile, EngineFlags, Overrides, PipelineFlags};
+use crate::config::{ConfigFile, EngineFlags, MaintenanceFlags, Overrides, PipelineFlags, RetentionFlags};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, Kinds, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
-use crate::runs::{CrashPoint, Manifest, Outcome, RunOptions, RunStatus, run};
+use crate::runs::{CrashPoint, Manifest, Outcome, RunOptions, RunStatus, compact_output, run, vacuum};
 use crate::storage::Storage;
 
 /// minutely: raw service events → bronze → silver → gold per-minute metrics.
@@ -36,11 +36,18 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ingest new input files into bronze, silver and gold.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write deterministic, realistic, dirty sample input.
     Generate(GenerateArgs),
     /// Show layers, partitions, rows, time ranges, schemas, rejects and runs.
     Inspect(InspectArgs),
+    /// Merge the small files of every bronze, silver and rejects partition
+    /// that holds `compact_min_files` of them (runs do this for the
+    /// partitions they write).
+    Compact(CompactArgs),
+    /// Expire bronze and rejects partitions and run manifests past their
+    /// retention (`[retention]`); with --dry-run, only list them.
+    Vacuum(VacuumArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +68,8 @@ struct RunArgs {
     pipeline: PipelineFlags,
     #[command(flatten)]
     engine: EngineFlags,
+    #[command(flatten)]
+    maintenance: MaintenanceFlags,
     /// Crash tests only: abort at this point of the run.
     #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
     crash_at: Option<CrashPoint>,
@@ -106,6 +115,40 @@ struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+struct CompactArgs {
+    #[command(flatten)]
+    common: ConfigArgs,
+    /// Output location (path, file://, memory://, s3://, gs://, az://).
+    #[arg(long, env = "MINUTELY_OUTPUT")]
+    output: Option<String>,
+    #[command(flatten)]
+    maintenance: MaintenanceFlags,
+    /// Crash tests only: abort at this point of the compaction.
+    #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
+    crash_at: Option<CrashPoint>,
+}
+
+#[derive(Debug, Args)]
+struct VacuumArgs {
+    #[command(flatten)]
+    common: ConfigArgs,
+    /// Output location (path, file://, memory://, s3://, gs://, az://).
+    #[arg(long, env = "MINUTELY_OUTPUT")]
+    output: Option<String>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    retention: RetentionFlags,
+    /// Tests only: the UTC date retention counts back from [default: today].
+    #[arg(long, hide = true)]
+    today: Option<chrono::NaiveDate>,
+    /// Crash tests only: abort at this point of the vacuum.
+    #[arg(long, env = "MINUTELY_CRASH_AT", hide = true, value_parser = parse_crash_point)]
+    crash_at: Option<CrashPoint>,
+}
+
+#[derive(Debug, Args)]
 struct InspectArgs {
     /// One of bronze, silver, rejects, gold, runs [default: all].
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(LAYER_NAMES))]
@@ -134,7 +177,12 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Run(args) => {
             let file = ConfigFile::load(args.common.config.as_deref())?;
-            let config = file.resolve(Overrides { pipeline: args.pipeline, engine: args.engine })?;
+            let config = file.resolve(Overrides {
+                pipeline: args.pipeline,
+                engine: args.engine,
+                maintenance: args.maintenance,
+                ..Overrides::default()
+            })?;
             let started = Instant::now();
             match run(
                 &config,
@@ -187,6 +235,59 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 args.out.display(),
                 started.elapsed().as_secs_f64()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact(args) => {
+            let file = ConfigFile::load(args.common.config.as_deref())?;
+            let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
+            let config = file.resolve(Overrides { pipeline, maintenance: args.maintenance, ..Overrides::default() })?;
+            let started = Instant::now();
+            let options = RunOptions { crash_at: args.crash_at, ..RunOptions::default() };
+            match compact_output(&config, &options)? {
+                None => println!(
+                    "Nothing to compact: no partition holds {} small files.",
+                    config.maintenance.compact_min_files
+                ),
+                Some(m) => {
+                    let files: Vec<&String> = m.outputs.iter().filter(|p| p.ends_with(".parquet")).collect();
+                    let partitions: std::collections::BTreeSet<&str> =
+                        files.iter().filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir)).collect();
+                    println!(
+                        "Compaction {} merged {} files into {} in {} partitions in {:.2}s.",
+                        m.run_id,
+                        m.compacted.len(),
+                        files.len(),
+                        partitions.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    println!("  manifest: {}/{}", m.output.trim_end_matches('/'), Manifest::path(&m.run_id));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vacuum(args) => {
+            let file = ConfigFile::load(args.common.config.as_deref())?;
+            let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
+            let config = file.resolve(Overrides { pipeline, retention: args.retention, ..Overrides::default() })?;
+            let today = args.today.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let options = RunOptions { crash_at: args.crash_at, ..RunOptions::default() };
+            let expiry = vacuum(&config, today, args.dry_run, &options)?;
+            let verb = if args.dry_run { "Would remove" } else { "Removed" };
+            println!(
+                "{verb} {} files ({:.1} MB) of {} expired partitions and {} expired run manifests.",
+                expiry.files.len(),
+                expiry.bytes as f64 / 1e6,
+                expiry.partitions.len(),
+                expiry.runs.len()
+            );
+            if args.dry_run {
+                for partition in &expiry.partitions {
+                    println!("  {partition}");
+                }
+            }
+            if let Some(run_id) = expiry.run_id {
+                println!("  manifest: {}/{}", config.pipeline.output.trim_end_matches('/'), Manifest::path(&run_id));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect(args) => {

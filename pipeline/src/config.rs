@@ -124,6 +124,12 @@ pub struct ConfigFile {
     /// Where the global stages run.
     #[serde(default)]
     pub engine: EngineSettings,
+    /// Compaction of the layers' small files.
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
+    /// What `pipeline vacuum` expires.
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// Settings of the `api` server.
     #[serde(default)]
     pub api: ApiSettings,
@@ -204,6 +210,37 @@ section! {
 }
 
 section! {
+    /// `[maintenance]`: compaction of the layers' small files, after every
+    /// run and by `pipeline compact` (README "Compaction").
+    "maintenance" => MaintenanceSettings, MaintenanceFlags {
+        /// A bronze, silver or rejects partition is compacted once it holds
+        /// this many files smaller than `target_file_mb`.
+        compact_min_files: usize = 16, env "MINUTELY_COMPACT_MIN_FILES", within 2..=100_000;
+        /// Compaction merges small files into files of up to this many MiB
+        /// (compressed); a merge holds its files decoded in memory.
+        target_file_mb: u64 = 32, env "MINUTELY_TARGET_FILE_MB", within 1..=1024;
+    }
+}
+
+section! {
+    /// `[retention]`: what `pipeline vacuum` expires (README "Retention");
+    /// unset keeps everything.
+    "retention" => RetentionSettings, RetentionFlags {}
+    optional {
+        /// Bronze partitions whose ingest date is more than this many days
+        /// before today are removed from the table and deleted.
+        bronze_days: u64, env "MINUTELY_BRONZE_DAYS";
+        /// Rejects partitions whose ingest date is more than this many days
+        /// before today are removed from the table and deleted.
+        rejects_days: u64, env "MINUTELY_REJECTS_DAYS";
+        /// Run manifests older than this many days are deleted (the newest
+        /// run's is always kept, and the ingested-files index keeps every
+        /// file they ingested).
+        runs_days: u64, env "MINUTELY_RUNS_DAYS";
+    }
+}
+
+section! {
     /// `[api]`: settings of the `api` server.
     "api" => ApiSettings, ApiFlags {
         /// Address the HTTP server binds to.
@@ -233,6 +270,8 @@ section! {
 pub struct Overrides {
     pub pipeline: PipelineFlags,
     pub engine: EngineFlags,
+    pub maintenance: MaintenanceFlags,
+    pub retention: RetentionFlags,
 }
 
 /// The validated settings of a pipeline run.
@@ -241,6 +280,8 @@ pub struct PipelineConfig {
     pub pipeline: PipelineSettings,
     /// `spark_remote` is set (and an `sc://` URL) when `kind` is `spark`.
     pub engine: EngineSettings,
+    pub maintenance: MaintenanceSettings,
+    pub retention: RetentionSettings,
 }
 
 impl ConfigFile {
@@ -269,6 +310,8 @@ impl ConfigFile {
         let config = PipelineConfig {
             pipeline: self.pipeline.resolve(overrides.pipeline)?,
             engine: self.engine.resolve(overrides.engine)?,
+            maintenance: self.maintenance.resolve(overrides.maintenance)?,
+            retention: self.retention.resolve(overrides.retention)?,
         };
         config.validate()?;
         Ok(config)
@@ -285,6 +328,20 @@ impl PipelineConfig {
     fn validate(&self) -> Result<()> {
         for format in &self.pipeline.timestamp_formats {
             validate_strftime(format)?;
+        }
+        let retention = &self.retention;
+        for (key, days) in [
+            ("bronze_days", retention.bronze_days),
+            ("rejects_days", retention.rejects_days),
+            ("runs_days", retention.runs_days),
+        ] {
+            if days == Some(0) {
+                return Err(Error::Config(format!(
+                    "{key} must be at least 1 day, got 0 ([retention] {key}, MINUTELY_{} or --{}); leave it unset to keep everything",
+                    key.to_uppercase(),
+                    key.replace('_', "-")
+                )));
+            }
         }
         match (self.engine.kind, &self.engine.spark_remote) {
             (EngineKind::Spark, None) => Err(Error::Config(
@@ -423,7 +480,9 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--batch-rows", "7", "--engine", "spark", "--spark-remote", "sc://h:1"])
             .expect("valid flags");
         let file = ConfigFile::parse("[pipeline]\nbatch_rows = 5\n", Path::new("x.toml")).expect("valid");
-        let config = file.resolve(Overrides { pipeline: cli.pipeline, engine: cli.engine }).expect("valid");
+        let config = file
+            .resolve(Overrides { pipeline: cli.pipeline, engine: cli.engine, ..Overrides::default() })
+            .expect("valid");
         assert_eq!(config.pipeline.batch_rows, 7);
         assert_eq!(config.engine.kind, EngineKind::Spark);
     }

@@ -107,6 +107,18 @@ fn inspect_runs(output: &Storage, report: &mut String) -> Result<()> {
     let manifests = load_manifests(output)?;
     let _ = writeln!(report, "== runs ({})", manifests.len());
     for m in manifests.iter().rev() {
+        if m.is_maintenance() {
+            let merged_into = m.outputs.iter().filter(|p| p.ends_with(".parquet")).count();
+            let _ = writeln!(
+                report,
+                "   {}  maintenance: {} files merged into {merged_into}, {} expired files and {} expired manifests deleted",
+                m.run_id,
+                m.compacted.len(),
+                m.expired.len(),
+                m.expired_runs.len()
+            );
+            continue;
+        }
         let _ = writeln!(
             report,
             "   {}  {:<19}  {:<5}  files {:>4}  unreadable {:>3}  bronze {:>9}  events {:>9}  rejects {:>7}  gold {:>7}{}",

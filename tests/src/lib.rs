@@ -386,3 +386,25 @@ pub fn counts(out: &Path) -> serde_json::Value {
         "gold_partitions": m["gold_partitions"], "status": m["status"],
     })
 }
+
+/// Nothing under `_staging/`: no files, and (regression: recovery used to
+/// leave one emptied folder tree per crashed run) no folders.
+pub fn staging_is_empty(out: &Path) -> bool {
+    std::fs::read_dir(out.join("_staging")).map_or(true, |mut entries| entries.next().is_none())
+}
+
+/// The `commitInfo.operation` of every version of a layer's table, oldest first.
+pub fn operations(out: &Path, layer: &str) -> Vec<String> {
+    let log = out.join(layer).join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log).expect("log").flatten().map(|e| e.path()).collect();
+    commits.sort();
+    commits
+        .iter()
+        .filter_map(|commit| {
+            let text = std::fs::read_to_string(commit).expect("commit");
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find_map(|a| a["commitInfo"]["operation"].as_str().map(str::to_string))
+        })
+        .collect()
+}

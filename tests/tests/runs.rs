@@ -44,12 +44,6 @@ fn first_half_ingested(dir: &Path, files: &[PathBuf], inbox: &str, out: &str) ->
     before
 }
 
-/// Nothing under `_staging/`: no files, and (regression: recovery used to
-/// leave one emptied folder tree per crashed run) no folders.
-fn staging_is_empty(out: &Path) -> bool {
-    std::fs::read_dir(out.join("_staging")).map_or(true, |mut entries| entries.next().is_none())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 

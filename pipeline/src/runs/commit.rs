@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
+use super::id_index;
+use super::lock::Lock;
 use super::manifest::Manifest;
 use super::options::{CrashPoint, RunOptions};
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
-use crate::tables;
+use crate::tables::{self, Change};
 
 /// Aborts or fails here when a test asked for it.
 pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
@@ -30,6 +32,21 @@ pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> 
         return Err(Error::Injected(format!("{point:?}")));
     }
     Ok(())
+}
+
+/// Commits a maintenance run (a compaction or a vacuum) whose files are
+/// staged: checks the tables' logs, writes its commit marker, publishes.
+pub(super) fn commit_maintenance(
+    output: &Storage,
+    lock: &Lock,
+    manifest: &Manifest,
+    options: &RunOptions,
+) -> Result<()> {
+    tables::check(output)?;
+    lock.ensure_held()?;
+    output.put(&layout::staged(&manifest.run_id, COMMIT_MARKER), manifest.to_json())?;
+    checkpoint(options, CrashPoint::Committed)?;
+    publish(output, manifest, options)
 }
 
 /// Moves a committed run's staged files into place, commits them to the
@@ -51,10 +68,21 @@ pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOption
         }
     }
     checkpoint(options, CrashPoint::Moved)?;
-    let committed = tables::commit_run(output, run_id, &manifest.outputs, manifest.full_refresh)?;
+    let change = Change {
+        run_id,
+        added: &manifest.outputs,
+        compacted: &manifest.compacted,
+        expired: &manifest.expired,
+        full_refresh: manifest.full_refresh,
+    };
+    let committed = tables::commit_run(output, &change)?;
     checkpoint(options, CrashPoint::TablesCommitted)?;
     for path in &committed.removed {
         output.delete(path)?;
+        // A removed silver file's event id index goes with it.
+        if let Some(index) = id_index::path_of(path) {
+            output.delete(&index)?;
+        }
     }
     if manifest.full_refresh {
         // The id indexes of the silver files the refresh replaced.

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
 use super::commit::{checkpoint, publish, recover_staging};
+use super::compact::{Scope, compact};
 use super::context::{Context, Totals};
 use super::engine::{self, Engine};
 use super::ingest::Candidate;
@@ -62,13 +63,13 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
     recover_staging(&output)?;
     let ctx = Context::new(config, options, (input, output), run_id, started_at);
     let mut run = Run { ctx, engine, totals: Totals::default() };
-    match run.execute(&lock) {
-        Ok(outcome) => Ok(outcome),
-        Err(error) => {
-            run.record_failure(&error);
-            Err(error)
-        }
+    let outcome = run.execute(&lock).inspect_err(|error| run.record_failure(error))?;
+    if let Outcome::Committed(manifest) = &outcome {
+        // The run is published; its small files and earlier runs' are merged now.
+        let scope = Scope::Holding(&manifest.outputs);
+        compact(&run.ctx.output, &lock, &config.maintenance, scope, &run.ctx.options)?;
     }
+    Ok(outcome)
 }
 
 /// A run in progress: what it knows from its start, the engine doing its
@@ -187,6 +188,9 @@ impl Run<'_> {
             outputs: self.totals.outputs.clone(),
             stage_seconds: self.totals.stage_seconds.clone(),
             table_versions: BTreeMap::new(),
+            compacted: Vec::new(),
+            expired: Vec::new(),
+            expired_runs: Vec::new(),
             error,
         }
     }

@@ -6,7 +6,11 @@
 //! than it, so finding what is already ingested costs O(new runs), not
 //! O(run history) (one run every 5 minutes is ~100k manifests a year).
 //! It is written after the manifest, whole; a missing, stale or unreadable
-//! index only means reading more manifests.
+//! index only means reading more manifests. Before `pipeline vacuum`
+//! deletes expired manifests it also stores a copy, [`RETAINED_FILE`],
+//! which a run reads when the index is missing or unreadable: without it,
+//! rebuilding from the manifests left would forget what the expired ones
+//! ingested, and that input would be ingested again.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +23,9 @@ use crate::error::Result;
 use crate::storage::Storage;
 
 pub(crate) const INDEX_FILE: &str = "_state/ingested.json";
+
+/// The copy of the index stored before manifests are expired.
+pub(crate) const RETAINED_FILE: &str = "_state/ingested-retained.json";
 
 /// What an earlier run ingested at one input path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,12 +50,9 @@ impl IngestedIndex {
     /// The index as of the newest manifest: the stored index, then every
     /// manifest written after the run it was stored through.
     pub fn load(output: &Storage) -> Result<Self> {
-        let mut index = match output.get_opt(INDEX_FILE)? {
-            None => Self::default(),
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                warn!(error = %e, "The ingested-files index is unreadable; rebuilding it from the run manifests.");
-                Self::default()
-            }),
+        let mut index = match Self::stored(output, INDEX_FILE)? {
+            Some(index) => index,
+            None => Self::stored(output, RETAINED_FILE)?.unwrap_or_default(),
         };
         let after = index.through_run.as_deref().map(Manifest::path);
         let newer = output.list_after(RUNS_DIR, after.as_deref())?;
@@ -78,6 +82,18 @@ impl IngestedIndex {
         self.changed = true;
     }
 
+    /// The index stored at `path`; `None` when there is none or it cannot be read.
+    fn stored(output: &Storage, path: &str) -> Result<Option<Self>> {
+        let Some(bytes) = output.get_opt(path)? else { return Ok(None) };
+        match serde_json::from_slice(&bytes) {
+            Ok(index) => Ok(Some(index)),
+            Err(e) => {
+                warn!(error = %e, path, "An ingested-files index is unreadable; reading more run manifests instead.");
+                Ok(None)
+            }
+        }
+    }
+
     pub fn get(&self, path: &str) -> Option<&IngestedFile> {
         self.files.get(path)
     }
@@ -89,6 +105,16 @@ impl IngestedIndex {
             output.put(INDEX_FILE, serde_json::to_vec(self).unwrap_or_default())?;
             self.changed = false;
         }
+        Ok(())
+    }
+
+    /// Stores the index and its retained copy, before manifests it folded
+    /// in are deleted.
+    pub(crate) fn save_retained(&mut self, output: &Storage) -> Result<()> {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        output.put(INDEX_FILE, bytes.clone())?;
+        output.put(RETAINED_FILE, bytes)?;
+        self.changed = false;
         Ok(())
     }
 }

@@ -116,10 +116,58 @@ pub struct Manifest {
     /// folder (README "Tables"): what a Delta reader time-travels to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub table_versions: BTreeMap<String, u64>,
+    /// A compaction's: the files its outputs merged, which its table
+    /// versions remove (README "Compaction"). Empty for an ingesting run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted: Vec<String>,
+    /// A vacuum's: files of expired partitions, which its table versions
+    /// remove (README "Retention").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<String>,
+    /// A vacuum's: the ids of the runs whose manifests it deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired_runs: Vec<String>,
     pub error: Option<String>,
 }
 
 impl Manifest {
+    /// The manifest of a maintenance run (a compaction or a vacuum) of
+    /// `output`, which ingests nothing; the caller fills in what it changed.
+    pub(crate) fn maintenance(run_id: String, started_at: DateTime<Utc>, output: &str) -> Self {
+        Manifest {
+            run_id,
+            status: RunStatus::Succeeded,
+            started_at,
+            finished_at: Utc::now(),
+            input: String::new(),
+            output: output.to_string(),
+            full_refresh: false,
+            engine: EngineKind::Local,
+            files: Vec::new(),
+            unreadable_files: Vec::new(),
+            max_unreadable_files: 0,
+            files_skipped: 0,
+            rows: LayerRows::default(),
+            rejects_by_reason: BTreeMap::new(),
+            reject_ratio: 0.0,
+            max_reject_ratio: 0.0,
+            counters: Counters::default(),
+            gold_partitions: Vec::new(),
+            outputs: Vec::new(),
+            stage_seconds: BTreeMap::new(),
+            table_versions: BTreeMap::new(),
+            compacted: Vec::new(),
+            expired: Vec::new(),
+            expired_runs: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Whether this run compacted or vacuumed rather than ingesting input.
+    pub fn is_maintenance(&self) -> bool {
+        !(self.compacted.is_empty() && self.expired.is_empty() && self.expired_runs.is_empty())
+    }
+
     pub fn path(run_id: &str) -> String {
         format!("{RUNS_DIR}/{run_id}.json")
     }

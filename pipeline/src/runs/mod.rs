@@ -7,6 +7,7 @@
 
 mod batches;
 mod commit;
+mod compact;
 mod context;
 mod engine;
 mod execute;
@@ -16,11 +17,14 @@ mod ingested_index;
 mod lock;
 mod manifest;
 mod options;
+mod vacuum;
 
 // The manifest is read by the api crate and the tests; the rest is the
 // command line's.
 pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile};
 
+pub(crate) use compact::compact_output;
 pub(crate) use execute::{Outcome, run};
 pub(crate) use manifest::load_manifests;
 pub(crate) use options::{CrashPoint, RunOptions};
+pub(crate) use vacuum::vacuum;

@@ -104,12 +104,31 @@ pub(crate) fn commit(output: &Storage, layer: &str, version: u64, actions: &[Val
     }
 }
 
+/// What a version does, as its `commitInfo` names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Operation {
+    /// A run's new files (and the gold files they replace).
+    Append,
+    /// A full refresh: every earlier file replaced.
+    Overwrite,
+    /// Small files merged into fewer; no data changes.
+    Compact,
+    /// Expired partitions removed (vacuum).
+    Delete,
+}
+
 /// The `commitInfo` of a run's version.
-pub(crate) fn commit_info(run_id: &str, full_refresh: bool, blind_append: bool, now: i64) -> Value {
+pub(crate) fn commit_info(run_id: &str, operation: Operation, blind_append: bool, now: i64) -> Value {
+    let (name, parameters) = match operation {
+        Operation::Append => ("WRITE", json!({"mode": "Append"})),
+        Operation::Overwrite => ("WRITE", json!({"mode": "Overwrite"})),
+        Operation::Compact => ("OPTIMIZE", json!({"predicate": "[]", "zOrderBy": "[]"})),
+        Operation::Delete => ("DELETE", json!({"predicate": "partitions past their retention"})),
+    };
     json!({"commitInfo": {
         "timestamp": now,
-        "operation": "WRITE",
-        "operationParameters": {"mode": if full_refresh { "Overwrite" } else { "Append" }},
+        "operation": name,
+        "operationParameters": parameters,
         "engineInfo": format!("{ENGINE} {}", env!("CARGO_PKG_VERSION")),
         "runId": run_id,
         "isBlindAppend": blind_append,
@@ -142,7 +161,7 @@ mod tests {
         vec![
             json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
             json!({"remove": {"path": "d=1/a%20b.parquet", "deletionTimestamp": 0, "dataChange": true}}),
-            commit_info(run, false, false, 0),
+            commit_info(run, Operation::Append, false, 0),
         ]
     }
 

@@ -101,12 +101,38 @@ pub(crate) struct Committed {
     pub removed: Vec<String>,
 }
 
+/// What a run publishes, as the tables see it. Paths are relative to the
+/// output root.
+pub(crate) struct Change<'a> {
+    pub run_id: &'a str,
+    /// The run's published files.
+    pub added: &'a [String],
+    /// Files whose rows the added files hold again (compaction): their
+    /// versions change no data.
+    pub compacted: &'a [String],
+    /// Files of expired partitions, removed without replacement (vacuum).
+    pub expired: &'a [String],
+    /// The run replaces every earlier file of each table.
+    pub full_refresh: bool,
+}
+
 /// Commits one version to each table the run changed, once: a table whose
 /// newest version is already the run's (a publish finished after a crash)
-/// is left as it is. `outputs` are the run's published files; a full
-/// refresh removes every other file of each table. A layer written before
-/// tables existed gets version 0 holding its live files.
-pub(crate) fn commit_run(output: &Storage, run_id: &str, outputs: &[String], full_refresh: bool) -> Result<Committed> {
+/// is left as it is. A full refresh removes every earlier file of each
+/// table, a gold file every earlier file of its partition, a compaction the
+/// files it merged. A layer written before tables existed gets version 0
+/// holding its live files.
+pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed> {
+    let (run_id, full_refresh) = (change.run_id, change.full_refresh);
+    let compacted: BTreeSet<&str> = change.compacted.iter().map(String::as_str).collect();
+    let expired: BTreeSet<&str> = change.expired.iter().map(String::as_str).collect();
+    let data_change = compacted.is_empty();
+    let operation = match (data_change, expired.is_empty(), full_refresh) {
+        (false, _, _) => log::Operation::Compact,
+        (true, false, _) => log::Operation::Delete,
+        (true, true, true) => log::Operation::Overwrite,
+        (true, true, false) => log::Operation::Append,
+    };
     let mut committed = Committed::default();
     for table in &TABLES {
         let head = log::head(output, table.layer)?;
@@ -115,11 +141,30 @@ pub(crate) fn commit_run(output: &Storage, run_id: &str, outputs: &[String], ful
             committed.removed.extend(head.removed.iter().map(|p| format!("{}/{p}", table.layer)));
             continue;
         }
-        let added: BTreeSet<&str> = outputs.iter().filter_map(|p| table.inside(p)).collect();
-        if added.is_empty() && !full_refresh && head.is_some() {
+        let added: BTreeSet<&str> = change.added.iter().filter_map(|p| table.inside(p)).collect();
+        let removes_some = compacted.iter().chain(&expired).any(|p| table.inside(p).is_some());
+        if added.is_empty() && !removes_some && !full_refresh && head.is_some() {
             continue;
         }
-        let live: Vec<Entry> = output.parquet_entries(table.layer)?;
+        let live: Vec<Entry> = if head.is_none() || full_refresh {
+            output.parquet_entries(table.layer)?
+        } else {
+            // Only the partitions the run writes to or compacts change, so
+            // a run lists those, not every file of the table.
+            let partitions: BTreeSet<&str> = change
+                .added
+                .iter()
+                .chain(change.compacted)
+                .chain(change.expired)
+                .filter(|p| table.inside(p).is_some())
+                .filter_map(|p| p.rsplit_once('/').map(|(folder, _)| folder))
+                .collect();
+            let mut live = Vec::new();
+            for partition in partitions {
+                live.extend(output.parquet_entries(partition)?);
+            }
+            live
+        };
         let (mut new, mut before) = (Vec::new(), Vec::new());
         for entry in live {
             match table.inside(&entry.relative) {
@@ -138,6 +183,8 @@ pub(crate) fn commit_run(output: &Storage, run_id: &str, outputs: &[String], ful
         let replaced: BTreeSet<String> = new.iter().filter_map(|e| partition_of(table, &e.relative)).collect();
         let (removed, kept): (Vec<Entry>, Vec<Entry>) = before.into_iter().partition(|e| {
             full_refresh
+                || compacted.contains(e.relative.as_str())
+                || expired.contains(e.relative.as_str())
                 || (table.replaces_partitions
                     && partition_of(table, &e.relative).is_some_and(|p| replaced.contains(&p)))
         });
@@ -160,11 +207,12 @@ pub(crate) fn commit_run(output: &Storage, run_id: &str, outputs: &[String], ful
             }
         }
         for entry in &removed {
-            actions.push(remove(table, entry, now));
+            actions.push(remove(table, entry, data_change, now));
         }
-        let adds: Vec<Value> = new.par_iter().map(|entry| add(output, table, entry, true)).collect::<Result<_>>()?;
+        let adds: Vec<Value> =
+            new.par_iter().map(|entry| add(output, table, entry, data_change)).collect::<Result<_>>()?;
         actions.extend(adds);
-        actions.push(log::commit_info(run_id, full_refresh, removed.is_empty(), now));
+        actions.push(log::commit_info(run_id, operation, removed.is_empty() && data_change, now));
         log::commit(output, table.layer, version, &actions)?;
         info!(table = table.layer, version, added = new.len(), removed = removed.len(), "Committed a table version.");
         committed.versions.insert(table.layer.to_string(), version);
@@ -199,11 +247,11 @@ fn add(output: &Storage, table: &Table, entry: &Entry, data_change: bool) -> Res
     }}))
 }
 
-fn remove(table: &Table, entry: &Entry, now: i64) -> Value {
+fn remove(table: &Table, entry: &Entry, data_change: bool, now: i64) -> Value {
     json!({"remove": {
         "path": log::encode_path(table.inside(&entry.relative).unwrap_or_default()),
         "deletionTimestamp": now,
-        "dataChange": true,
+        "dataChange": data_change,
         "extendedFileMetadata": true,
         "partitionValues": partition_values(table, &entry.relative),
         "size": entry.size,

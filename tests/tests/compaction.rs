@@ -1,0 +1,114 @@
+//! Compaction (README "Compaction"): after each run and with `pipeline
+//! compact`, a partition's small files are merged; every reader sees the
+//! same rows, event id indexes follow their files, and a compaction killed
+//! at any point is finished or rolled back by the next command.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tests::*;
+
+/// Files a run may leave in one partition before it is compacted.
+const MIN_FILES: &str = "3";
+
+fn env(min_files: &str) -> Vec<(&'static str, String)> {
+    vec![("MINUTELY_COMPACT_MIN_FILES", min_files.to_string())]
+}
+
+/// Delivers `files` one per run into `out`, with `compact_min_files` = `min_files`.
+fn one_run_per_file(dir: &Path, files: &[PathBuf], out: &str, min_files: &str) {
+    for (n, file) in files.iter().enumerate() {
+        deliver(dir, &format!("{out}-in"), std::slice::from_ref(file));
+        let run = run_into(dir, &format!("{out}-in"), out, &[], &env(min_files));
+        assert!(run.status.success(), "run {n}: {}", text(&run));
+    }
+}
+
+/// The most Parquet files in one partition of the layers that only add
+/// files (bronze, silver events, rejects).
+fn most_files_in_a_partition(out: &Path) -> usize {
+    let mut per_partition: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for (layer, _) in &LAYERS[..3] {
+        for file in parquet_files(&out.join(layer)) {
+            *per_partition.entry(file.parent().expect("partition").to_path_buf()).or_default() += 1;
+        }
+    }
+    per_partition.into_values().max().unwrap_or_default()
+}
+
+/// Each silver events file has its event id index and each index its file.
+fn assert_indexes_follow_files(out: &Path) {
+    let stems = |dir: &Path, ext: &str| -> Vec<PathBuf> {
+        let mut stems: Vec<PathBuf> = files_under(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.with_extension(""))
+            .collect();
+        stems.sort();
+        stems
+    };
+    assert_eq!(stems(&out.join("_state/event_ids"), "ids"), stems(&out.join("silver/events"), "parquet"));
+}
+
+#[test]
+fn runs_compact_the_partitions_they_write_and_every_reader_sees_the_same_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path(), 3000, 8);
+    assert!(files.len() >= 8, "enough deliveries to compact: {}", files.len());
+    deliver(dir.path(), "ref-in", &files);
+    let reference = run_into(dir.path(), "ref-in", "ref-out", &[], &[]);
+    assert!(reference.status.success(), "{}", text(&reference));
+    let want = snapshot(&dir.path().join("ref-out"));
+
+    one_run_per_file(dir.path(), &files, "out", MIN_FILES);
+    let out = dir.path().join("out");
+    assert_eq!(snapshot(&out), want, "Hive readers: the rows of one run over the same files");
+    assert_eq!(table_snapshot(&out), want, "Delta readers too");
+    let most = most_files_in_a_partition(&out);
+    assert!(most < 3, "a partition keeps fewer than compact_min_files files, got {most}");
+    assert_indexes_follow_files(&out);
+    let silver = operations(&out, "silver/events");
+    assert!(silver.iter().any(|o| o == "OPTIMIZE"), "compactions are table versions: {silver:?}");
+    assert!(staging_is_empty(&out));
+
+    // Without compaction the same deliveries leave a file a run in a partition.
+    one_run_per_file(dir.path(), &files, "plain", "100000");
+    let plain = dir.path().join("plain");
+    assert_eq!(snapshot(&plain), want);
+    assert!(most_files_in_a_partition(&plain) >= 3, "the deliveries make small files to compact");
+    assert!(!operations(&plain, "silver/events").iter().any(|o| o == "OPTIMIZE"));
+}
+
+/// `pipeline compact` killed at each point of its publish: Delta readers
+/// see the same rows throughout (a compaction changes no data), and running
+/// it again finishes the work; nothing is lost or duplicated.
+#[test]
+fn compact_killed_at_any_point_is_finished_by_the_next_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path(), 1500, 3);
+    for point in ["committed", "mid-publish", "moved", "tables-committed", "published"] {
+        let name = format!("out-{point}");
+        one_run_per_file(dir.path(), &files[..6], &name, "100000");
+        let out = dir.path().join(&name);
+        let want = snapshot(&out);
+        let before = most_files_in_a_partition(&out);
+        assert!(before >= 3, "{point}: small files to compact, got {before}");
+
+        let compact = ["compact", "--output", &name, "--compact-min-files", "2"];
+        let killed = pipeline_env(dir.path(), &[&compact[..], &["--crash-at", point][..]].concat(), &[]);
+        assert!(killed.status.code().is_none(), "{point}: must die by a signal; {}", text(&killed));
+        assert_eq!(table_snapshot(&out), want, "{point}: Delta readers see the same rows");
+
+        let again = pipeline(dir.path(), &compact);
+        assert!(again.status.success(), "{point}: {}", text(&again));
+        assert_eq!(snapshot(&out), want, "{point}: no row lost or duplicated");
+        assert_eq!(table_snapshot(&out), want, "{point}: the tables too");
+        assert!(most_files_in_a_partition(&out) < before, "{point}: compacted");
+        assert_indexes_follow_files(&out);
+        assert!(staging_is_empty(&out), "{point}: staging cleaned up");
+
+        let nothing = pipeline(dir.path(), &compact);
+        assert!(nothing.status.success(), "{point}: {}", text(&nothing));
+        assert!(text(&nothing).contains("Nothing to compact"), "{point}: {}", text(&nothing));
+    }
+}
