@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Crash soak: `pipeline run` killed with SIGKILL at random moments.
 
-Input: deliveries of generated, dirty events (3 files each). On a local
+Input: deliveries of generated, dirty events (3 files each); runs compact
+a partition once it holds 4 small files, so kills land in compactions too. On a local
 folder and on S3 (moto on 127.0.0.1), until KILLS kills have landed: deliver
 the next one, start `pipeline run`, SIGKILL it after a random delay within
 the time such a run takes (a run that finished first is not counted), then
@@ -108,6 +109,8 @@ def soak(place, work, batches, endpoint):
         output, env = f"s3://soak/{place}", {**S3_ENV, "AWS_ENDPOINT": endpoint}
     else:
         output, env = os.path.join(work, f"out-{place}"), {}
+    # Compaction after every fourth small file of a partition, so kills land in compactions too.
+    env["MINUTELY_COMPACT_MIN_FILES"] = "4"
     random.seed(f"crash-soak-{place}")
     # Kill moments are drawn within the longest run so far (runs grow with
     # the output; a run after a kill that landed late finds nothing new).
@@ -156,9 +159,13 @@ def soak(place, work, batches, endpoint):
     equal = {layer: layer_rows(local, layer, ex) == reference[layer] for layer, ex in LAYERS.items()}
     tables = {layer: table_rows(local, layer, ex) == reference[layer] for layer, ex in LAYERS.items()}
     rows = {layer: len(reference[layer]) for layer in LAYERS}
+    compactions = 0
+    for name in os.listdir(os.path.join(local, "_runs")):
+        with open(os.path.join(local, "_runs", name)) as manifest:
+            compactions += bool(json.load(manifest).get("compacted"))
     print(f"{place}: {delivered} deliveries, {landed} kills landed mid-run, {finished} runs finished before "
           f"their kill; all {delivered} follow-up runs succeeded (full runs took "
-          f"{min(durations):.2f}-{max(durations):.2f} s)")
+          f"{min(durations):.2f}-{max(durations):.2f} s); {compactions} compactions published")
     if place == "local":
         print(f"   kills that left staging behind: {left_staging}, of them after the commit marker: {left_committed}")
     for layer, same in equal.items():

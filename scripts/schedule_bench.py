@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""A scheduled pipeline over time: N runs at a simulated 5-minute cadence,
+each delivering FILES small CSV files of EVENTS events in all, with a share
+of late events (up to LATE_DAYS old) and of repeated event ids (a retry:
+the same row again, which rule 5 rejects). Each run is `pipeline run` on
+the same output, as cron would start it.
+
+Per window of runs it prints the median and maximum wall, the highest peak
+RSS, the most Parquet files in one partition of bronze, silver and
+rejects, the number of table versions and the size of the Delta logs, of
+`_state/` and of `_runs/`. Then the last window's median wall over the
+first's, and a check that the layers equal those of one run over the same
+files (gold exactly, bronze, silver and rejects as sets of rows, run ids
+and ingestion times aside).
+
+It exits 1 when the layers differ or a partition holds more than twice
+`compact_min_files` files; with --max-ratio R also when the last window's
+median wall is above R times the first's.
+
+Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
+         [--events E] [--late-share S] [--late-days D] [--repeat-share S]
+         [--compact-min-files M] [--max-ratio R] [--seed S]
+Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
+       removed at the end unless KEEP=1).
+"""
+import argparse
+import datetime
+import glob
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.dataset as ds
+
+SERVICES = ["checkout", "search", "auth", "catalog", "payments", "profile", "cart", "shipping"]
+LAYERS = {
+    "bronze/events": "ingest_date",
+    "silver/events": "event_date",
+    "silver/rejects": "ingest_date",
+    "gold/service_minute_metrics": "event_date",
+}
+LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
+CADENCE = datetime.timedelta(minutes=5)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=2000)
+    p.add_argument("--window", type=int, default=100)
+    p.add_argument("--files", type=int, default=2, help="files a run")
+    p.add_argument("--events", type=int, default=2000, help="events a run")
+    p.add_argument("--late-share", type=float, default=0.02)
+    p.add_argument("--late-days", type=float, default=2.0)
+    p.add_argument("--repeat-share", type=float, default=0.01)
+    p.add_argument("--compact-min-files", type=int, default=16)
+    p.add_argument("--max-ratio", type=float)
+    p.add_argument("--seed", type=int, default=7)
+    return p.parse_args()
+
+
+def stamp(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def deliver(inbox, run, now, args, rng, recent):
+    """Writes run `run`'s files; `recent` holds earlier rows to repeat."""
+    rows = []
+    for i in range(args.events):
+        if recent and rng.random() < args.repeat_share:
+            rows.append(rng.choice(recent))
+            continue
+        if rng.random() < args.late_share:
+            t = now - datetime.timedelta(seconds=rng.uniform(300, args.late_days * 86400))
+        else:
+            t = now - datetime.timedelta(seconds=rng.uniform(0, 300))
+        status = 500 if rng.random() < 0.02 else 200
+        row = f"r{run}-{i},{rng.choice(SERVICES)},request,{stamp(t)},{rng.lognormvariate(3.5, 0.6):.2f},{status},u{rng.randrange(5000)}"
+        rows.append(row)
+    recent.extend(rows[-200:])
+    del recent[:-2000]
+    folder = os.path.join(inbox, f"{run:06d}")
+    os.makedirs(folder)
+    per_file = (len(rows) + args.files - 1) // args.files
+    for f in range(args.files):
+        with open(os.path.join(folder, f"events-{f}.csv"), "w") as out:
+            out.write("event_id,service,event_type,timestamp,latency_ms,status_code,user_id\n")
+            out.write("\n".join(rows[f * per_file:(f + 1) * per_file]) + "\n")
+
+
+def run_pipeline(pipeline, inbox, out, env):
+    """`pipeline run`; returns (wall seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([pipeline, "run", "--input", inbox, "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"pipeline run failed: {proc.stderr.read().decode(errors='replace')}")
+    proc.stderr.close()
+    return wall, usage.ru_maxrss / 1024
+
+
+def most_files_in_a_partition(out):
+    counts = {}
+    for layer in list(LAYERS)[:3]:
+        for path in glob.glob(os.path.join(out, layer, "*", "*.parquet")):
+            counts[os.path.dirname(path)] = counts.get(os.path.dirname(path), 0) + 1
+    return max(counts.values(), default=0)
+
+
+def size_of(paths):
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+
+
+def sizes(out):
+    logs = [p for layer in LAYERS for p in glob.glob(os.path.join(out, layer, "_delta_log", "*"))]
+    versions = sum(1 for p in logs if p.endswith(".json"))
+    state = glob.glob(os.path.join(out, "_state", "**", "*"), recursive=True)
+    runs = glob.glob(os.path.join(out, "_runs", "*.json"))
+    return versions, size_of(logs), size_of(state), len(runs), size_of(runs)
+
+
+def rows(root):
+    """A layer's rows as a sorted list of tuples, lineage columns aside."""
+    if not glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True):
+        return []
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    names = sorted(n for n in table.column_names if n not in LINEAGE)
+    columns = [table.column(n).to_pylist() for n in names]
+    return sorted(zip(*columns), key=repr)
+
+
+def compare(out, reference):
+    """Names of the layers that differ from the reference."""
+    differ = []
+    for layer in LAYERS:
+        if rows(os.path.join(out, layer)) != rows(os.path.join(reference, layer)):
+            differ.append(layer)
+    return differ
+
+
+def mib(n):
+    return f"{n / 2**20:.1f}"
+
+
+def main():
+    args = parse_args()
+    pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
+    work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
+    inbox, out = os.path.join(work, "inbox"), os.path.join(work, "out")
+    env = dict(os.environ, RUST_LOG="warn", MINUTELY_COMPACT_MIN_FILES=str(args.compact_min_files),
+               MINUTELY_MAX_REJECT_RATIO="1")
+    rng = random.Random(args.seed)
+    clock = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    start = clock - CADENCE * args.runs
+    print(f"{args.runs} runs at a 5-minute cadence, {args.files} CSV files and {args.events} events a run, "
+          f"{args.late_share:.0%} late by up to {args.late_days:g} days, {args.repeat_share:.0%} repeated ids; "
+          f"compact_min_files {args.compact_min_files}; work in {work}", flush=True)
+    header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "most files in a partition",
+              "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB")
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header), flush=True)
+    recent, window, medians, worst_files = [], [], [], 0
+    for run in range(args.runs):
+        deliver(inbox, run, start + CADENCE * run, args, rng, recent)
+        window.append(run_pipeline(pipeline, inbox, out, env))
+        worst_files = max(worst_files, most_files_in_a_partition(out))
+        if len(window) == args.window or run == args.runs - 1:
+            walls = [w for w, _ in window]
+            medians.append(statistics.median(walls))
+            versions, logs, state, manifests, runs_size = sizes(out)
+            first = run + 1 - len(window)
+            print(f"| {first}–{run} | {medians[-1]:.3f} | {max(walls):.3f} | {max(r for _, r in window):.0f} | "
+                  f"{most_files_in_a_partition(out)} | {versions} | {mib(logs)} | {mib(state)} | {manifests} | "
+                  f"{mib(runs_size)} |", flush=True)
+            window = []
+
+    failures = []
+    ratio = medians[-1] / medians[0]
+    print(f"last window's median wall / first window's: {ratio:.2f}")
+    if args.max_ratio is not None and ratio > args.max_ratio:
+        failures.append(f"median wall ratio {ratio:.2f} is above {args.max_ratio}")
+    print(f"most files in one partition after any run: {worst_files} "
+          f"(bound: 2 × compact_min_files = {2 * args.compact_min_files})")
+    if worst_files > 2 * args.compact_min_files:
+        failures.append(f"a partition held {worst_files} files")
+
+    reference = os.path.join(work, "reference")
+    started = time.perf_counter()
+    wall, rss = run_pipeline(pipeline, inbox, reference, dict(env, MINUTELY_COMPACT_MIN_FILES="100000"))
+    print(f"one run over all {args.files * args.runs} files: {wall:.2f} s, peak RSS {rss:.0f} MiB "
+          f"(compared in {time.perf_counter() - started:.0f} s)")
+    differ = compare(out, reference)
+    print("layers vs one run over the same files: " + (f"DIFFER: {', '.join(differ)}" if differ else
+          "equal (gold exactly; bronze, silver and rejects as sets of rows)"))
+    failures += [f"{layer} differs from one run over the same files" for layer in differ]
+    if os.environ.get("KEEP") != "1" and not os.environ.get("SCHEDULE_DIR"):
+        shutil.rmtree(work)
+    for failure in failures:
+        print(f"FAIL {failure}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
