@@ -365,7 +365,7 @@ pub fn assert_same_layers(got: &Path, want: &Path, what: &str) {
     }
 }
 
-/// The newest run's manifest.
+/// The newest ingesting run's manifest (compactions and vacuums ingest nothing).
 pub fn newest_manifest(out: &Path) -> serde_json::Value {
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(out.join("_runs"))
         .expect("_runs")
@@ -374,8 +374,12 @@ pub fn newest_manifest(out: &Path) -> serde_json::Value {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     manifests.sort();
-    let newest = manifests.last().expect("a manifest");
-    serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("json")
+    manifests
+        .iter()
+        .rev()
+        .map(|path| serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).expect("read")).expect("json"))
+        .find(|m| ["compacted", "expired", "expired_runs"].iter().all(|key| m.get(key).is_none()))
+        .expect("an ingesting run's manifest")
 }
 
 /// The newest manifest's counts (rows per layer, rejects, counters).
