@@ -7,9 +7,10 @@ WORK holds `out/` (the output after the last run) and `after-K/`, a copy of
 the output taken right after run K. Checks:
 
 - the newest version of each table has exactly the rows of the Hive read;
-- time travel: the version run K left each table at (its manifest's
-  `table_versions`) has exactly the rows of `after-K/`'s Hive read, for
-  every version whose files are still kept. Versions whose files were
+- time travel: the version run K left each table at (the newest commit in
+  `after-K/`'s log; the run's manifest records it as `table_versions`) has
+  exactly the rows of `after-K/`'s Hive read, for every version whose
+  files are still kept. Versions whose files were
   deleted (a replaced gold partition's, or files compaction merged,
   deleted when their replacement is published) are counted and reported,
   not skipped silently; a layer with no version left to check fails.
@@ -66,13 +67,16 @@ def hive(root):
 
 
 def runs(work):
-    """(K, manifest) for each copy `after-K/`, in run order."""
+    """(K, versions) for each copy `after-K/`, in run order: the version each
+    table was at right after run K, read off the copy's `_delta_log/`."""
     found = []
     for path in glob.glob(os.path.join(work, "after-*")):
-        k = int(path.rsplit("-", 1)[1])
-        manifests = sorted(glob.glob(os.path.join(path, "_runs", "*.json")))
-        with open(manifests[-1]) as f:
-            found.append((k, json.load(f)))
+        versions = {}
+        for layer in LAYERS:
+            commits = glob.glob(os.path.join(path, layer, "_delta_log", "*.json"))
+            if commits:
+                versions[layer] = len(commits) - 1
+        found.append((int(path.rsplit("-", 1)[1]), versions))
     return sorted(found, key=lambda r: r[0])
 
 
@@ -126,9 +130,8 @@ def main(kind, work, remote=None):
             if got != want:
                 failures.append(f"{name} {layer}: newest version differs from the Hive read")
             checked, gone = 0, 0
-            version = None
-            for k, manifest in history:
-                version = manifest.get("table_versions", {}).get(layer, version)
+            for k, versions in history:
+                version = versions.get(layer)
                 if version is None:
                     continue
                 if not files_kept(root, version):

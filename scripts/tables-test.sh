@@ -30,7 +30,7 @@ trap cleanup EXIT
 "$pipeline" generate --events 40000 --seed 5 --out "$work/gen" >/dev/null
 # One generated file a run; compaction after the fourth small file of a
 # partition, so the logs hold compaction versions too.
-export MINUTELY_COMPACT_MIN_FILES=4 MINUTELY_MAX_REJECT_RATIO=1
+export MINUTELY_COMPACT_MIN_FILES=4 MINUTELY_MAX_REJECT_RATIO=1 RUST_LOG=warn
 k=0
 while IFS= read -r file; do
   k=$((k + 1))
