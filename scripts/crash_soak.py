@@ -177,7 +177,7 @@ def soak(place, work, batches, endpoint):
 def main():
     work = tempfile.mkdtemp(prefix="crash-soak-")
     batches = []
-    for i in range(KILLS * 3 // 2):
+    for i in range(KILLS * 2):
         batch = os.path.join(work, "all", f"batch-{i:03}")
         subprocess.run([PIPELINE, "generate", "--events", "600", "--seed", str(100 + i), "--out", batch],
                        check=True, capture_output=True)
