@@ -36,6 +36,8 @@ fn both_engines_give_the_same_layers_in_one_run_and_in_alternating_runs() {
     assert_same_layers(&dir.path().join("spark"), &dir.path().join("local"), "one run");
     assert_eq!(counts(&dir.path().join("spark")), counts(&dir.path().join("local")), "{}", text(&spark));
     assert_eq!(newest_manifest(&dir.path().join("spark"))["engine"], "spark");
+    let spark_out = dir.path().join("spark");
+    assert_eq!(table_snapshot(&spark_out), snapshot(&spark_out), "the spark engine's run is a table version too");
     assert_eq!(newest_manifest(&dir.path().join("local"))["engine"], "local");
     let gold = std::fs::read_dir(dir.path().join("spark/gold/service_minute_metrics")).expect("gold");
     for date in gold.flatten().filter(|d| !d.file_name().to_string_lossy().starts_with('_')) {

@@ -20,7 +20,7 @@ use super::options::{CrashPoint, RunOptions};
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
-use crate::tables::{self, Change};
+use crate::tables::{self, Change, Heads};
 
 /// Aborts or fails here when a test asked for it.
 pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
@@ -34,19 +34,24 @@ pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> 
     Ok(())
 }
 
-/// Commits a maintenance run (a compaction or a vacuum) whose files are
-/// staged: checks the tables' logs, writes its commit marker, publishes.
-pub(super) fn commit_maintenance(
+/// Commits a run whose files are staged (an ingesting run, a compaction or
+/// a vacuum): checks the tables' logs, so that one this writer must not
+/// extend stops the run before anything is published; writes the commit
+/// marker, after which the run is committed (`marked` turns true) and the
+/// next run finishes a publish that fails; then publishes.
+pub(super) fn commit(
     output: &Storage,
     lock: &Lock,
     manifest: &Manifest,
     options: &RunOptions,
+    marked: &mut bool,
 ) -> Result<()> {
-    tables::check(output)?;
+    let heads = tables::check(output)?;
     lock.ensure_held()?;
     output.put(&layout::staged(&manifest.run_id, COMMIT_MARKER), manifest.to_json())?;
+    *marked = true;
     checkpoint(options, CrashPoint::Committed)?;
-    publish(output, manifest, options)
+    publish(output, manifest, options, Some(heads))
 }
 
 /// Moves a committed run's staged files into place, commits them to the
@@ -54,7 +59,8 @@ pub(super) fn commit_maintenance(
 /// gold partition's, everything a full refresh replaced), then writes the
 /// run's manifest. Idempotent: files already moved and tables already at
 /// the run's version are skipped, so a crash here is finished by the next run.
-pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
+/// `heads` are the tables' logs as [`commit`] checked them (`None`: read them).
+fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: Option<Heads>) -> Result<()> {
     let run_id = &manifest.run_id;
     let staged: BTreeSet<String> =
         output.list(&format!("{STAGING}/{run_id}"))?.into_iter().map(|e| e.relative).collect();
@@ -75,22 +81,13 @@ pub(super) fn publish(output: &Storage, manifest: &Manifest, options: &RunOption
         expired: &manifest.expired,
         full_refresh: manifest.full_refresh,
     };
-    let committed = tables::commit_run(output, &change)?;
+    let committed = tables::commit_run(output, &change, heads)?;
     checkpoint(options, CrashPoint::TablesCommitted)?;
     for path in &committed.removed {
         output.delete(path)?;
         // A removed silver file's event id index goes with it.
         if let Some(index) = id_index::path_of(path) {
             output.delete(&index)?;
-        }
-    }
-    if manifest.full_refresh {
-        // The id indexes of the silver files the refresh replaced.
-        let keep: BTreeSet<&str> = manifest.outputs.iter().map(String::as_str).collect();
-        for entry in output.list(layout::EVENT_IDS)? {
-            if !keep.contains(entry.relative.as_str()) {
-                output.delete(&entry.relative)?;
-            }
         }
     }
     let manifest = Manifest { table_versions: committed.versions, ..manifest.clone() };
@@ -126,7 +123,7 @@ pub(super) fn recover_staging(output: &Storage) -> Result<()> {
         match output.get_opt(&marker)? {
             Some(bytes) => {
                 warn!(run_id, "Finishing the publish of a run that stopped after committing.");
-                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default())?;
+                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default(), None)?;
             }
             None => {
                 warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");

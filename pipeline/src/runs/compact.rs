@@ -19,13 +19,14 @@ use chrono::Utc;
 use polars::prelude::DataFrame;
 use tracing::info;
 
-use super::commit::{commit_maintenance, recover_staging};
+use super::commit::{commit, recover_staging};
 use super::id_index;
 use super::lock::Lock;
 use super::manifest::{Manifest, new_run_id};
 use super::options::RunOptions;
 use crate::config::{MaintenanceSettings, PipelineConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::frames::concat_frames;
 use crate::layout;
 use crate::storage::{Entry, Storage};
 use crate::tables::TABLES;
@@ -83,7 +84,7 @@ pub(super) fn compact(
         compacted.extend(merge.files.iter().map(|f| f.relative.clone()));
     }
     let manifest = Manifest { outputs, compacted, ..Manifest::maintenance(run_id, started_at, output.location()) };
-    commit_maintenance(output, lock, &manifest, options)?;
+    commit(output, lock, &manifest, options, &mut false)?;
     info!(run_id = manifest.run_id, merged = manifest.compacted.len(), into = merges.len(), "Compacted small files.");
     Ok(Some(manifest))
 }
@@ -137,15 +138,5 @@ fn parent(relative: &str) -> Option<String> {
 
 /// The rows of `files`, one after another.
 fn read_all(output: &Storage, files: &[Entry]) -> Result<DataFrame> {
-    let mut merged: Option<DataFrame> = None;
-    for file in files {
-        let df = output.get_parquet(&file.relative, None)?;
-        match merged.as_mut() {
-            None => merged = Some(df),
-            Some(all) => {
-                all.vstack_mut(&df).map_err(Error::polars("compacting files of different columns"))?;
-            }
-        }
-    }
-    Ok(merged.unwrap_or_default())
+    concat_frames(files.iter().map(|f| output.get_parquet(&f.relative, None)).collect::<Result<_>>()?)
 }

@@ -14,7 +14,7 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use super::commit::{checkpoint, publish, recover_staging};
+use super::commit::{checkpoint, commit, recover_staging};
 use super::compact::{Scope, compact};
 use super::context::{Context, Totals};
 use super::engine::{self, Engine};
@@ -26,11 +26,10 @@ use super::options::{CrashPoint, RunOptions};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::input;
-use crate::layout::{self, COMMIT_MARKER, STAGING};
+use crate::layout::STAGING;
 use crate::pool;
 use crate::silver::{Reason, timestamp::format_date};
 use crate::storage::Storage;
-use crate::tables;
 
 /// What a run did.
 #[derive(Debug)]
@@ -103,8 +102,7 @@ impl Run<'_> {
         self.timed("gold", Self::finish_global_stages)?;
         checkpoint(&self.ctx.options, CrashPoint::GoldStaged)?;
         let manifest = self.manifest(self.status(), None);
-        lock.ensure_held()?;
-        self.commit(&manifest)?;
+        self.commit(lock, &manifest)?;
         Ok(Outcome::Committed(Box::new(manifest)))
     }
 
@@ -195,13 +193,8 @@ impl Run<'_> {
         }
     }
 
-    fn commit(&mut self, manifest: &Manifest) -> Result<()> {
-        // A table log this writer must not extend stops the run here, before anything is published.
-        tables::check(&self.ctx.output)?;
-        self.ctx.output.put(&layout::staged(&self.ctx.run_id, COMMIT_MARKER), manifest.to_json())?;
-        self.totals.committed = true;
-        checkpoint(&self.ctx.options, CrashPoint::Committed)?;
-        publish(&self.ctx.output, manifest, &self.ctx.options)?;
+    fn commit(&mut self, lock: &Lock, manifest: &Manifest) -> Result<()> {
+        commit(&self.ctx.output, lock, manifest, &self.ctx.options, &mut self.totals.committed)?;
         self.totals.ingested.fold(manifest);
         self.save_index();
         Ok(())

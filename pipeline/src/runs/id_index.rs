@@ -12,8 +12,9 @@
 //! written before indexes existed) is read as before, as is one whose
 //! index cannot be decoded.
 //!
-//! Indexes are staged and published with their silver files; a full
-//! refresh replaces the folder whole, like the layers. [`committed_ids`]
+//! Indexes are staged and published with their silver files, and deleted
+//! with them (a file a full refresh replaced or compaction merged).
+//! [`committed_ids`]
 //! reads a date's committed ids through them, for both engines' rule 5.
 
 use std::collections::HashSet;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 
-use super::commit::{commit_maintenance, recover_staging};
+use super::commit::{commit, recover_staging};
 use super::ingested_index::IngestedIndex;
 use super::lock::Lock;
 use super::manifest::{Manifest, RUNS_DIR, new_run_id};
@@ -63,7 +63,7 @@ pub(crate) fn vacuum(config: &PipelineConfig, today: NaiveDate, dry_run: bool, o
         expired_runs: expiry.runs.clone(),
         ..Manifest::maintenance(run_id.clone(), started_at, output.location())
     };
-    commit_maintenance(&output, &lock, &manifest, options)?;
+    commit(&output, &lock, &manifest, options, &mut false)?;
     for run in &expiry.runs {
         output.delete(&Manifest::path(run))?;
     }

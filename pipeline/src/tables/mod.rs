@@ -82,14 +82,18 @@ fn delta_type(dtype: &DataType) -> Value {
     }
 }
 
+/// The newest version of each table's log, as [`check`] found it.
+pub(crate) struct Heads(BTreeMap<&'static str, Option<log::Head>>);
+
 /// Checks that every table's log is one this writer understands, before a
 /// run commits: a run stops on a log it must not extend, and publishes
-/// nothing.
-pub(crate) fn check(output: &Storage) -> Result<()> {
+/// nothing. What it read saves [`commit_run`] reading the logs again.
+pub(crate) fn check(output: &Storage) -> Result<Heads> {
+    let mut heads = BTreeMap::new();
     for table in &TABLES {
-        log::head(output, table.layer)?;
+        heads.insert(table.layer, log::head(output, table.layer)?);
     }
-    Ok(())
+    Ok(Heads(heads))
 }
 
 /// What committing a run to the tables did.
@@ -121,8 +125,9 @@ pub(crate) struct Change<'a> {
 /// is left as it is. A full refresh removes every earlier file of each
 /// table, a gold file every earlier file of its partition, a compaction the
 /// files it merged. A layer written before tables existed gets version 0
-/// holding its live files.
-pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed> {
+/// holding its live files. `heads` are the logs as [`check`] read them under
+/// the same lock; `None` reads them (recovery).
+pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<Heads>) -> Result<Committed> {
     let (run_id, full_refresh) = (change.run_id, change.full_refresh);
     let compacted: BTreeSet<&str> = change.compacted.iter().map(String::as_str).collect();
     let expired: BTreeSet<&str> = change.expired.iter().map(String::as_str).collect();
@@ -135,7 +140,10 @@ pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed>
     };
     let mut committed = Committed::default();
     for table in &TABLES {
-        let head = log::head(output, table.layer)?;
+        let head = match heads.as_mut().and_then(|h| h.0.remove(table.layer)) {
+            Some(head) => head,
+            None => log::head(output, table.layer)?,
+        };
         if let Some(head) = head.as_ref().filter(|h| h.run_id.as_deref() == Some(run_id)) {
             committed.versions.insert(table.layer.to_string(), head.version);
             committed.removed.extend(head.removed.iter().map(|p| format!("{}/{p}", table.layer)));
@@ -146,27 +154,11 @@ pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed>
         if added.is_empty() && !removes_some && !full_refresh && head.is_some() {
             continue;
         }
-        let live: Vec<Entry> = if head.is_none() || full_refresh {
-            output.parquet_entries(table.layer)?
-        } else {
-            // Only the partitions the run writes to or compacts change, so
-            // a run lists those, not every file of the table.
-            let partitions: BTreeSet<&str> = change
-                .added
-                .iter()
-                .chain(change.compacted)
-                .chain(change.expired)
-                .filter(|p| table.inside(p).is_some())
-                .filter_map(|p| p.rsplit_once('/').map(|(folder, _)| folder))
-                .collect();
-            let mut live = Vec::new();
-            for partition in partitions {
-                live.extend(output.parquet_entries(partition)?);
-            }
-            live
-        };
+        let version = head.as_ref().map_or(0, |h| h.version + 1);
+        // A new table adopts every file; otherwise only the partitions the run changes matter.
+        let everything = head.is_none() || full_refresh;
         let (mut new, mut before) = (Vec::new(), Vec::new());
-        for entry in live {
+        for entry in live_files(output, table, change, everything)? {
             match table.inside(&entry.relative) {
                 Some(path) if added.contains(path) => new.push(entry),
                 Some(_) => before.push(entry),
@@ -176,7 +168,7 @@ pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed>
         if new.len() != added.len() {
             return Err(Error::Table {
                 table: output.describe(table.layer),
-                version: head.as_ref().map_or(0, |h| h.version + 1),
+                version,
                 reason: format!("{} of the run's {} files are missing", added.len() - new.len(), added.len()),
             });
         }
@@ -188,7 +180,6 @@ pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed>
                 || (table.replaces_partitions
                     && partition_of(table, &e.relative).is_some_and(|p| replaced.contains(&p)))
         });
-        let version = head.as_ref().map_or(0, |h| h.version + 1);
         let now = Utc::now().timestamp_millis();
         let mut actions = Vec::new();
         if head.is_none() {
@@ -219,6 +210,26 @@ pub(crate) fn commit_run(output: &Storage, change: &Change) -> Result<Committed>
         committed.removed.extend(removed.into_iter().map(|e| e.relative));
     }
     Ok(committed)
+}
+
+/// The data files in `table` now: all of them, or only those of the
+/// partitions `change` writes to, compacts or expires (so a run's cost does
+/// not grow with the table).
+fn live_files(output: &Storage, table: &Table, change: &Change, everything: bool) -> Result<Vec<Entry>> {
+    if everything {
+        return output.parquet_entries(table.layer);
+    }
+    let partitions: BTreeSet<&str> = [change.added, change.compacted, change.expired]
+        .into_iter()
+        .flatten()
+        .filter(|p| table.inside(p).is_some())
+        .filter_map(|p| p.rsplit_once('/').map(|(folder, _)| folder))
+        .collect();
+    let mut live = Vec::new();
+    for partition in partitions {
+        live.extend(output.parquet_entries(partition)?);
+    }
+    Ok(live)
 }
 
 /// The `key=value` folder of a data file, relative to its table.
