@@ -21,7 +21,7 @@ LAYERS = {
 def main(out):
     for layer, key in LAYERS.items():
         root = f"{out}/{layer}"
-        glob = f"{root}/**/*.parquet"
+        glob = f"{root}/*=*/*.parquet"
         duck = duckdb.sql(f"select * from read_parquet('{glob}', hive_partitioning = true)")
         duck_rows = duck.aggregate("count(*)").fetchall()[0][0]
         arrow = ds.dataset(root, format="parquet", partitioning="hive").to_table()
@@ -32,9 +32,9 @@ def main(out):
         assert set(duck.columns) == set(arrow.column_names) == set(polars.columns), layer
         print(f"ok {layer}: {duck_rows} rows, {len(duck.columns)} columns, partitioned by {key}")
     gold = duckdb.sql(
-        f"select sum(request_count) from read_parquet('{out}/gold/service_minute_metrics/**/*.parquet', hive_partitioning = true)"
+        f"select sum(request_count) from read_parquet('{out}/gold/service_minute_metrics/*=*/*.parquet', hive_partitioning = true)"
     ).fetchall()[0][0]
-    events = duckdb.sql(f"select count(*) from read_parquet('{out}/silver/events/**/*.parquet')").fetchall()[0][0]
+    events = duckdb.sql(f"select count(*) from read_parquet('{out}/silver/events/*=*/*.parquet')").fetchall()[0][0]
     assert gold == events, (gold, events)
     print(f"ok gold request_count sums to {events} silver events")
 

@@ -61,7 +61,7 @@ def layer_rows(root, layer, exclude):
     columns = ", ".join(f'"{c}"' for c in exclude)
     selected = f"* EXCLUDE ({columns})" if exclude else "*"
     # Every value as text: exact for equality, and no timezone library needed.
-    query = f"SELECT COLUMNS({selected})::VARCHAR FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true) ORDER BY ALL"
+    query = f"SELECT COLUMNS({selected})::VARCHAR FROM read_parquet('{path}/*=*/*.parquet', hive_partitioning = true) ORDER BY ALL"
     return duckdb.sql(query).fetchall()
 
 

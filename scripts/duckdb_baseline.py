@@ -150,7 +150,7 @@ COPY (SELECT service, time_bucket(INTERVAL 1 MINUTE, event_time) AS minute,
              count_if(status_code < 200 OR status_code > 299) AS error_count,
              count_if(status_code < 200 OR status_code > 299) / nullif(count(status_code), 0) AS error_rate,
              any_value(event_date) AS event_date
-      FROM read_parquet('{out}/silver/events/*/*.parquet', hive_partitioning = true)
+      FROM read_parquet('{out}/silver/events/*=*/*.parquet', hive_partitioning = true)
       GROUP BY service, minute ORDER BY service, minute)
 TO '{out}/gold/service_minute_metrics' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date));
 """

@@ -67,7 +67,7 @@ def main():
         if rss >= RSS_LIMIT_MIB:
             failures.append(f"peak RSS {rss:.0f} MiB, limit {RSS_LIMIT_MIB} MiB")
         con = duckdb.connect()
-        layer = lambda name: f"read_parquet('{out}/{name}/*/*.parquet', hive_partitioning = true)"
+        layer = lambda name: f"read_parquet('{out}/{name}/*=*/*.parquet', hive_partitioning = true)"
         events = con.execute(f"SELECT count(*) FROM {layer('silver/events')}").fetchone()[0]
         rejects = con.execute(
             f"SELECT _source_file, _source_line, reject_reason, strlen(_raw), _extra FROM {layer('silver/rejects')} "

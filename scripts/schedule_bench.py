@@ -108,7 +108,7 @@ def run_pipeline(pipeline, inbox, out, env):
 def most_files_in_a_partition(out):
     counts = {}
     for layer in list(LAYERS)[:3]:
-        for path in glob.glob(os.path.join(out, layer, "*", "*.parquet")):
+        for path in glob.glob(os.path.join(out, layer, "*=*", "*.parquet")):
             counts[os.path.dirname(path)] = counts.get(os.path.dirname(path), 0) + 1
     return max(counts.values(), default=0)
 

@@ -29,8 +29,9 @@ trap cleanup EXIT
 
 "$pipeline" generate --events 40000 --seed 5 --out "$work/gen" >/dev/null
 # One generated file a run; compaction after the fourth small file of a
-# partition, so the logs hold compaction versions too.
-export MINUTELY_COMPACT_MIN_FILES=4 MINUTELY_MAX_REJECT_RATIO=1 RUST_LOG=warn
+# partition, so the logs hold compaction versions too; a checkpoint every
+# 5 versions, so readers open them from checkpoints.
+export MINUTELY_COMPACT_MIN_FILES=4 MINUTELY_CHECKPOINT_INTERVAL=5 MINUTELY_MAX_REJECT_RATIO=1 RUST_LOG=warn
 k=0
 while IFS= read -r file; do
   k=$((k + 1))
@@ -41,7 +42,7 @@ while IFS= read -r file; do
 done < <(cd "$work/gen" && find . -type f | sort)
 echo "$k runs; versions per table:"
 for layer in bronze/events silver/events silver/rejects gold/service_minute_metrics; do
-  echo "  $layer: $(ls "$work/out/$layer/_delta_log" | wc -l)"
+  echo "  $layer: $(ls "$work/out/$layer/_delta_log" | grep -c '\.json$'), checkpoint $(cat "$work/out/$layer/_delta_log/_last_checkpoint")"
 done
 
 "$venv/bin/python" scripts/check_tables.py delta "$work"

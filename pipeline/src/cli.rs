@@ -186,7 +186,12 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let started = Instant::now();
             match run(
                 &config,
-                RunOptions { full_refresh: args.full_refresh, crash_at: args.crash_at, fail_at: args.fail_at },
+                RunOptions {
+                    full_refresh: args.full_refresh,
+                    checkpoint_interval: config.maintenance.checkpoint_interval,
+                    crash_at: args.crash_at,
+                    fail_at: args.fail_at,
+                },
             )? {
                 Outcome::NothingNew { files_skipped } => {
                     println!("Nothing new to ingest ({files_skipped} files already ingested); nothing written.");
@@ -242,7 +247,11 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
             let config = file.resolve(Overrides { pipeline, maintenance: args.maintenance, ..Overrides::default() })?;
             let started = Instant::now();
-            let options = RunOptions { crash_at: args.crash_at, ..RunOptions::default() };
+            let options = RunOptions {
+                checkpoint_interval: config.maintenance.checkpoint_interval,
+                crash_at: args.crash_at,
+                ..RunOptions::default()
+            };
             match compact_output(&config, &options)? {
                 None => println!(
                     "Nothing to compact: no partition holds {} small files.",
@@ -270,7 +279,11 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
             let config = file.resolve(Overrides { pipeline, retention: args.retention, ..Overrides::default() })?;
             let today = args.today.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let options = RunOptions { crash_at: args.crash_at, ..RunOptions::default() };
+            let options = RunOptions {
+                checkpoint_interval: config.maintenance.checkpoint_interval,
+                crash_at: args.crash_at,
+                ..RunOptions::default()
+            };
             let expiry = vacuum(&config, today, args.dry_run, &options)?;
             let verb = if args.dry_run { "Would remove" } else { "Removed" };
             println!(

@@ -219,6 +219,10 @@ section! {
         /// Compaction merges small files into files of up to this many MiB
         /// (compressed); a merge holds its files decoded in memory.
         target_file_mb: u64 = 32, env "MINUTELY_TARGET_FILE_MB", within 1..=1024;
+        /// Each table gets a checkpoint (its whole state, in Parquet) every
+        /// this many versions, so that opening it reads only the versions
+        /// since (README "Tables").
+        checkpoint_interval: u64 = crate::tables::DEFAULT_CHECKPOINT_INTERVAL, env "MINUTELY_CHECKPOINT_INTERVAL", within 1..=1_000_000;
     }
 }
 

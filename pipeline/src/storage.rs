@@ -206,9 +206,17 @@ impl Storage {
         self.list_after(relative, None)
     }
 
-    /// `*.parquet` objects under `relative` (recursively), with their sizes.
+    /// `*.parquet` data objects under `relative` (recursively), with their
+    /// sizes. As Hive readers do, a path below `relative` through a folder
+    /// whose name starts with `_` or `.` is not data: a table's
+    /// `_delta_log/` holds Parquet checkpoints.
     pub(crate) fn parquet_entries(&self, relative: &str) -> Result<Vec<Entry>> {
-        Ok(self.list(relative)?.into_iter().filter(|e| e.relative.ends_with(".parquet")).collect())
+        let prefix = relative.trim_end_matches('/');
+        let is_data = |path: &str| {
+            let below = path.strip_prefix(prefix).unwrap_or(path);
+            path.ends_with(".parquet") && !below.split('/').any(|part| part.starts_with(['_', '.']))
+        };
+        Ok(self.list(relative)?.into_iter().filter(|e| is_data(&e.relative)).collect())
     }
 
     /// Paths of the `*.parquet` objects under `relative` (recursively).
@@ -561,6 +569,22 @@ mod tests {
         assert!(a.update("lock", "4", &first).expect("update").is_none(), "stale version");
         let (bytes, version) = a.get_versioned("lock").expect("get").expect("exists");
         assert_eq!((bytes.as_ref(), version), (b"3".as_slice(), second));
+    }
+
+    #[test]
+    fn parquet_entries_are_data_files_not_those_under_underscore_folders_below() {
+        let s = Storage::open("memory://storage-test/entries", true).expect("memory");
+        for path in [
+            "t/d=1/a.parquet",
+            "t/d=1/b.json",
+            "t/_delta_log/00000000000000000100.checkpoint.parquet",
+            "t/.hidden/c.parquet",
+            "_staging/r/t/d=1/e.parquet",
+        ] {
+            s.put(path, "x").expect("put");
+        }
+        assert_eq!(s.parquet_files("t").expect("list"), ["t/d=1/a.parquet"]);
+        assert_eq!(s.parquet_files("_staging/r/t").expect("list"), ["_staging/r/t/d=1/e.parquet"]);
     }
 
     #[test]

@@ -104,11 +104,14 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Every `*.parquet` file under `dir`, sorted.
+/// Every `*.parquet` data file under `dir`, sorted; as Hive readers do, not
+/// those under a folder whose name starts with `_` or `.` (a table's
+/// `_delta_log/` holds Parquet checkpoints).
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| !p.components().any(|c| c.as_os_str().to_str().is_some_and(|c| c.starts_with(['_', '.']))))
         .map(|p| dir.join(p))
         .collect()
 }

@@ -80,6 +80,7 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: O
         compacted: &manifest.compacted,
         expired: &manifest.expired,
         full_refresh: manifest.full_refresh,
+        checkpoint_interval: options.checkpoint_interval,
     };
     let committed = tables::commit_run(output, &change, heads)?;
     checkpoint(options, CrashPoint::TablesCommitted)?;
@@ -123,6 +124,8 @@ pub(super) fn recover_staging(output: &Storage) -> Result<()> {
         match output.get_opt(&marker)? {
             Some(bytes) => {
                 warn!(run_id, "Finishing the publish of a run that stopped after committing.");
+                // The default checkpoint interval: a checkpoint this skips is
+                // written by the next version the command commits.
                 publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default(), None)?;
             }
             None => {

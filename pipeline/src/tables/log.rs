@@ -11,6 +11,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Value, json};
 
+use super::checkpoint;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -28,31 +29,57 @@ pub(crate) struct Head {
     pub run_id: Option<String>,
     /// Files it removed, relative to the table.
     pub removed: Vec<String>,
+    /// The version of the newest checkpoint, as `_last_checkpoint` names it.
+    pub checkpoint: Option<u64>,
 }
 
-fn commit_path(layer: &str, version: u64) -> String {
+pub(super) fn commit_path(layer: &str, version: u64) -> String {
     format!("{layer}/{LOG_DIR}/{version:020}.json")
 }
 
 /// The newest version of the table in `layer`, checked; `None` when the
-/// layer has no log yet.
+/// layer has no log yet. Only the log from the newest checkpoint on is
+/// listed, so this costs the same after 100,000 versions as after 100.
 pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
     let prefix = format!("{layer}/{LOG_DIR}/");
-    let mut versions: Vec<u64> = output
-        .list(&prefix)?
-        .iter()
-        .filter_map(|e| e.relative.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok())
-        .collect();
+    let checkpoint = checkpoint::last(output, layer)?;
+    let after = checkpoint.map(|v| format!("{prefix}{v:020}"));
+    let listed = output.list_after(&prefix, after.as_deref())?;
+    let mut versions: Vec<u64> =
+        listed.iter().filter_map(|e| e.relative.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok()).collect();
     versions.sort_unstable();
-    let Some(&newest) = versions.last() else { return Ok(None) };
     let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
-    if versions.len() as u64 != newest + 1 {
-        let missing = (0..=newest).find(|v| versions.binary_search(v).is_err()).unwrap_or_default();
+    if let Some(checkpoint) = checkpoint {
+        let file = format!("{prefix}{}", checkpoint::file_name(checkpoint));
+        if !listed.iter().any(|e| e.relative == file) {
+            return Err(refuse(
+                checkpoint,
+                "_last_checkpoint names this version's checkpoint, which is missing".into(),
+            ));
+        }
+        versions.retain(|v| *v > checkpoint);
+    }
+    let first = checkpoint.map_or(0, |v| v + 1);
+    let Some(&newest) = versions.last() else {
+        return match checkpoint {
+            // Nothing after the checkpoint: its commit is the newest.
+            Some(v) => read_head(output, layer, v, checkpoint),
+            None => Ok(None),
+        };
+    };
+    if versions.len() as u64 != newest + 1 - first {
+        let missing = (first..=newest).find(|v| versions.binary_search(v).is_err()).unwrap_or_default();
         return Err(refuse(missing, "this version is missing from the log".into()));
     }
+    read_head(output, layer, newest, checkpoint)
+}
+
+/// Reads and checks commit `newest` of the table in `layer`.
+fn read_head(output: &Storage, layer: &str, newest: u64, checkpoint: Option<u64>) -> Result<Option<Head>> {
+    let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
     let bytes = output.get(&commit_path(layer, newest))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| refuse(newest, "the commit is not UTF-8".into()))?;
-    let mut head = Head { version: newest, run_id: None, removed: Vec::new() };
+    let mut head = Head { version: newest, run_id: None, removed: Vec::new(), checkpoint };
     let mut engine = None;
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let action: Value = serde_json::from_str(line)

@@ -13,7 +13,10 @@
 //!   did not write or does not understand) and writes commits, each
 //!   created only if absent.
 //! - [`stats`] turns a Parquet footer into a file's Delta statistics.
+//! - [`checkpoint`] writes a table's state every so many versions, so that
+//!   opening it does not cost more as versions pile up.
 
+mod checkpoint;
 mod log;
 mod stats;
 
@@ -25,6 +28,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 use tracing::info;
 
+pub(crate) use checkpoint::DEFAULT_INTERVAL as DEFAULT_CHECKPOINT_INTERVAL;
 use log::LOG_DIR;
 
 use crate::error::{Error, Result};
@@ -118,6 +122,8 @@ pub(crate) struct Change<'a> {
     pub expired: &'a [String],
     /// The run replaces every earlier file of each table.
     pub full_refresh: bool,
+    /// A table gets a checkpoint once its newest is this many versions old.
+    pub checkpoint_interval: u64,
 }
 
 /// Commits one version to each table the run changed, once: a table whose
@@ -205,6 +211,9 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
         actions.extend(adds);
         actions.push(log::commit_info(run_id, operation, removed.is_empty() && data_change, now));
         log::commit(output, table.layer, version, &actions)?;
+        if version >= head.as_ref().and_then(|h| h.checkpoint).unwrap_or(0) + change.checkpoint_interval {
+            checkpoint::write(output, table.layer, version)?;
+        }
         info!(table = table.layer, version, added = new.len(), removed = removed.len(), "Committed a table version.");
         committed.versions.insert(table.layer.to_string(), version);
         committed.removed.extend(removed.into_iter().map(|e| e.relative));
