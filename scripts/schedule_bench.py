@@ -6,9 +6,12 @@ the same row again, which rule 5 rejects). Each run is `pipeline run` on
 the same output, as cron would start it.
 
 Per window of runs it prints the median and maximum wall, the highest peak
-RSS, the most Parquet files in one partition of bronze, silver and
-rejects, the number of table versions and the size of the Delta logs, of
-`_state/` and of `_runs/`. Then the last window's median wall over the
+RSS, the median seconds of the stages whose work grows with history (gold
+and duplicate detection read the dates a run touches; discovery lists the
+input and loads the ingested-files index), the most Parquet files in one
+partition of bronze, silver and rejects, the number of table versions and
+the size of the Delta logs, of `_state/` and of `_runs/`, and how long
+python `deltalake` takes to open the gold table. Then the last window's median wall over the
 first's, and a check that the layers equal those of one run over the same
 files (gold exactly, bronze, silver and rejects as sets of rows, run ids
 and ingestion times aside).
@@ -26,6 +29,7 @@ Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
 import argparse
 import datetime
 import glob
+import json
 import os
 import random
 import shutil
@@ -36,6 +40,7 @@ import tempfile
 import time
 
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 SERVICES = ["checkout", "search", "auth", "catalog", "payments", "profile", "cart", "shipping"]
 LAYERS = {
@@ -44,6 +49,7 @@ LAYERS = {
     "silver/rejects": "ingest_date",
     "gold/service_minute_metrics": "event_date",
 }
+GOLD = "gold/service_minute_metrics"
 LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
 CADENCE = datetime.timedelta(minutes=5)
 
@@ -93,16 +99,38 @@ def deliver(inbox, run, now, args, rng, recent):
 
 
 def run_pipeline(pipeline, inbox, out, env):
-    """`pipeline run`; returns (wall seconds, peak RSS MiB)."""
+    """`pipeline run`; returns (wall seconds, peak RSS MiB, the run's manifest path)."""
     start = time.perf_counter()
     proc = subprocess.Popen([pipeline, "run", "--input", inbox, "--output", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"pipeline run failed: {proc.stderr.read().decode(errors='replace')}")
+    stdout = proc.stdout.read().decode(errors="replace")
+    proc.stdout.close()
     proc.stderr.close()
-    return wall, usage.ru_maxrss / 1024
+    manifest = next((line.split("manifest: ", 1)[1].strip() for line in stdout.splitlines() if "manifest: " in line), None)
+    return wall, usage.ru_maxrss / 1024, manifest
+
+
+def stage(manifest, name):
+    """Seconds a run's manifest records for one of its stages."""
+    if manifest is None:
+        return 0.0
+    with open(manifest) as f:
+        return json.load(f).get("stage_seconds", {}).get(name, 0.0)
+
+
+def open_ms(root):
+    """Milliseconds python deltalake takes to open a table's newest version
+    and list its files: the best of three (the first also starts its runtime)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        DeltaTable(root).file_uris()
+        times.append((time.perf_counter() - started) * 1000)
+    return min(times)
 
 
 def most_files_in_a_partition(out):
@@ -161,8 +189,9 @@ def main():
     print(f"{args.runs} runs at a 5-minute cadence, {args.files} CSV files and {args.events} events a run, "
           f"{args.late_share:.0%} late by up to {args.late_days:g} days, {args.repeat_share:.0%} repeated ids; "
           f"compact_min_files {args.compact_min_files}; work in {work}", flush=True)
-    header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "most files in a partition",
-              "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB")
+    header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "median gold / dedupe / discover s",
+              "most files in a partition", "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB",
+              "open gold table ms")
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header), flush=True)
     recent, window, medians, worst_files = [], [], [], 0
@@ -171,13 +200,15 @@ def main():
         window.append(run_pipeline(pipeline, inbox, out, env))
         worst_files = max(worst_files, most_files_in_a_partition(out))
         if len(window) == args.window or run == args.runs - 1:
-            walls = [w for w, _ in window]
+            walls = [w for w, _, _ in window]
             medians.append(statistics.median(walls))
+            stages = " / ".join(f"{statistics.median(stage(m, name) for _, _, m in window):.3f}"
+                                for name in ("gold", "dedupe", "discover"))
             versions, logs, state, manifests, runs_size = sizes(out)
             first = run + 1 - len(window)
-            print(f"| {first}–{run} | {medians[-1]:.3f} | {max(walls):.3f} | {max(r for _, r in window):.0f} | "
-                  f"{most_files_in_a_partition(out)} | {versions} | {mib(logs)} | {mib(state)} | {manifests} | "
-                  f"{mib(runs_size)} |", flush=True)
+            print(f"| {first}–{run} | {medians[-1]:.3f} | {max(walls):.3f} | {max(r for _, r, _ in window):.0f} | "
+                  f"{stages} | {most_files_in_a_partition(out)} | {versions} | {mib(logs)} | {mib(state)} | "
+                  f"{manifests} | {mib(runs_size)} | {open_ms(os.path.join(out, GOLD)):.0f} |", flush=True)
             window = []
 
     failures = []
@@ -192,7 +223,7 @@ def main():
 
     reference = os.path.join(work, "reference")
     started = time.perf_counter()
-    wall, rss = run_pipeline(pipeline, inbox, reference, dict(env, MINUTELY_COMPACT_MIN_FILES="100000"))
+    wall, rss, _ = run_pipeline(pipeline, inbox, reference, dict(env, MINUTELY_COMPACT_MIN_FILES="100000"))
     print(f"one run over all {args.files * args.runs} files: {wall:.2f} s, peak RSS {rss:.0f} MiB "
           f"(compared in {time.perf_counter() - started:.0f} s)")
     differ = compare(out, reference)
