@@ -42,8 +42,8 @@ enum Command {
     /// Show layers, partitions, rows, time ranges, schemas, rejects and runs.
     Inspect(InspectArgs),
     /// Merge the small files of every bronze, silver and rejects partition
-    /// that holds `compact_min_files` of them (runs do this for the
-    /// partitions they write).
+    /// that holds small files from `compact_min_files` runs (runs do this
+    /// for the partitions they write).
     Compact(CompactArgs),
     /// Expire bronze and rejects partitions and run manifests past their
     /// retention (`[retention]`); with --dry-run, only list them.

@@ -214,7 +214,7 @@ section! {
     /// run and by `pipeline compact` (README "Compaction").
     "maintenance" => MaintenanceSettings, MaintenanceFlags {
         /// A bronze, silver or rejects partition is compacted once it holds
-        /// this many files smaller than `target_file_mb`.
+        /// small files (under half of `target_file_mb`) from this many runs.
         compact_min_files: usize = 16, env "MINUTELY_COMPACT_MIN_FILES", within 2..=100_000;
         /// Compaction merges small files into files of up to this many MiB
         /// (compressed); a merge holds its files decoded in memory.

@@ -112,3 +112,18 @@ fn compact_killed_at_any_point_is_finished_by_the_next_command() {
         assert!(text(&nothing).contains("Nothing to compact"), "{point}: {}", text(&nothing));
     }
 }
+
+/// A large run's own part files (one per batch and date) are left as it
+/// wrote them: compaction counts the runs that left small files, not the
+/// files.
+#[test]
+fn a_runs_own_part_files_are_not_merged_right_after_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path(), 3000, 5);
+    deliver(dir.path(), "in", &files);
+    let run = run_into(dir.path(), "in", "out", &["--batch-rows", "200"], &env("2"));
+    assert!(run.status.success(), "{}", text(&run));
+    let out = dir.path().join("out");
+    assert!(most_files_in_a_partition(&out) >= 3, "small batches write several files to a partition");
+    assert!(!operations(&out, "silver/events").iter().any(|o| o == "OPTIMIZE"), "no compaction after one run");
+}

@@ -1,6 +1,6 @@
 //! Compaction (README "Compaction"): a bronze, silver or rejects partition
-//! that holds `compact_min_files` files smaller than `target_file_mb` gets
-//! them merged into files of up to that size, so the runs that read a date
+//! that holds small files from `compact_min_files` runs gets them merged
+//! into files of up to `target_file_mb`, so the runs that read a date
 //! (duplicate detection, gold) read a few files instead of one per run.
 //!
 //! A compaction is published like a run: its files are staged, a commit
@@ -89,9 +89,16 @@ pub(super) fn compact(
     Ok(Some(manifest))
 }
 
-/// The merges `scope` needs: in each partition with at least
-/// `compact_min_files` small files, those files (by name, so oldest run
-/// first) in groups of up to `target_file_mb`, each of at least two files.
+/// The merges `scope` needs: in each partition whose small files (under
+/// half of `target_file_mb`) come from at least `compact_min_files` runs,
+/// those files (by name, so oldest run first) in groups of up to
+/// `target_file_mb`, each of at least two files.
+///
+/// Half the target, so that a merged file, which ends up near the target,
+/// is not merged again and again with each new small one. Runs rather than
+/// files, so that a large run's own part files (one per batch and date)
+/// are not rewritten right after it wrote them: compaction is for what many
+/// small runs leave behind.
 fn plan(output: &Storage, settings: &MaintenanceSettings, scope: &Scope) -> Result<Vec<Merge>> {
     let target = settings.target_file_mb << 20;
     let mut merges = Vec::new();
@@ -104,8 +111,9 @@ fn plan(output: &Storage, settings: &MaintenanceSettings, scope: &Scope) -> Resu
         };
         for partition in partitions {
             let mut small: Vec<Entry> =
-                output.parquet_entries(&partition)?.into_iter().filter(|e| e.size < target).collect();
-            if small.len() < settings.compact_min_files {
+                output.parquet_entries(&partition)?.into_iter().filter(|e| e.size < target / 2).collect();
+            let runs: BTreeSet<&str> = small.iter().map(|e| run_of(&e.relative)).collect();
+            if runs.len() < settings.compact_min_files {
                 continue;
             }
             small.sort_by(|a, b| a.relative.cmp(&b.relative));
@@ -131,6 +139,18 @@ fn push_merge(merges: &mut Vec<Merge>, partition: &str, files: Vec<Entry>) {
     }
 }
 
+/// The run that wrote a layer file, from its name (`part-<run_id>-<n>.parquet`,
+/// a run id being `<UTC time>-<8 hex>`); a name of another shape is a run
+/// of its own.
+fn run_of(relative: &str) -> &str {
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    let id = name.strip_prefix("part-").unwrap_or(name);
+    match id.match_indices('-').nth(1) {
+        Some((end, _)) => &id[..end],
+        None => name,
+    }
+}
+
 /// The folder a file is in: its partition.
 fn parent(relative: &str) -> Option<String> {
     relative.rsplit_once('/').map(|(folder, _)| folder.to_string())
@@ -139,4 +159,17 @@ fn parent(relative: &str) -> Option<String> {
 /// The rows of `files`, one after another.
 fn read_all(output: &Storage, files: &[Entry]) -> Result<DataFrame> {
     concat_frames(files.iter().map(|f| output.get_parquet(&f.relative, None)).collect::<Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_run_is_read_off_its_name() {
+        let run = "20261205T072256678Z-85ec67bf";
+        assert_eq!(run_of(&format!("silver/events/event_date=2026-12-05/part-{run}-00003.parquet")), run);
+        assert_eq!(run_of(&format!("bronze/events/ingest_date=2026-12-05/part-{run}-compact-00000.parquet")), run);
+        assert_eq!(run_of("bronze/events/ingest_date=2026-12-05/legacy.parquet"), "legacy.parquet");
+    }
 }
