@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::log::{self, LOG_DIR};
+use super::log;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -42,29 +42,9 @@ use crate::storage::Storage;
 /// says otherwise (the interval delta-rs uses).
 pub(crate) const DEFAULT_INTERVAL: u64 = 100;
 
-fn last_checkpoint_path(layer: &str) -> String {
-    format!("{layer}/{LOG_DIR}/_last_checkpoint")
-}
-
-fn checkpoint_path(layer: &str, version: u64) -> String {
-    format!("{layer}/{LOG_DIR}/{version:020}.checkpoint.parquet")
-}
-
 /// Where the JSON copies of a table's checkpointed states live.
 fn states_dir(layer: &str) -> String {
     format!("_state/tables/{layer}")
-}
-
-/// The version `_last_checkpoint` names, if the table has one. A file that
-/// does not parse is no checkpoint (readers then list the whole log).
-pub(super) fn last(output: &Storage, layer: &str) -> Result<Option<u64>> {
-    let Some(bytes) = output.get_opt(&last_checkpoint_path(layer))? else { return Ok(None) };
-    Ok(serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["version"].as_u64()))
-}
-
-/// The file a checkpoint of `version` is in, relative to the table's log.
-pub(super) fn file_name(version: u64) -> String {
-    format!("{version:020}.checkpoint.parquet")
 }
 
 /// Writes a checkpoint of the table in `layer` at `version` (its newest).
@@ -79,13 +59,13 @@ pub(super) fn write(output: &Storage, layer: &str, version: u64) -> Result<()> {
     output.put(&format!("{dir}/{version:020}.json"), lines)?;
     let bytes = encode(&actions).map_err(|source| Error::Parquet {
         action: "encode",
-        path: checkpoint_path(layer, version),
+        path: log::checkpoint_path(layer, version),
         source,
     })?;
-    output.put(&checkpoint_path(layer, version), bytes)?;
+    output.put(&log::checkpoint_path(layer, version), bytes)?;
     let adds = actions.iter().filter(|a| a.get("add").is_some()).count();
     let hint = json!({"version": version, "size": actions.len(), "numOfAddFiles": adds});
-    output.put(&last_checkpoint_path(layer), hint.to_string())?;
+    output.put(&log::last_checkpoint_path(layer), hint.to_string())?;
     for older in output.list(&dir)?.into_iter().filter(|e| state_version(&e.relative).is_some_and(|v| v < version)) {
         output.delete(&older.relative)?;
     }

@@ -1,5 +1,6 @@
-//! A table's `_delta_log/`: commits `%020d.json` of one JSON action a line
-//! (the Delta protocol, reader version 1, writer version 2).
+//! A table's `_delta_log/`: commits `%020d.json` of one JSON action a line,
+//! checkpoints `%020d.checkpoint.parquet` and `_last_checkpoint` naming the
+//! newest (the Delta protocol, reader version 1, writer version 2).
 //!
 //! This writer extends only logs it wrote itself: [`head`] refuses a log
 //! with a gap, a commit that does not parse, a protocol newer than the one
@@ -11,7 +12,6 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use super::checkpoint;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -37,12 +37,29 @@ pub(super) fn commit_path(layer: &str, version: u64) -> String {
     format!("{layer}/{LOG_DIR}/{version:020}.json")
 }
 
+/// The checkpoint of `version`: the table's whole state then.
+pub(super) fn checkpoint_path(layer: &str, version: u64) -> String {
+    format!("{layer}/{LOG_DIR}/{version:020}.checkpoint.parquet")
+}
+
+/// The file naming the newest checkpoint.
+pub(super) fn last_checkpoint_path(layer: &str) -> String {
+    format!("{layer}/{LOG_DIR}/_last_checkpoint")
+}
+
+/// The version `_last_checkpoint` names, if the table has one. A file that
+/// does not parse is no checkpoint (readers then list the whole log).
+fn last_checkpoint(output: &Storage, layer: &str) -> Result<Option<u64>> {
+    let Some(bytes) = output.get_opt(&last_checkpoint_path(layer))? else { return Ok(None) };
+    Ok(serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["version"].as_u64()))
+}
+
 /// The newest version of the table in `layer`, checked; `None` when the
 /// layer has no log yet. Only the log from the newest checkpoint on is
 /// listed, so this costs the same after 100,000 versions as after 100.
 pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
     let prefix = format!("{layer}/{LOG_DIR}/");
-    let checkpoint = checkpoint::last(output, layer)?;
+    let checkpoint = last_checkpoint(output, layer)?;
     let after = checkpoint.map(|v| format!("{prefix}{v:020}"));
     let listed = output.list_after(&prefix, after.as_deref())?;
     let mut versions: Vec<u64> =
@@ -50,7 +67,7 @@ pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
     versions.sort_unstable();
     let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
     if let Some(checkpoint) = checkpoint {
-        let file = format!("{prefix}{}", checkpoint::file_name(checkpoint));
+        let file = checkpoint_path(layer, checkpoint);
         if !listed.iter().any(|e| e.relative == file) {
             return Err(refuse(
                 checkpoint,
