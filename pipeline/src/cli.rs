@@ -254,7 +254,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             };
             match compact_output(&config, &options)? {
                 None => println!(
-                    "Nothing to compact: no partition holds {} small files.",
+                    "Nothing to compact: no partition holds small files from {} runs.",
                     config.maintenance.compact_min_files
                 ),
                 Some(m) => {

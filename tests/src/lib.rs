@@ -281,6 +281,17 @@ pub fn run_into(dir: &Path, inbox: &str, out: &str, extra: &[&str], env: &[(&str
     pipeline_env(dir, &args, env)
 }
 
+/// Delivers `files` (relative to `dir/all`) into `dir/<inbox>` one at a
+/// time, each followed by [`run_into`] `out` with `env`; a run that fails
+/// fails the test, naming it.
+pub fn run_one_file_each(dir: &Path, files: &[PathBuf], inbox: &str, out: &str, env: &[(&str, String)]) {
+    for (n, file) in files.iter().enumerate() {
+        deliver(dir, inbox, std::slice::from_ref(file));
+        let run = run_into(dir, inbox, out, &[], env);
+        assert!(run.status.success(), "run {n} into {out}: {}", text(&run));
+    }
+}
+
 /// Folder of a named fixture set.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)

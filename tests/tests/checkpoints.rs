@@ -13,11 +13,7 @@ fn env() -> Vec<(&'static str, String)> {
 }
 
 fn runs(dir: &Path, files: &[PathBuf]) {
-    for (n, file) in files.iter().enumerate() {
-        deliver(dir, "in", std::slice::from_ref(file));
-        let run = run_into(dir, "in", "out", &[], &env());
-        assert!(run.status.success(), "run {n}: {}", text(&run));
-    }
+    run_one_file_each(dir, files, "in", "out", &env());
 }
 
 /// The version `_last_checkpoint` names.

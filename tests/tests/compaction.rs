@@ -17,11 +17,7 @@ fn env(min_files: &str) -> Vec<(&'static str, String)> {
 
 /// Delivers `files` one per run into `out`, with `compact_min_files` = `min_files`.
 fn one_run_per_file(dir: &Path, files: &[PathBuf], out: &str, min_files: &str) {
-    for (n, file) in files.iter().enumerate() {
-        deliver(dir, &format!("{out}-in"), std::slice::from_ref(file));
-        let run = run_into(dir, &format!("{out}-in"), out, &[], &env(min_files));
-        assert!(run.status.success(), "run {n}: {}", text(&run));
-    }
+    run_one_file_each(dir, files, &format!("{out}-in"), out, &env(min_files));
 }
 
 /// The most Parquet files in one partition of the layers that only add

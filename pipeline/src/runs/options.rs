@@ -1,6 +1,6 @@
 //! How a run was asked to behave: a full refresh, how often its tables get
-//! checkpoints, and the points where a crash or failure test stops it. Read by the orchestrator (`execute`)
-//! and by the commit step (`commit`).
+//! checkpoints, and the points where a crash or failure test stops it.
+//! Read by the orchestrator (`execute`) and by the commit step (`commit`).
 
 /// How a run was asked to behave.
 #[derive(Debug, Clone, Copy)]

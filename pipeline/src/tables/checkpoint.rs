@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::storage::Storage;
 
 /// Versions between checkpoints unless `[maintenance] checkpoint_interval`
-/// says otherwise (the interval delta-rs uses).
+/// says otherwise.
 pub(crate) const DEFAULT_INTERVAL: u64 = 100;
 
 /// Where the JSON copies of a table's checkpointed states live.
@@ -49,14 +49,11 @@ fn states_dir(layer: &str) -> String {
 
 /// Writes a checkpoint of the table in `layer` at `version` (its newest).
 pub(super) fn write(output: &Storage, layer: &str, version: u64) -> Result<()> {
-    let actions = state_at(output, layer, version)?;
-    let mut lines = String::new();
-    for action in &actions {
-        lines.push_str(&action.to_string());
-        lines.push('\n');
-    }
     let dir = states_dir(layer);
-    output.put(&format!("{dir}/{version:020}.json"), lines)?;
+    let saved: Vec<(u64, String)> =
+        output.list(&dir)?.into_iter().filter_map(|e| Some((state_version(&e.relative)?, e.relative))).collect();
+    let actions = state_at(output, layer, version, &saved)?;
+    output.put(&format!("{dir}/{version:020}.json"), log::to_lines(&actions))?;
     let bytes = encode(&actions).map_err(|source| Error::Parquet {
         action: "encode",
         path: log::checkpoint_path(layer, version),
@@ -66,8 +63,8 @@ pub(super) fn write(output: &Storage, layer: &str, version: u64) -> Result<()> {
     let adds = actions.iter().filter(|a| a.get("add").is_some()).count();
     let hint = json!({"version": version, "size": actions.len(), "numOfAddFiles": adds});
     output.put(&log::last_checkpoint_path(layer), hint.to_string())?;
-    for older in output.list(&dir)?.into_iter().filter(|e| state_version(&e.relative).is_some_and(|v| v < version)) {
-        output.delete(&older.relative)?;
+    for (_, older) in saved.iter().filter(|(v, _)| *v < version) {
+        output.delete(older)?;
     }
     info!(table = layer, version, files = adds, "Wrote a table checkpoint.");
     Ok(())
@@ -78,17 +75,18 @@ fn state_version(relative: &str) -> Option<u64> {
 }
 
 /// The table's state at `version`: its protocol, its metadata and an `add`
-/// for each live file (by path), as JSON actions.
-fn state_at(output: &Storage, layer: &str, version: u64) -> Result<Vec<Value>> {
-    let saved = output
-        .list(&states_dir(layer))?
-        .into_iter()
-        .filter_map(|e| state_version(&e.relative).filter(|v| *v <= version).map(|v| (v, e.relative)))
-        .max();
+/// for each live file (by path), as JSON actions. It starts from the newest
+/// of the `saved` states (version, path) at or before `version`.
+fn state_at(output: &Storage, layer: &str, version: u64, saved: &[(u64, String)]) -> Result<Vec<Value>> {
+    let unreplayable = |version: u64, what: &str, reason: String| Error::Table {
+        table: output.describe(layer),
+        version,
+        reason: format!("{what} cannot be replayed for a checkpoint: {reason}"),
+    };
     let mut state = State::default();
-    let first = match saved {
+    let first = match saved.iter().filter(|(v, _)| *v <= version).max() {
         Some((saved, path)) => {
-            state.apply(&output.get(&path)?, &path)?;
+            state.apply(log::parse_actions(&output.get(path)?).map_err(|e| unreplayable(*saved, path, e))?);
             saved + 1
         }
         None => 0,
@@ -98,7 +96,7 @@ fn state_at(output: &Storage, layer: &str, version: u64) -> Result<Vec<Value>> {
         .map(|v| Ok((v, output.get(&log::commit_path(layer, v))?)))
         .collect::<Result<_>>()?;
     for (v, bytes) in commits {
-        state.apply(&bytes, &log::commit_path(layer, v))?;
+        state.apply(log::parse_actions(&bytes).map_err(|e| unreplayable(v, "its commit", e))?);
     }
     Ok(state.into_actions())
 }
@@ -113,15 +111,8 @@ struct State {
 
 impl State {
     /// Applies the actions of one commit (or of a saved state), in order.
-    fn apply(&mut self, bytes: &[u8], path: &str) -> Result<()> {
-        let bad = |reason: String| Error::Parquet {
-            action: "replay",
-            path: path.to_string(),
-            source: polars::prelude::PolarsError::ComputeError(reason.into()),
-        };
-        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let action: Value = serde_json::from_str(line).map_err(|e| bad(format!("not a JSON action: {e}")))?;
+    fn apply(&mut self, actions: Vec<Value>) {
+        for action in actions {
             if action.get("protocol").is_some() {
                 self.protocol = Some(action);
             } else if action.get("metaData").is_some() {
@@ -132,7 +123,6 @@ impl State {
                 self.adds.remove(path);
             }
         }
-        Ok(())
     }
 
     fn into_actions(self) -> Vec<Value> {
@@ -412,22 +402,19 @@ mod tests {
     #[test]
     fn a_state_replays_adds_and_removes_in_order() {
         let mut state = State::default();
-        let commit = |lines: &[Value]| lines.iter().map(|l| l.to_string() + "\n").collect::<String>();
-        state.apply(commit(&actions()).as_bytes(), "v0").expect("v0");
-        state
-            .apply(
-                commit(&[
-                    json!({"remove": {"path": "b.parquet"}}),
-                    json!({"add": {"path": "c.parquet"}}),
-                    json!({"commitInfo": {}}),
-                ])
-                .as_bytes(),
-                "v1",
-            )
-            .expect("v1");
+        let replay = |lines: &[Value]| log::parse_actions(log::to_lines(lines).as_bytes());
+        state.apply(replay(&actions()).expect("v0"));
+        state.apply(
+            replay(&[
+                json!({"remove": {"path": "b.parquet"}}),
+                json!({"add": {"path": "c.parquet"}}),
+                json!({"commitInfo": {}}),
+            ])
+            .expect("v1"),
+        );
         let paths: Vec<&str> = state.adds.keys().map(String::as_str).collect();
         assert_eq!(paths, ["c.parquet", "d=1/a.parquet", "d=2/c.parquet"]);
         assert_eq!(state.into_actions().len(), 5);
-        assert!(State::default().apply(b"{not json", "v2").is_err());
+        assert!(log::parse_actions(b"{not json").is_err());
     }
 }

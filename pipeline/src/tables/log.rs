@@ -56,7 +56,8 @@ fn last_checkpoint(output: &Storage, layer: &str) -> Result<Option<u64>> {
 
 /// The newest version of the table in `layer`, checked; `None` when the
 /// layer has no log yet. Only the log from the newest checkpoint on is
-/// listed, so this costs the same after 100,000 versions as after 100.
+/// listed (on object stores a listing that starts there; a local folder
+/// still walks every name, without reading the older ones).
 pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
     let prefix = format!("{layer}/{LOG_DIR}/");
     let checkpoint = last_checkpoint(output, layer)?;
@@ -94,13 +95,10 @@ pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
 /// Reads and checks commit `newest` of the table in `layer`.
 fn read_head(output: &Storage, layer: &str, newest: u64, checkpoint: Option<u64>) -> Result<Option<Head>> {
     let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
-    let bytes = output.get(&commit_path(layer, newest))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| refuse(newest, "the commit is not UTF-8".into()))?;
+    let actions = parse_actions(&output.get(&commit_path(layer, newest))?).map_err(|e| refuse(newest, e))?;
     let mut head = Head { version: newest, run_id: None, removed: Vec::new(), checkpoint };
     let mut engine = None;
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let action: Value = serde_json::from_str(line)
-            .map_err(|e| refuse(newest, format!("line {} is not a JSON action ({e})", n + 1)))?;
+    for action in actions {
         if let Some(protocol) = action.get("protocol") {
             let (reader, writer) = (protocol["minReaderVersion"].as_u64(), protocol["minWriterVersion"].as_u64());
             if reader.is_none_or(|v| v > 1) || writer.is_none_or(|v| v > 2) {
@@ -131,12 +129,7 @@ fn read_head(output: &Storage, layer: &str, newest: u64, checkpoint: Option<u64>
 /// Creates version `version` of the table in `layer`; fails when that
 /// version exists already (another writer committed it first).
 pub(crate) fn commit(output: &Storage, layer: &str, version: u64, actions: &[Value]) -> Result<()> {
-    let mut body = String::new();
-    for action in actions {
-        body.push_str(&action.to_string());
-        body.push('\n');
-    }
-    match output.create(&commit_path(layer, version), body) {
+    match output.create(&commit_path(layer, version), to_lines(actions)) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(Error::Table {
             table: output.describe(layer),
@@ -146,6 +139,21 @@ pub(crate) fn commit(output: &Storage, layer: &str, version: u64, actions: &[Val
         }),
         Err(e) => Err(e),
     }
+}
+
+/// The actions of a commit (or of any file of JSON actions, one a line), in order.
+pub(super) fn parse_actions(bytes: &[u8]) -> std::result::Result<Vec<Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the commit is not UTF-8".to_string())?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("line {} is not a JSON action ({e})", n + 1)))
+        .collect()
+}
+
+/// `actions` as a commit holds them: one JSON action a line.
+pub(super) fn to_lines(actions: &[Value]) -> String {
+    actions.iter().map(|action| action.to_string() + "\n").collect()
 }
 
 /// What a version does, as its `commitInfo` names it.
