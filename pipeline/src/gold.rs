@@ -236,6 +236,14 @@ impl Touched {
         slot.is_some_and(|services| services.iter().any(|s| s == service))
     }
 
+    /// Whether a touched row falls in the minutes from the one of event
+    /// time `first` (µs) to the one of `last`.
+    pub(crate) fn any_between(&self, first: i64, last: i64) -> bool {
+        let slot = |micros: i64| (minute_of(micros) - self.first).div_euclid(MINUTE_MICROS);
+        let (from, to) = (slot(first).max(0), slot(last).min(self.services.len() as i64 - 1));
+        (from..=to).any(|i| !self.services[i as usize].is_empty())
+    }
+
     /// How many gold rows.
     pub(crate) fn len(&self) -> usize {
         self.services.iter().map(Vec::len).sum()
@@ -256,6 +264,21 @@ pub(crate) fn events_in(df: &DataFrame, keep: impl Fn(&str, i64) -> bool) -> Res
         rows.map(|row| matches!(row, (Some(s), Some(t)) if keep(s, minute_of(t)))).collect()
     };
     df.filter(&mask).map_err(Error::polars("selecting events of some minutes"))
+}
+
+/// Silver events ordered by their minute, the events of one minute in the
+/// order they had (a stable sort; events without a time last). Gold then
+/// aggregates each row's events in the same order as before (floating-point
+/// sums depend on it), and a file's row groups hold a few minutes each,
+/// so a reader that needs some minutes skips the other groups.
+pub(crate) fn by_minute(events: DataFrame) -> Result<DataFrame> {
+    let minutes: Vec<i64> = micros(&events, EVENT_TIME)?.iter().map(|t| t.map_or(i64::MAX, minute_of)).collect();
+    if minutes.is_sorted() {
+        return Ok(events);
+    }
+    let mut order: Vec<IdxSize> = (0..minutes.len() as IdxSize).collect();
+    order.sort_by_key(|&i| minutes[i as usize]);
+    events.take(&IdxCa::from_vec(PlSmallStr::EMPTY, order)).map_err(Error::polars("ordering events by minute"))
 }
 
 /// Gold rows sorted by service, minute.
@@ -463,5 +486,30 @@ mod tests {
         let no_time = no_time.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_column();
         nulls.replace(EVENT_TIME, no_time).unwrap();
         assert_eq!(times(&events_in(&nulls, keep).unwrap()), [Some(T0 + MIN), Some(T0 + 2 * MIN + 1)]);
+    }
+
+    #[test]
+    fn ordering_by_minute_keeps_each_minutes_events_in_order() {
+        let rows = [("a", T0 + MIN + 5), ("b", T0 + 9), ("a", T0 + 1), ("b", T0 + MIN), ("a", T0)];
+        let df = events(&rows.map(|(s, t)| (s, t, None, None)));
+        let sorted = by_minute(df).unwrap();
+        let times: Vec<_> = micros(&sorted, EVENT_TIME).unwrap().iter().flatten().collect();
+        // Minute T0 first, its events as they came (not by time), then minute T0 + MIN.
+        assert_eq!(times, [T0 + 9, T0 + 1, T0, T0 + MIN + 5, T0 + MIN]);
+        let services: Vec<_> = services(&sorted, SERVICE).unwrap().iter().flatten().collect();
+        assert_eq!(services, ["b", "a", "a", "a", "b"]);
+    }
+
+    #[test]
+    fn touched_rows_are_found_between_two_times() {
+        let df = events(&[("a", T0 + 3 * MIN + 7, None, None), ("b", T0 + 5 * MIN, None, None)]);
+        let touched = Touched::of(&[df]).unwrap();
+        assert!(touched.any_between(T0, T0 + 3 * MIN));
+        assert!(touched.any_between(T0 + 3 * MIN + 59_999_999, T0 + 4 * MIN + 1));
+        assert!(!touched.any_between(T0 + 4 * MIN, T0 + 4 * MIN + 59_999_999));
+        assert!(touched.any_between(T0 + 5 * MIN, T0 + 90 * MIN));
+        assert!(!touched.any_between(T0 - 90 * MIN, T0 + 3 * MIN - 1));
+        assert!(!touched.any_between(T0 + 6 * MIN, T0 + 90 * MIN));
+        assert!(!Touched::default().any_between(T0, T0 + 90 * MIN));
     }
 }

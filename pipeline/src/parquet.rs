@@ -26,6 +26,8 @@
 //! page encoders, statistics and the file layout.
 
 use std::io::Cursor;
+use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use polars::prelude::*;
@@ -34,6 +36,8 @@ use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::compute::concatenate::concatenate;
 use polars_arrow::datatypes::IntegerType;
 use polars_parquet::parquet::error::ParquetError;
+use polars_parquet::parquet::metadata::{FileMetadata, RowGroupMetadata};
+use polars_parquet::parquet::statistics::Statistics;
 use polars_parquet::write::{
     CompressedPage, CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FileWriter, Version,
     WriteOptions, ZstdLevel, array_to_columns, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
@@ -44,7 +48,7 @@ use crate::bronze::{EXTRA, RAW, SOURCE_LINE};
 use crate::silver::columns::{EVENT_ID, EVENT_TIME, LATENCY_MS, USER_ID};
 
 /// Rows per row group.
-const ROW_GROUP_ROWS: usize = 256 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 256 * 1024;
 
 /// Fewest rows of the arrays a plain column is written from (each one
 /// page or more), unless the row group has fewer.
@@ -67,12 +71,14 @@ const NO_MIN_MAX: [&str; 3] = ["timestamp", EXTRA, RAW];
 
 /// A frame as Parquet bytes: zstd at `zstd_level`, min/max/null-count
 /// statistics (null counts only on [`NO_MIN_MAX`]), row groups of
-/// [`ROW_GROUP_ROWS`]. (Distinct counts are left out: computing them
-/// hashes every value and no reader uses them for pruning.)
+/// `group_rows` ([`ROW_GROUP_ROWS`] unless a reader prunes them finer).
+/// (Distinct counts are left out: computing them hashes every value and
+/// no reader uses them for pruning.)
 ///
 /// The frame's chunks are not gathered first; see [`arrays`] for how
 /// each column is taken.
-pub(crate) fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
+pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> PolarsResult<Vec<u8>> {
+    let group_rows = group_rows.max(1);
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
     let options = WriteOptions {
@@ -99,8 +105,8 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32) -> PolarsResult<Vec<u8>> {
         .collect();
     let mut buffer = Vec::new();
     let mut writer = FileWriter::new_with_parquet_schema(&mut buffer, schema, parquet_schema.clone(), options);
-    for offset in (0..df.height()).step_by(ROW_GROUP_ROWS) {
-        let rows = df.slice(offset as i64, ROW_GROUP_ROWS);
+    for offset in (0..df.height()).step_by(group_rows) {
+        let rows = df.slice(offset as i64, group_rows);
         let columns = rows
             .columns()
             .par_iter()
@@ -244,16 +250,64 @@ fn string_dictionary(chunks: &[&Utf8ViewArray]) -> Option<DictionaryArray<u32>> 
 
 /// Parquet bytes as a frame, optionally only some columns.
 pub(crate) fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
-    ParquetReader::new(Cursor::new(bytes))
+    decode_rows(bytes, None, columns, None)
+}
+
+/// Rows `rows` (all when `None`) of Parquet bytes, optionally only some
+/// columns; `footer` is their footer when already read (else it is read
+/// from the bytes). polars decodes only the row groups the rows fall in.
+pub(crate) fn decode_rows(
+    bytes: Bytes,
+    footer: Option<Arc<FileMetadata>>,
+    columns: Option<&[&str]>,
+    rows: Option<Range<usize>>,
+) -> PolarsResult<DataFrame> {
+    let mut reader = ParquetReader::new(Cursor::new(bytes));
+    if let Some(footer) = footer {
+        reader.set_metadata(footer);
+    }
+    reader
         .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
+        .with_slice(rows.map(|r| (r.start, r.len())))
         .finish()
+}
+
+/// The statistics a row group of the file `footer` describes holds for
+/// its top-level column `column`, if any (and if they decode).
+pub(crate) fn column_statistics(footer: &FileMetadata, group: &RowGroupMetadata, column: &str) -> Option<Statistics> {
+    let chunk = group.parquet_columns().iter().find(|c| c.descriptor().path_in_schema == [column])?;
+    chunk.statistics(&footer.footer_buf).and_then(Result::ok)
+}
+
+/// One row group of a file: its rows, and the least and greatest value of
+/// an integer column (a timestamp's µs) when its statistics say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RowGroup {
+    pub rows: Range<usize>,
+    pub bounds: Option<(i64, i64)>,
+}
+
+/// A file's row groups with the bounds of the 64-bit integer or timestamp
+/// column `column`, from its footer. A group without a min and max for it
+/// (no statistics, or only nulls) has none: a reader must read it.
+pub(crate) fn row_groups(footer: &FileMetadata, column: &str) -> Vec<RowGroup> {
+    let mut start = 0;
+    let mut groups = Vec::with_capacity(footer.row_groups.len());
+    for group in &footer.row_groups {
+        let bounds = match column_statistics(footer, group, column) {
+            Some(Statistics::Int64(s)) => s.min_value.zip(s.max_value),
+            _ => None,
+        };
+        groups.push(RowGroup { rows: start..start + group.num_rows(), bounds });
+        start += group.num_rows();
+    }
+    groups
 }
 
 #[cfg(test)]
 mod tests {
     use polars_parquet::parquet::metadata::ColumnChunkMetadata;
     use polars_parquet::parquet::read::read_metadata;
-    use polars_parquet::parquet::statistics::Statistics;
 
     use super::*;
 
@@ -315,7 +369,7 @@ mod tests {
     #[test]
     fn frames_read_back_equal_with_plain_columns_plain() {
         let df = frame();
-        let bytes = encode(&df, 1).expect("encode");
+        let bytes = encode(&df, 1, ROW_GROUP_ROWS).expect("encode");
         let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
         assert_eq!(back.schema(), df.schema());
         assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
@@ -336,12 +390,12 @@ mod tests {
         let whole = frame();
         let pieces = in_pieces(&whole);
         assert!(pieces.column("event_id").expect("event_id").n_chunks() > 1, "not in pieces");
-        let bytes = encode(&pieces, 1).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
         let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
         assert!(back.equals_missing(&whole), "{back:?}\n{whole:?}");
         let mut rechunked = pieces.clone();
         rechunked.rechunk_mut();
-        assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1).expect("encode")));
+        assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1, ROW_GROUP_ROWS).expect("encode")));
     }
 
     #[test]
@@ -352,7 +406,7 @@ mod tests {
         let df =
             DataFrame::new(n, vec![constant, distinct.with_name("event_type".into()).into_column()]).expect("frame");
         let pieces = in_pieces_of(&df, &[0, 3_000, 3_000, 7_777, n]);
-        let bytes = encode(&pieces, 1).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
         assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
         let metadata = read_metadata(&mut Cursor::new(&bytes)).expect("metadata");
         let dictionaries: Vec<bool> =
@@ -369,7 +423,7 @@ mod tests {
         let bounds: Vec<usize> = (0..=n).step_by(10).collect();
         let pieces = in_pieces_of(&df, &bounds);
         assert_eq!(pieces.column("_source_line").expect("column").n_chunks(), 1_000);
-        let bytes = encode(&pieces, 1).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
         assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
         // A page (header, zstd frame) per 10 rows would about double the column.
         let size = |bytes: &[u8]| {
@@ -378,13 +432,13 @@ mod tests {
         };
         let mut whole = pieces.clone();
         whole.rechunk_mut();
-        assert!(size(&bytes) < size(&encode(&whole, 1).expect("encode")) * 11 / 10);
+        assert!(size(&bytes) < size(&encode(&whole, 1, ROW_GROUP_ROWS).expect("encode")) * 11 / 10);
     }
 
     #[test]
     fn free_text_has_null_counts_but_no_min_max() {
         let df = frame();
-        for group in statistics(&encode(&df, 1).expect("encode")) {
+        for group in statistics(&encode(&df, 1, ROW_GROUP_ROWS).expect("encode")) {
             for (name, statistics) in group {
                 let Statistics::Binary(s) = statistics else { continue };
                 let free_text = NO_MIN_MAX.contains(&name.as_str());
@@ -397,7 +451,29 @@ mod tests {
     #[test]
     fn an_empty_frame_keeps_its_schema() {
         let df = frame().clear();
-        let back = decode(Bytes::from(encode(&df, 1).expect("encode")), None).expect("decode");
+        let back = decode(Bytes::from(encode(&df, 1, ROW_GROUP_ROWS).expect("encode")), None).expect("decode");
         assert_eq!((back.height(), back.schema()), (0, df.schema()));
+    }
+
+    #[test]
+    fn row_groups_give_their_rows_and_bounds_and_a_slice_decodes_only_its_rows() {
+        let df = frame();
+        let bytes = Bytes::from(encode(&df, 1, 100_000).expect("encode"));
+        let footer = read_metadata(&mut Cursor::new(bytes.clone())).expect("footer");
+        let groups = row_groups(&footer, "event_time");
+        let times = df.column("event_time").expect("time").datetime().expect("datetime").physical().clone();
+        let starts: Vec<usize> = groups.iter().map(|g| g.rows.start).collect();
+        assert_eq!(starts, [0, 100_000, 200_000, 300_000]);
+        assert_eq!(groups.last().map(|g| g.rows.end), Some(df.height()));
+        for group in &groups {
+            let slice = times.slice(group.rows.start as i64, group.rows.len());
+            assert_eq!(group.bounds, slice.min().zip(slice.max()), "{:?}", group.rows);
+        }
+        assert_eq!(row_groups(&footer, "no_such_column").iter().filter(|g| g.bounds.is_some()).count(), 0);
+        let columns = Some(["event_time", "service"].as_slice());
+        let rows = decode_rows(bytes.clone(), Some(Arc::new(footer)), columns, Some(150_000..210_000)).expect("decode");
+        assert!(rows.equals_missing(&decode_rows(bytes, None, columns, Some(150_000..210_000)).expect("decode")));
+        let expected = df.slice(150_000, 60_000).select(["event_time", "service"]).expect("select");
+        assert!(rows.equals_missing(&expected));
     }
 }

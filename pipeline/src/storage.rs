@@ -24,6 +24,7 @@ pub use object_store::UpdateVersion as Version;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::frames::concat_frames;
 use crate::parquet;
 
 /// A location: a store plus a prefix inside it.
@@ -381,7 +382,13 @@ impl Storage {
 
     /// Writes a frame as one zstd-compressed Parquet object with statistics.
     pub fn put_parquet(&self, relative: &str, df: &DataFrame) -> Result<u64> {
-        let bytes = parquet::encode(df, self.zstd_level).map_err(|source| Error::Parquet {
+        self.put_parquet_in_groups(relative, df, parquet::ROW_GROUP_ROWS)
+    }
+
+    /// [`Storage::put_parquet`] with row groups of `group_rows` rows: finer
+    /// groups for a file whose readers skip groups by their statistics.
+    pub(crate) fn put_parquet_in_groups(&self, relative: &str, df: &DataFrame, group_rows: usize) -> Result<u64> {
+        let bytes = parquet::encode(df, self.zstd_level, group_rows).map_err(|source| Error::Parquet {
             action: "encode",
             path: relative.to_string(),
             source,
@@ -443,6 +450,28 @@ impl Storage {
     /// Reads a Parquet object, optionally only some columns.
     pub(crate) fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
         read_parquet(relative, self.get(relative)?, columns)
+    }
+
+    /// Reads some rows of a Parquet object whose `footer` was read
+    /// ([`Storage::parquet_footer`]), one range after another: each range
+    /// is decoded on its own, so only the row groups it falls in.
+    pub(crate) fn get_parquet_rows(
+        &self,
+        relative: &str,
+        footer: &Arc<polars_parquet::parquet::metadata::FileMetadata>,
+        columns: &[&str],
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<DataFrame> {
+        let bytes = self.get(relative)?;
+        let frames = ranges
+            .iter()
+            .map(|rows| {
+                let footer = Some(Arc::clone(footer));
+                parquet::decode_rows(bytes.clone(), footer, Some(columns), Some(rows.clone()))
+                    .map_err(|source| Error::Parquet { action: "read", path: relative.to_string(), source })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        concat_frames(frames)
     }
 }
 

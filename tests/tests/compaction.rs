@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use polars::prelude::*;
 use tests::*;
 
 /// Files a run may leave in one partition before it is compacted.
@@ -46,6 +47,23 @@ fn assert_indexes_follow_files(out: &Path) {
     assert_eq!(stems(&out.join("_state/event_ids"), "ids"), stems(&out.join("silver/events"), "parquet"));
 }
 
+/// Each merged silver events file holds its events ordered by minute (gold
+/// reads only the row groups of the minutes a run touched).
+fn assert_merged_silver_is_ordered_by_minute(out: &Path) -> usize {
+    let merged: Vec<PathBuf> = parquet_files(&out.join("silver/events"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("-compact-")))
+        .collect();
+    for file in &merged {
+        let df = ParquetReader::new(std::fs::File::open(file).expect("open")).finish().expect("read");
+        let times = df.column("event_time").expect("event_time").datetime().expect("a timestamp").physical();
+        let minutes: Vec<i64> = times.iter().map(|t| t.expect("clean events have a time") / 60_000_000).collect();
+        assert!(minutes.is_sorted(), "{}: events ordered by minute", file.display());
+        assert!(minutes.first() < minutes.last(), "{}: events of more than one minute", file.display());
+    }
+    merged.len()
+}
+
 #[test]
 fn runs_compact_the_partitions_they_write_and_every_reader_sees_the_same_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -63,6 +81,7 @@ fn runs_compact_the_partitions_they_write_and_every_reader_sees_the_same_rows() 
     let most = most_files_in_a_partition(&out);
     assert!(most < 3, "a partition keeps fewer than compact_min_files files, got {most}");
     assert_indexes_follow_files(&out);
+    assert!(assert_merged_silver_is_ordered_by_minute(&out) > 0, "merged silver files");
     let silver = operations(&out, "silver/events");
     assert!(silver.iter().any(|o| o == "OPTIMIZE"), "compactions are table versions: {silver:?}");
     assert!(staging_is_empty(&out));

@@ -34,8 +34,7 @@ pub(crate) fn of(footer: &FileMetadata, schema: &Schema) -> Value {
         .collect();
     for group in &footer.row_groups {
         for (name, dtype, column) in &mut columns {
-            let chunk = group.parquet_columns().iter().find(|c| c.descriptor().path_in_schema == [name.as_str()]);
-            let stats = chunk.and_then(|c| c.statistics(&footer.footer_buf)).and_then(Result::ok);
+            let stats = crate::parquet::column_statistics(footer, group, name);
             let (nulls, bounds) = match &stats {
                 Some(stats) => (null_count(stats), bounds(stats, dtype)),
                 None => (None, None),
@@ -130,7 +129,7 @@ mod tests {
     use super::*;
 
     fn footer(df: &DataFrame) -> FileMetadata {
-        let bytes = crate::parquet::encode(df, 1).expect("encode");
+        let bytes = crate::parquet::encode(df, 1, crate::parquet::ROW_GROUP_ROWS).expect("encode");
         polars_parquet::parquet::read::read_metadata(&mut Cursor::new(bytes)).expect("footer")
     }
 

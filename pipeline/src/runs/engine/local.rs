@@ -13,8 +13,10 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use polars::prelude::*;
+use polars_parquet::parquet::metadata::FileMetadata;
 use rayon::prelude::*;
 use tracing::info;
 
@@ -24,6 +26,7 @@ use crate::error::Result;
 use crate::frames::concat_frames;
 use crate::gold;
 use crate::layout::{self, GOLD, SILVER_EVENTS};
+use crate::parquet::{self, RowGroup};
 use crate::runs::id_index;
 use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
@@ -145,12 +148,23 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
     let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
     let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
-    // With passes, each file's minutes first (one column): a pass reads only
-    // the files with events in its range. Input that arrives roughly in time
-    // order (most exports) is then read about once, not once per pass.
-    let spans: Vec<Option<Range<i64>>> = match passes {
-        1 => vec![Some(day_start..day_start + MINUTES_PER_DAY * MINUTE_MICROS); sources.len()],
-        _ => sources.par_iter().map(|e| gold::minutes_spanned(&read(e, &[EVENT_TIME])?)).collect::<Result<_>>()?,
+    // Unless a pass takes every event of the date, each file's row groups
+    // with the event times they span, from its footer: a pass reads only
+    // the groups with events in its range and, when the date has gold, with
+    // a touched row. Input that arrives roughly in time order (most
+    // exports) is then read about once, not once per pass; a merged silver
+    // file (ordered by minute) only for the minutes a run touched.
+    let whole = passes == 1 && touched.is_none();
+    let footers: Vec<(Arc<FileMetadata>, Vec<RowGroup>)> = match whole {
+        true => Vec::new(),
+        false => sources
+            .par_iter()
+            .map(|e| {
+                let footer = output.parquet_footer(e)?;
+                let groups = parquet::row_groups(&footer, EVENT_TIME);
+                Ok((Arc::new(footer), groups))
+            })
+            .collect::<Result<_>>()?,
     };
     let (mut parts, mut reads) = (Vec::new(), 0);
     for pass in 0..passes {
@@ -158,14 +172,24 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
         let keep = |service: &str, minute: i64| {
             range.contains(&minute) && touched.as_ref().is_none_or(|t| t.contains(service, minute))
         };
-        let overlapping = |s: &Range<i64>| s.start < range.end && range.start < s.end;
+        let needed = |group: &RowGroup| match group.bounds {
+            None => true,
+            Some((first, last)) => {
+                first < range.end && range.start <= last && touched.as_ref().is_none_or(|t| t.any_between(first, last))
+            }
+        };
         let frames = sources
             .par_iter()
-            .zip(&spans)
-            .filter(|(_, span)| span.as_ref().is_some_and(overlapping))
-            .map(|(e, _)| {
-                let df = read(e, &gold::INPUT_COLUMNS)?;
-                if passes == 1 && touched.is_none() { Ok(df) } else { gold::events_in(&df, keep) }
+            .enumerate()
+            .filter_map(|(i, e)| match whole {
+                true => Some(read(e, &gold::INPUT_COLUMNS)),
+                false => {
+                    let (footer, groups) = &footers[i];
+                    let rows = row_ranges(groups, needed);
+                    let read = || output.get_parquet_rows(&e.relative, footer, &gold::INPUT_COLUMNS, &rows);
+                    let df = (!rows.is_empty()).then(read);
+                    df.map(|df| df.and_then(|df| gold::events_in(&df, keep)))
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         reads += frames.len();
@@ -183,10 +207,41 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     Ok((path, metrics.height() as u64))
 }
 
+/// The rows of the `groups` that are `needed`, adjacent groups joined.
+fn row_ranges(groups: &[RowGroup], needed: impl Fn(&RowGroup) -> bool) -> Vec<Range<usize>> {
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    for group in groups.iter().filter(|g| needed(g)) {
+        match ranges.last_mut() {
+            Some(last) if last.end == group.rows.start => last.end = group.rows.end,
+            _ => ranges.push(group.rows.clone()),
+        }
+    }
+    ranges
+}
+
 /// The gold file a date has now. A partition holds one file whenever no run
 /// is publishing (publishing deletes the file a new one replaced); should
 /// a crash leave two, the newer run's is the current one.
 fn previous_gold(output: &Storage, date: i32) -> Result<Option<String>> {
     let files = output.parquet_files(&layout::partition(GOLD, "event_date", &format_date(date)))?;
     Ok(files.into_iter().max())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_needed_row_groups_are_read_as_few_ranges() {
+        let groups: Vec<RowGroup> =
+            [(0, 10, Some((0, 5))), (10, 20, None), (20, 25, Some((6, 9))), (25, 40, Some((10, 12)))]
+                .map(|(start, end, bounds)| RowGroup { rows: start..end, bounds })
+                .to_vec();
+        let below = |limit: i64| move |g: &RowGroup| g.bounds.is_none_or(|(first, _)| first < limit);
+        let rows = |start: usize, end: usize| start..end;
+        assert_eq!(row_ranges(&groups, below(100)), [rows(0, 40)]);
+        assert_eq!(row_ranges(&groups, below(6)), [rows(0, 20)]);
+        assert_eq!(row_ranges(&groups, |g| g.bounds.is_some_and(|(first, _)| first != 6)), [0..10, 25..40]);
+        assert_eq!(row_ranges(&groups, |_| false), Vec::<Range<usize>>::new());
+    }
 }
