@@ -2,7 +2,9 @@
 """Crash soak: `pipeline run` killed with SIGKILL at random moments.
 
 Input: deliveries of generated, dirty events (3 files each); runs compact
-a partition once it holds 4 small files, so kills land in compactions too. On a local
+a partition once it holds 4 small files, and write a checkpoint every 5
+table versions that deletes the log files below it, so kills land in
+compactions, checkpoints and log cleanups too. On a local
 folder and on S3 (moto on 127.0.0.1), until KILLS kills have landed: deliver
 the next one, start `pipeline run`, SIGKILL it after a random delay within
 the time such a run takes (a run that finished first is not counted), then
@@ -67,11 +69,19 @@ def layer_rows(root, layer, exclude):
 
 def table_rows(root, layer, exclude):
     """A layer's rows as its Delta table's newest version holds them: the
-    JSON commits replayed (adds minus removes), then those files read."""
+    checkpoint `_last_checkpoint` names (its `add` paths), then the JSON
+    commits after it replayed (adds minus removes), then those files read."""
     log = os.path.join(root, layer, "_delta_log")
-    live = set()
+    live, since = set(), -1
+    hint = os.path.join(log, "_last_checkpoint")
+    if os.path.exists(hint):
+        with open(hint) as f:
+            since = json.load(f)["version"]
+        checkpoint = os.path.join(log, f"{since:020}.checkpoint.parquet")
+        live = {path for (path,) in duckdb.sql(
+            f"SELECT add.path FROM read_parquet('{checkpoint}') WHERE add IS NOT NULL").fetchall()}
     for name in sorted(os.listdir(log)) if os.path.isdir(log) else []:
-        if name.endswith(".json"):
+        if name.endswith(".json") and int(name[:-5]) > since:
             with open(os.path.join(log, name)) as commit:
                 for action in map(json.loads, filter(str.strip, commit)):
                     if "add" in action:
@@ -109,8 +119,12 @@ def soak(place, work, batches, endpoint):
         output, env = f"s3://soak/{place}", {**S3_ENV, "AWS_ENDPOINT": endpoint}
     else:
         output, env = os.path.join(work, f"out-{place}"), {}
-    # Compaction after every fourth small file of a partition, so kills land in compactions too.
+    # Compaction after every fourth small file of a partition, and a
+    # checkpoint every 5 versions that deletes the log files below it, so
+    # kills land in compactions, checkpoints and log cleanups too.
     env["MINUTELY_COMPACT_MIN_FILES"] = "4"
+    env["MINUTELY_CHECKPOINT_INTERVAL"] = "5"
+    env["MINUTELY_LOG_RETENTION_HOURS"] = "0"
     random.seed(f"crash-soak-{place}")
     # Kill moments are drawn within the longest run so far (runs grow with
     # the output; a run after a kill that landed late finds nothing new).
@@ -177,7 +191,10 @@ def soak(place, work, batches, endpoint):
 def main():
     work = tempfile.mkdtemp(prefix="crash-soak-")
     batches = []
-    for i in range(KILLS * 2):
+    # Enough deliveries for KILLS kills: a run that finishes before its kill
+    # moment is not counted (with checkpoints every 5 versions, 100
+    # deliveries once gave only 28 kills on a local folder).
+    for i in range(KILLS * 4):
         batch = os.path.join(work, "all", f"batch-{i:03}")
         subprocess.run([PIPELINE, "generate", "--events", "600", "--seed", str(100 + i), "--out", batch],
                        check=True, capture_output=True)

@@ -9,12 +9,15 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigFile, EngineFlags, MaintenanceFlags, Overrides, PipelineFlags, RetentionFlags};
+use crate::config::{
+    ConfigFile, EngineFlags, MaintenanceFlags, Overrides, PipelineConfig, PipelineFlags, RetentionFlags,
+};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, Kinds, generate};
 use crate::inspect::{LAYER_NAMES, inspect};
 use crate::runs::{CrashPoint, Manifest, Outcome, RunOptions, RunStatus, compact_output, run, vacuum};
 use crate::storage::Storage;
+use crate::tables::LogPolicy;
 
 /// minutely: raw service events → bronze → silver → gold per-minute metrics.
 #[derive(Debug, Parser)]
@@ -188,7 +191,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
                 &config,
                 RunOptions {
                     full_refresh: args.full_refresh,
-                    checkpoint_interval: config.maintenance.checkpoint_interval,
+                    log: log_policy(&config),
                     crash_at: args.crash_at,
                     fail_at: args.fail_at,
                 },
@@ -247,11 +250,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
             let config = file.resolve(Overrides { pipeline, maintenance: args.maintenance, ..Overrides::default() })?;
             let started = Instant::now();
-            let options = RunOptions {
-                checkpoint_interval: config.maintenance.checkpoint_interval,
-                crash_at: args.crash_at,
-                ..RunOptions::default()
-            };
+            let options = RunOptions { log: log_policy(&config), crash_at: args.crash_at, ..RunOptions::default() };
             match compact_output(&config, &options)? {
                 None => println!(
                     "Nothing to compact: no partition holds small files from {} runs.",
@@ -279,11 +278,7 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let pipeline = PipelineFlags { output: args.output, ..PipelineFlags::default() };
             let config = file.resolve(Overrides { pipeline, retention: args.retention, ..Overrides::default() })?;
             let today = args.today.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let options = RunOptions {
-                checkpoint_interval: config.maintenance.checkpoint_interval,
-                crash_at: args.crash_at,
-                ..RunOptions::default()
-            };
+            let options = RunOptions { log: log_policy(&config), crash_at: args.crash_at, ..RunOptions::default() };
             let expiry = vacuum(&config, today, args.dry_run, &options)?;
             let verb = if args.dry_run { "Would remove" } else { "Removed" };
             println!(
@@ -311,6 +306,14 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             print!("{}", inspect(&output, args.layer.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// When tables get checkpoints and lose old log files (`[maintenance]`).
+fn log_policy(config: &PipelineConfig) -> LogPolicy {
+    LogPolicy {
+        checkpoint_interval: config.maintenance.checkpoint_interval,
+        retention_hours: config.maintenance.log_retention_hours,
     }
 }
 

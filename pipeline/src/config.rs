@@ -223,6 +223,10 @@ section! {
         /// this many versions, so that opening it reads only the versions
         /// since (README "Tables").
         checkpoint_interval: u64 = crate::tables::DEFAULT_CHECKPOINT_INTERVAL, env "MINUTELY_CHECKPOINT_INTERVAL", within 1..=1_000_000;
+        /// After each checkpoint, a table's commits and checkpoints below
+        /// the newest checkpoint older than this many hours are deleted:
+        /// time travel reaches back at least this far (README "Tables").
+        log_retention_hours: u64 = crate::tables::DEFAULT_LOG_RETENTION_HOURS, env "MINUTELY_LOG_RETENTION_HOURS", within 0..=1_000_000;
     }
 }
 

@@ -86,3 +86,55 @@ fn tables_get_checkpoints_and_runs_go_on_from_them_after_older_commits_are_gone(
     let message = text(&refused);
     assert!(message.contains(&format!("version {version}")) && message.contains("checkpoint"), "{message}");
 }
+
+/// The log files of a table, as (version, is a checkpoint), in order.
+fn log_files(table: &Path) -> Vec<(u64, bool)> {
+    let mut files: Vec<(u64, bool)> = std::fs::read_dir(table.join("_delta_log"))
+        .expect("a log")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (version, checkpoint) = match name.strip_suffix(".checkpoint.parquet") {
+                Some(version) => (version.to_string(), true),
+                None => (name.strip_suffix(".json")?.to_string(), false),
+            };
+            Some((version.parse().ok()?, checkpoint))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn checkpoints_delete_the_log_files_past_the_retention_and_runs_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path(), 3000, 8);
+    deliver(dir.path(), "ref-in", &files);
+    let reference = run_into(dir.path(), "ref-in", "ref-out", &[], &[]);
+    assert!(reference.status.success(), "{}", text(&reference));
+
+    // The default retention (30 days) keeps the whole log.
+    run_one_file_each(dir.path(), &files, "kept-in", "kept", &env());
+    for (layer, _) in &LAYERS {
+        let log = log_files(&dir.path().join("kept").join(layer));
+        assert_eq!(log.first(), Some(&(0, false)), "{layer}: version 0 kept");
+        assert!(log.iter().filter(|(_, checkpoint)| *checkpoint).count() >= 2, "{layer}: checkpoints {log:?}");
+    }
+
+    // No retention: each checkpoint deletes every log file below it.
+    let mut none = env();
+    none.push(("MINUTELY_LOG_RETENTION_HOURS", "0".into()));
+    run_one_file_each(dir.path(), &files, "in", "out", &none);
+    let out = dir.path().join("out");
+    assert_same_layers(&out, &dir.path().join("ref-out"), "runs with log cleanup");
+    for (layer, _) in &LAYERS {
+        let table = out.join(layer);
+        let checkpoint = last_checkpoint(&table);
+        let log = log_files(&table);
+        assert!(checkpoint >= 2, "{layer}: checkpointed at {checkpoint}");
+        assert_eq!(log.first(), Some(&(checkpoint, false)), "{layer}: the log starts at its checkpoint: {log:?}");
+        assert!(log.contains(&(checkpoint, true)), "{layer}: the checkpoint is kept: {log:?}");
+        let versions: Vec<u64> = log.iter().filter(|(_, c)| !c).map(|(v, _)| *v).collect();
+        assert_eq!(versions, (checkpoint..checkpoint + versions.len() as u64).collect::<Vec<_>>(), "{layer}: no gap");
+    }
+}

@@ -80,7 +80,7 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: O
         compacted: &manifest.compacted,
         expired: &manifest.expired,
         full_refresh: manifest.full_refresh,
-        checkpoint_interval: options.checkpoint_interval,
+        log: options.log,
     };
     let committed = tables::commit_run(output, &change, heads)?;
     checkpoint(options, CrashPoint::TablesCommitted)?;

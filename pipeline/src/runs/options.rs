@@ -1,31 +1,22 @@
-//! How a run was asked to behave: a full refresh, how often its tables get
-//! checkpoints, and the points where a crash or failure test stops it.
+//! How a run was asked to behave: a full refresh, when its tables get
+//! checkpoints and lose old log files, and the points where a crash or
+//! failure test stops it.
 //! Read by the orchestrator (`execute`) and by the commit step (`commit`).
 
+use crate::tables::LogPolicy;
+
 /// How a run was asked to behave.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RunOptions {
     /// Ignore earlier runs: re-ingest all input and replace every layer.
     pub full_refresh: bool,
-    /// `[maintenance] checkpoint_interval`: a table gets a checkpoint once
-    /// its newest is this many versions old.
-    pub checkpoint_interval: u64,
+    /// `[maintenance] checkpoint_interval` and `log_retention_hours`.
+    pub log: LogPolicy,
     /// For crash tests: abort the process at this point, as `kill -9` would.
     pub crash_at: Option<CrashPoint>,
     /// For failure tests: fail with an error at this point, as a storage
     /// error would.
     pub fail_at: Option<CrashPoint>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            full_refresh: false,
-            checkpoint_interval: crate::tables::DEFAULT_CHECKPOINT_INTERVAL,
-            crash_at: None,
-            fail_at: None,
-        }
-    }
 }
 
 /// Points where a test can stop a run: by aborting (`MINUTELY_CRASH_AT`)

@@ -9,17 +9,24 @@
 //! enough. A commit is created only if absent ([`Storage::create`]), so
 //! two writers racing for one version cannot both win.
 
+use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Value, json};
+use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::storage::{Entry, Storage};
 
 /// The log folder inside a table.
 pub(crate) const LOG_DIR: &str = "_delta_log";
 
 /// What `commitInfo.engineInfo` starts with in every version this writer commits.
 const ENGINE: &str = "minutely";
+
+/// Hours a log keeps what time travel to a version needs, unless
+/// `[maintenance] log_retention_hours` says otherwise: 30 days, as Delta's
+/// `delta.logRetentionDuration` does by default.
+pub(crate) const DEFAULT_RETENTION_HOURS: u64 = 30 * 24;
 
 /// The newest version of a table's log.
 #[derive(Debug)]
@@ -40,6 +47,31 @@ pub(super) fn commit_path(layer: &str, version: u64) -> String {
 /// The checkpoint of `version`: the table's whole state then.
 pub(super) fn checkpoint_path(layer: &str, version: u64) -> String {
     format!("{layer}/{LOG_DIR}/{version:020}.checkpoint.parquet")
+}
+
+/// What a log file is, by name: a commit or a checkpoint of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LogFile {
+    Commit(u64),
+    Checkpoint(u64),
+}
+
+impl LogFile {
+    /// The file at `relative` inside the log folder `prefix` (`…/_delta_log/`);
+    /// `None` for any other name (`_last_checkpoint`, a temporary file).
+    fn of(relative: &str, prefix: &str) -> Option<Self> {
+        let name = relative.strip_prefix(prefix)?;
+        match name.strip_suffix(".checkpoint.parquet") {
+            Some(version) => Some(Self::Checkpoint(version.parse().ok()?)),
+            None => Some(Self::Commit(name.strip_suffix(".json")?.parse().ok()?)),
+        }
+    }
+
+    fn version(self) -> u64 {
+        match self {
+            Self::Commit(v) | Self::Checkpoint(v) => v,
+        }
+    }
 }
 
 /// The file naming the newest checkpoint.
@@ -63,8 +95,13 @@ pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
     let checkpoint = last_checkpoint(output, layer)?;
     let after = checkpoint.map(|v| format!("{prefix}{v:020}"));
     let listed = output.list_after(&prefix, after.as_deref())?;
-    let mut versions: Vec<u64> =
-        listed.iter().filter_map(|e| e.relative.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok()).collect();
+    let mut versions: Vec<u64> = listed
+        .iter()
+        .filter_map(|e| match LogFile::of(&e.relative, &prefix)? {
+            LogFile::Commit(v) => Some(v),
+            LogFile::Checkpoint(_) => None,
+        })
+        .collect();
     versions.sort_unstable();
     let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
     if let Some(checkpoint) = checkpoint {
@@ -124,6 +161,35 @@ fn read_head(output: &Storage, layer: &str, newest: u64, checkpoint: Option<u64>
         )),
         None => Err(refuse(newest, "it has no commitInfo, so another writer committed it".into())),
     }
+}
+
+/// Deletes the log files of the table in `layer` that no version since
+/// `cutoff` needs: every commit and checkpoint below the newest checkpoint
+/// (at most `newest`) written before `cutoff`. That checkpoint stays, so
+/// every version from it on can still be read and travelled to; the ones
+/// below were all committed before `cutoff`. Oldest first, so a cleanup
+/// cut short leaves a log that starts later, never one with a gap.
+pub(super) fn clean_up(output: &Storage, layer: &str, newest: u64, cutoff: DateTime<Utc>) -> Result<()> {
+    let prefix = format!("{layer}/{LOG_DIR}/");
+    let mut files: Vec<(LogFile, Entry)> =
+        output.list(&prefix)?.into_iter().filter_map(|e| Some((LogFile::of(&e.relative, &prefix)?, e))).collect();
+    let kept_from = files
+        .iter()
+        .filter_map(|(file, e)| match file {
+            LogFile::Checkpoint(v) if *v <= newest && e.last_modified < cutoff => Some(*v),
+            _ => None,
+        })
+        .max();
+    let Some(kept_from) = kept_from else { return Ok(()) };
+    files.retain(|(file, _)| file.version() < kept_from);
+    files.sort_by_key(|(file, _)| (file.version(), *file));
+    for (_, entry) in &files {
+        output.delete(&entry.relative)?;
+    }
+    if !files.is_empty() {
+        info!(table = layer, kept_from, deleted = files.len(), "Deleted expired log files.");
+    }
+    Ok(())
 }
 
 /// Creates version `version` of the table in `layer`; fails when that
@@ -203,6 +269,17 @@ fn decode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_files_are_known_by_name() {
+        let prefix = "gold/x/_delta_log/";
+        let of = |name: &str| LogFile::of(&format!("{prefix}{name}"), prefix);
+        assert_eq!(of("00000000000000000007.json"), Some(LogFile::Commit(7)));
+        assert_eq!(of("00000000000000000100.checkpoint.parquet"), Some(LogFile::Checkpoint(100)));
+        assert_eq!(of("_last_checkpoint"), None);
+        assert_eq!(of("00000000000000000007.json#1"), None);
+        assert_eq!(LogFile::of("gold/y/_delta_log/00000000000000000007.json", prefix), None);
+    }
 
     fn memory() -> Storage {
         let name = format!("memory://tables-{}", uuid::Uuid::new_v4());

@@ -14,7 +14,9 @@
 //!   created only if absent.
 //! - [`stats`] turns a Parquet footer into a file's Delta statistics.
 //! - [`checkpoint`] writes a table's state every so many versions, so that
-//!   opening it does not cost more as versions pile up.
+//!   opening it does not cost more as versions pile up; after it, the log
+//!   files no version within the log's retention needs are deleted
+//!   ([`log::clean_up`]).
 
 mod checkpoint;
 mod log;
@@ -26,9 +28,10 @@ use chrono::Utc;
 use polars::prelude::{DataType, Schema};
 use rayon::prelude::*;
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 pub(crate) use checkpoint::DEFAULT_INTERVAL as DEFAULT_CHECKPOINT_INTERVAL;
+pub(crate) use log::DEFAULT_RETENTION_HOURS as DEFAULT_LOG_RETENTION_HOURS;
 use log::LOG_DIR;
 
 use crate::error::{Error, Result};
@@ -122,8 +125,25 @@ pub(crate) struct Change<'a> {
     pub expired: &'a [String],
     /// The run replaces every earlier file of each table.
     pub full_refresh: bool,
+    /// When tables get checkpoints and their old log files go.
+    pub log: LogPolicy,
+}
+
+/// When a table gets a checkpoint, and how long the log keeps what time
+/// travel needs (`[maintenance]`; README "Tables").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogPolicy {
     /// A table gets a checkpoint once its newest is this many versions old.
     pub checkpoint_interval: u64,
+    /// After a checkpoint, the commits and checkpoints below the newest
+    /// checkpoint older than this many hours are deleted.
+    pub retention_hours: u64,
+}
+
+impl Default for LogPolicy {
+    fn default() -> Self {
+        Self { checkpoint_interval: checkpoint::DEFAULT_INTERVAL, retention_hours: log::DEFAULT_RETENTION_HOURS }
+    }
 }
 
 /// Commits one version to each table the run changed, once: a table whose
@@ -211,8 +231,13 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
         actions.extend(adds);
         actions.push(log::commit_info(run_id, operation, removed.is_empty() && data_change, now));
         log::commit(output, table.layer, version, &actions)?;
-        if version >= head.as_ref().and_then(|h| h.checkpoint).unwrap_or(0) + change.checkpoint_interval {
+        if version >= head.as_ref().and_then(|h| h.checkpoint).unwrap_or(0) + change.log.checkpoint_interval {
             checkpoint::write(output, table.layer, version)?;
+            // Best effort: the version is committed; the next checkpoint cleans up again.
+            let cutoff = Utc::now() - chrono::Duration::hours(change.log.retention_hours as i64);
+            if let Err(e) = log::clean_up(output, table.layer, version, cutoff) {
+                warn!(table = table.layer, error = %e.chain(), "Could not delete expired log files; the next checkpoint tries again.");
+            }
         }
         info!(table = table.layer, version, added = new.len(), removed = removed.len(), "Committed a table version.");
         committed.versions.insert(table.layer.to_string(), version);
