@@ -272,6 +272,12 @@ pub(crate) fn decode_rows(
         .finish()
 }
 
+/// The footer of whole Parquet bytes.
+pub(crate) fn footer(bytes: &Bytes) -> PolarsResult<FileMetadata> {
+    polars_parquet::parquet::read::read_metadata(&mut Cursor::new(bytes.clone()))
+        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))
+}
+
 /// The statistics a row group of the file `footer` describes holds for
 /// its top-level column `column`, if any (and if they decode).
 pub(crate) fn column_statistics(footer: &FileMetadata, group: &RowGroupMetadata, column: &str) -> Option<Statistics> {

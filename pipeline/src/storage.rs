@@ -24,8 +24,13 @@ pub use object_store::UpdateVersion as Version;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::frames::concat_frames;
 use crate::parquet;
+
+/// Bytes [`Storage::parquet_footer`] reads from an object's end in one
+/// request: enough for the footers of the layer files. An object no
+/// larger is read whole by it, so a reader that needs its rows too gets
+/// the object instead and reads the footer from its bytes.
+pub(crate) const FOOTER_READ: u64 = 64 * 1024;
 
 /// A location: a store plus a prefix inside it.
 #[derive(Clone)]
@@ -418,14 +423,12 @@ impl Storage {
     /// The footer of a listed Parquet object (schema, row groups and their
     /// statistics), read from its last bytes only.
     pub(crate) fn parquet_footer(&self, entry: &Entry) -> Result<polars_parquet::parquet::metadata::FileMetadata> {
-        /// Enough for the footers of the layer files, read in one request.
-        const TAIL: u64 = 64 * 1024;
         let bad = |message: String| Error::Parquet {
             action: "read the footer of",
             path: entry.relative.clone(),
             source: PolarsError::ComputeError(message.into()),
         };
-        let mut tail = self.get_range(&entry.relative, entry.size.saturating_sub(TAIL)..entry.size)?;
+        let mut tail = self.get_range(&entry.relative, entry.size.saturating_sub(FOOTER_READ)..entry.size)?;
         let footer = match tail.len().checked_sub(8).map(|at| &tail[at..at + 4]) {
             Some(len) => u64::from(u32::from_le_bytes(len.try_into().unwrap_or_default())) + 8,
             None => return Err(bad("shorter than a Parquet footer".into())),
@@ -433,7 +436,11 @@ impl Storage {
         if footer > tail.len() as u64 && footer <= entry.size {
             tail = self.get_range(&entry.relative, entry.size - footer..entry.size)?;
         }
-        polars_parquet::parquet::read::read_metadata(&mut Cursor::new(tail)).map_err(|e| bad(e.to_string()))
+        parquet::footer(&tail).map_err(|source| Error::Parquet {
+            action: "read the footer of",
+            path: entry.relative.clone(),
+            source,
+        })
     }
 
     /// Bytes `range` of an object.
@@ -450,28 +457,6 @@ impl Storage {
     /// Reads a Parquet object, optionally only some columns.
     pub(crate) fn get_parquet(&self, relative: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
         read_parquet(relative, self.get(relative)?, columns)
-    }
-
-    /// Reads some rows of a Parquet object whose `footer` was read
-    /// ([`Storage::parquet_footer`]), one range after another: each range
-    /// is decoded on its own, so only the row groups it falls in.
-    pub(crate) fn get_parquet_rows(
-        &self,
-        relative: &str,
-        footer: &Arc<polars_parquet::parquet::metadata::FileMetadata>,
-        columns: &[&str],
-        ranges: &[std::ops::Range<usize>],
-    ) -> Result<DataFrame> {
-        let bytes = self.get(relative)?;
-        let frames = ranges
-            .iter()
-            .map(|rows| {
-                let footer = Some(Arc::clone(footer));
-                parquet::decode_rows(bytes.clone(), footer, Some(columns), Some(rows.clone()))
-                    .map_err(|source| Error::Parquet { action: "read", path: relative.to_string(), source })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        concat_frames(frames)
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::info;
 
 use super::deferred::{Deferred, Spill};
 use super::{Engine, Finished, RunContext, StagedWrite};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frames::concat_frames;
 use crate::gold;
 use crate::layout::{self, GOLD, SILVER_EVENTS};
@@ -30,7 +30,7 @@ use crate::parquet::{self, RowGroup};
 use crate::runs::id_index;
 use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
-use crate::storage::{Entry, Storage};
+use crate::storage::{Entry, FOOTER_READ, Storage};
 
 pub(crate) struct LocalEngine {
     dedupe: Dedupe,
@@ -148,21 +148,24 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
     let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
     let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
-    // Unless a pass takes every event of the date, each file's row groups
-    // with the event times they span, from its footer: a pass reads only
-    // the groups with events in its range and, when the date has gold, with
-    // a touched row. Input that arrives roughly in time order (most
-    // exports) is then read about once, not once per pass; a merged silver
-    // file (ordered by minute) only for the minutes a run touched.
+    // Unless a pass takes every event of the date, a file is read by its
+    // row groups, with the event times they span from its footer: a pass
+    // reads only the groups with events in its range and, when the date
+    // has gold, with a touched row. The footers come first (a range read
+    // each), so a file with no group a pass needs is not fetched: input
+    // that arrives roughly in time order (most exports) is read about once,
+    // not once per pass, and a merged silver file (ordered by minute) only
+    // when a run touched one of its minutes. With one pass, a file no
+    // larger than a footer read is fetched once instead, its footer read
+    // from its bytes.
     let whole = passes == 1 && touched.is_none();
-    let footers: Vec<(Arc<FileMetadata>, Vec<RowGroup>)> = match whole {
-        true => Vec::new(),
+    let planned: Vec<Option<Groups>> = match whole {
+        true => vec![None; sources.len()],
         false => sources
             .par_iter()
-            .map(|e| {
-                let footer = output.parquet_footer(e)?;
-                let groups = parquet::row_groups(&footer, EVENT_TIME);
-                Ok((Arc::new(footer), groups))
+            .map(|e| match passes == 1 && e.size <= FOOTER_READ {
+                true => Ok(None),
+                false => Ok(Some(groups_of(output.parquet_footer(e)?))),
             })
             .collect::<Result<_>>()?,
     };
@@ -183,13 +186,9 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
             .enumerate()
             .filter_map(|(i, e)| match whole {
                 true => Some(read(e, &gold::INPUT_COLUMNS)),
-                false => {
-                    let (footer, groups) = &footers[i];
-                    let rows = row_ranges(groups, needed);
-                    let read = || output.get_parquet_rows(&e.relative, footer, &gold::INPUT_COLUMNS, &rows);
-                    let df = (!rows.is_empty()).then(read);
-                    df.map(|df| df.and_then(|df| gold::events_in(&df, keep)))
-                }
+                false => read_groups(output, e, planned[i].as_ref(), needed)
+                    .transpose()
+                    .map(|df| df.and_then(|df| gold::events_in(&df, keep))),
             })
             .collect::<Result<Vec<_>>>()?;
         reads += frames.len();
@@ -205,6 +204,52 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     }
     output.put_parquet(&layout::staged(run.run_id, &path), &metrics)?;
     Ok((path, metrics.height() as u64))
+}
+
+/// A file's footer, and its row groups with the event times they span.
+type Groups = (Arc<FileMetadata>, Vec<RowGroup>);
+
+fn groups_of(footer: FileMetadata) -> Groups {
+    let groups = parquet::row_groups(&footer, EVENT_TIME);
+    (Arc::new(footer), groups)
+}
+
+/// The gold input columns of the rows of `entry`'s row groups that are
+/// `needed`; `None` when none is. `planned` is its footer and groups when
+/// they were read before; else the file is fetched once and they come
+/// from its bytes.
+fn read_groups(
+    output: &Storage,
+    entry: &Entry,
+    planned: Option<&Groups>,
+    needed: impl Fn(&RowGroup) -> bool,
+) -> Result<Option<DataFrame>> {
+    let unreadable = |source| Error::Parquet { action: "read", path: entry.relative.clone(), source };
+    let read_now;
+    let (fetched, (footer, groups)) = match planned {
+        Some(planned) => (None, planned),
+        None => {
+            let bytes = output.get(&entry.relative)?;
+            read_now = groups_of(parquet::footer(&bytes).map_err(unreadable)?);
+            (Some(bytes), &read_now)
+        }
+    };
+    let rows = row_ranges(groups, needed);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let bytes = match fetched {
+        Some(bytes) => bytes,
+        None => output.get(&entry.relative)?,
+    };
+    let frames = rows
+        .into_iter()
+        .map(|rows| {
+            let footer = Some(Arc::clone(footer));
+            parquet::decode_rows(bytes.clone(), footer, Some(&gold::INPUT_COLUMNS), Some(rows)).map_err(unreadable)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    concat_frames(frames).map(Some)
 }
 
 /// The rows of the `groups` that are `needed`, adjacent groups joined.
@@ -230,6 +275,46 @@ fn previous_gold(output: &Storage, date: i32) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` events a minute apart from minute 0, one row group per 10.
+    fn stored_events(output: &Storage, n: i64) -> Entry {
+        use crate::silver::columns::{LATENCY_MS, STATUS_CODE};
+        let times = Int64Chunked::from_vec(EVENT_TIME.into(), (0..n).map(|i| i * MINUTE_MICROS).collect());
+        let df = DataFrame::new(
+            n as usize,
+            vec![
+                Column::new(SERVICE.into(), vec!["a"; n as usize]),
+                times.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_column(),
+                Column::new(LATENCY_MS.into(), (0..n).map(|i| i as f64).collect::<Vec<_>>()),
+                Column::new(STATUS_CODE.into(), vec![200i32; n as usize]),
+            ],
+        )
+        .expect("frame");
+        output.put_parquet_in_groups("events.parquet", &df, 10).expect("put");
+        output.list("").expect("list").into_iter().next().expect("the file")
+    }
+
+    #[test]
+    fn a_file_is_read_by_its_needed_groups_whether_its_footer_came_first_or_not() {
+        let output = Storage::open(&format!("memory://local-{}", uuid::Uuid::new_v4()), true).expect("memory");
+        let entry = stored_events(&output, 40);
+        let minutes = |df: &DataFrame| -> Vec<i64> {
+            let times = df.column(EVENT_TIME).expect("time").datetime().expect("datetime").physical().clone();
+            times.iter().flatten().map(|t| t / MINUTE_MICROS).collect()
+        };
+        // Minutes 12 and 31: the second and fourth groups.
+        let needed = |g: &RowGroup| {
+            g.bounds.is_some_and(|(first, last)| [12, 31].iter().any(|m| (first..=last).contains(&(m * MINUTE_MICROS))))
+        };
+        let planned = groups_of(output.parquet_footer(&entry).expect("footer"));
+        assert_eq!(planned.1.len(), 4);
+        for planned in [Some(&planned), None] {
+            let df = read_groups(&output, &entry, planned, needed).expect("read").expect("rows");
+            assert_eq!(minutes(&df), (10..20).chain(30..40).collect::<Vec<_>>());
+            assert_eq!(df.get_column_names(), gold::INPUT_COLUMNS);
+            assert!(read_groups(&output, &entry, planned, |_| false).expect("read").is_none());
+        }
+    }
 
     #[test]
     fn the_needed_row_groups_are_read_as_few_ranges() {
