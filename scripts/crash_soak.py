@@ -24,6 +24,7 @@ scripts/crash-soak.sh sets all of that up.
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,12 @@ def soak(place, work, batches, endpoint):
         durations.append(time.time() - started)
         if place == "local" and any(fs for _, _, fs in os.walk(os.path.join(output, "_staging"))):
             sys.exit("local: the run after a kill left files in _staging")
+        if place == "local":
+            # object_store writes `<name>#<n>` and renames it: a kill mid-write
+            # leaves one, which the next run must remove.
+            temps = [os.path.join(d, f) for d, _, fs in os.walk(output) for f in fs if re.search(r"#\d+$", f)]
+            if temps:
+                sys.exit(f"local: the run after a kill left temporary files of interrupted writes: {temps}")
         duration = max(durations)
         if done.returncode != 0:
             sys.exit(f"{place}: the run after a kill failed ({done.returncode}):\n{done.stdout}{done.stderr}")

@@ -376,6 +376,37 @@ impl Storage {
         Ok(())
     }
 
+    /// Deletes the files interrupted writes left directly in the folder
+    /// `relative` of a local output, and returns how many. object_store
+    /// writes a local object as `<name>#<n>` and renames it into place, so
+    /// a process killed mid-write leaves that file behind; object stores
+    /// publish whole objects and leave nothing. Only the holder of the
+    /// output's lock may call this: another writer's file would be in flight.
+    pub(crate) fn remove_interrupted_writes(&self, relative: &str) -> Result<usize> {
+        let Some(root) = &self.local_root else { return Ok(0) };
+        let dir = root.join(relative);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => return Err(Error::Io { path: dir, source }),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io { path: dir.clone(), source })?;
+            let name = entry.file_name();
+            if !is_interrupted_write(&name.to_string_lossy()) || !entry.path().is_file() {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io { path: entry.path(), source: e });
+                }
+                _ => removed += 1,
+            }
+        }
+        Ok(removed)
+    }
+
     /// Deletes an object; a missing one is not an error.
     pub fn delete(&self, relative: &str) -> Result<()> {
         let path = self.path(relative);
@@ -547,6 +578,12 @@ impl std::io::Read for RangedRead {
     }
 }
 
+/// Whether a local file name is object_store's temporary name for a write
+/// in flight, `<name>#<digits>` (the names its listings skip).
+fn is_interrupted_write(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Result<DataFrame> {
     parquet::decode(bytes, columns).map_err(|source| Error::Parquet {
         action: "read",
@@ -634,6 +671,29 @@ mod tests {
             s.delete_all("_staging/r1").expect("deleting what is gone is not an error");
         }
         assert!(!dir.path().join("_staging/r1").exists(), "no emptied folder is left");
+    }
+
+    #[test]
+    fn interrupted_local_writes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Storage::open(&dir.path().to_string_lossy(), true).expect("open");
+        s.put("_runs/a.json", "{}").expect("put");
+        s.put("_runs/sub/b.json", "{}").expect("put");
+        for name in ["_runs/a.json#1", "_runs/c.json#27", "_runs/sub/b.json#2"] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        std::fs::write(dir.path().join("_runs/d#e.json"), "{}").expect("write");
+        assert_eq!(s.remove_interrupted_writes("_runs").expect("remove"), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("_runs"))
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.json", "d#e.json", "sub"], "only `<name>#<digits>` files go");
+        assert!(dir.path().join("_runs/sub/b.json#2").exists(), "subfolders are not walked");
+        assert_eq!(s.remove_interrupted_writes("nowhere").expect("a missing folder is fine"), 0);
+        let memory = Storage::open("memory://storage-test/interrupted", true).expect("memory");
+        assert_eq!(memory.remove_interrupted_writes("_runs").expect("object stores"), 0);
     }
 
     #[test]

@@ -185,6 +185,35 @@ fn kill_9_at_any_moment_is_recovered_by_the_next_run() {
     }
 }
 
+/// A process killed while writing a manifest, a log commit or the
+/// ingested-files index on a local folder leaves object_store's temporary
+/// `<name>#<n>` file beside it; the next run removes every one.
+#[test]
+fn temporary_files_of_interrupted_writes_are_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    let want = reference(dir.path(), &files);
+    deliver(dir.path(), "in", &files);
+    let first = run(dir.path(), "in", "out", &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let out = dir.path().join("out");
+    let planted = [
+        "_lock#1",
+        "_runs/20260101T000000000Z-00000000.json#2",
+        "_state/ingested.json#3",
+        "gold/service_minute_metrics/_delta_log/00000000000000000009.json#4",
+        "silver/events/_delta_log/_last_checkpoint#5",
+    ];
+    for temp in planted {
+        std::fs::write(out.join(temp), "").expect("plant a temporary file");
+    }
+    let again = run(dir.path(), "in", "out", &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    let left: Vec<PathBuf> = files_under(&out).into_iter().filter(|p| p.to_string_lossy().contains('#')).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(snapshot(&out), want);
+}
+
 #[test]
 fn second_run_fails_fast_naming_the_holder_and_a_dead_holder_blocks_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");

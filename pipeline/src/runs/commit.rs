@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
-use super::id_index;
-use super::lock::Lock;
-use super::manifest::Manifest;
+use super::lock::{LOCK_FILE, Lock};
+use super::manifest::{Manifest, RUNS_DIR};
 use super::options::{CrashPoint, RunOptions};
+use super::{id_index, ingested_index};
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
@@ -111,8 +111,16 @@ fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -
 }
 
 /// Finishes runs that crashed after committing and deletes the staging of
-/// runs that crashed before.
+/// runs that crashed before, and the temporary files of writes a killed
+/// process left outside staging (local outputs; see
+/// [`Storage::remove_interrupted_writes`]). Called under the run lock.
 pub(super) fn recover_staging(output: &Storage) -> Result<()> {
+    for dir in direct_write_dirs() {
+        let removed = output.remove_interrupted_writes(&dir)?;
+        if removed > 0 {
+            warn!(folder = dir, files = removed, "Removed the temporary files of interrupted writes.");
+        }
+    }
     let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in output.list(STAGING)? {
         let run_id =
@@ -135,4 +143,14 @@ pub(super) fn recover_staging(output: &Storage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The folders written directly rather than through staging: the lock,
+/// manifests, the ingested-files index, and the tables' logs and saved
+/// states. Staged files are moved into place whole.
+fn direct_write_dirs() -> Vec<String> {
+    let parent = |file: &str| file.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
+    let mut dirs = vec![parent(LOCK_FILE), RUNS_DIR.to_string(), parent(ingested_index::INDEX_FILE)];
+    dirs.extend(tables::log_dirs());
+    dirs
 }

@@ -43,7 +43,7 @@ use crate::storage::Storage;
 pub(crate) const DEFAULT_INTERVAL: u64 = 100;
 
 /// Where the JSON copies of a table's checkpointed states live.
-fn states_dir(layer: &str) -> String {
+pub(super) fn states_dir(layer: &str) -> String {
     format!("_state/tables/{layer}")
 }
 

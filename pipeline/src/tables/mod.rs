@@ -92,6 +92,12 @@ fn delta_type(dtype: &DataType) -> Value {
 /// The newest version of each table's log, as [`check`] found it.
 pub(crate) struct Heads(BTreeMap<&'static str, Option<log::Head>>);
 
+/// The folders of every table's log and saved states, which their writes
+/// go to directly (rather than through a run's staging).
+pub(crate) fn log_dirs() -> Vec<String> {
+    TABLES.iter().flat_map(|t| [format!("{}/{LOG_DIR}", t.layer), checkpoint::states_dir(t.layer)]).collect()
+}
+
 /// Checks that every table's log is one this writer understands, before a
 /// run commits: a run stops on a log it must not extend, and publishes
 /// nothing. What it read saves [`commit_run`] reading the logs again.
