@@ -22,6 +22,7 @@ use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt
 /// The version of an object, for [`Storage::update`].
 pub use object_store::UpdateVersion as Version;
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::parquet;
@@ -633,8 +634,9 @@ fn local_e_tag(metadata: &std::fs::Metadata, modified: std::time::SystemTime) ->
 /// The files under the local folder `dir` (whose object path is `path`)
 /// that sort after `after`, recursively, with their object paths as
 /// object_store names them and without the temporary files of writes in
-/// flight. Each file's metadata is read while its folder is open, so a
-/// walk holds one open folder per level, not one per folder. Symbolic links count
+/// flight. Each file's metadata is read while its folder is open, and
+/// subfolders are walked after it is closed, so a walk holds one open
+/// folder per level and thread, not one per folder. Symbolic links count
 /// as what they point to; a link to a folder that holds `dir` (a loop) is
 /// not followed.
 fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &mut Vec<ObjectMeta>) -> Result<()> {
@@ -646,6 +648,7 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
         }
         Err(source) => return Err(Error::Io { path: dir.to_path_buf(), source }),
     };
+    let mut folders = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io(dir.to_path_buf()))?;
         let name = entry.file_name();
@@ -665,7 +668,7 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
                 dir.canonicalize().map_err(io(dir.to_path_buf()))?.starts_with(target)
             };
             if !looped {
-                walk_local(&entry.path(), local_child(&path, name, &entry)?, after, found)?;
+                folders.push((entry.path(), local_child(&path, name, &entry)?));
             }
         } else if !is_interrupted_write(name) {
             let location = local_child(&path, name, &entry)?;
@@ -674,6 +677,15 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
             }
         }
     }
+    // Subfolders on every core (an inbox often holds a folder per delivery).
+    let below: Vec<Vec<ObjectMeta>> = folders
+        .into_par_iter()
+        .map(|(dir, path)| {
+            let mut found = Vec::new();
+            walk_local(&dir, path, after, &mut found).map(|()| found)
+        })
+        .collect::<Result<_>>()?;
+    found.extend(below.into_iter().flatten());
     Ok(())
 }
 
