@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use futures::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -239,28 +240,21 @@ impl Storage {
         let after = after.map(|after| self.path(after));
         let metas = match (&self.local_root, &after) {
             (Some(root), _) => local_list(root, relative, prefix, after.as_ref())?,
-            (None, Some(after)) => self.collect(self.store.list_with_offset(Some(&prefix), after), &prefix)?,
-            (None, None) => self.collect(self.store.list(Some(&prefix)), &prefix)?,
+            (None, Some(after)) => collect(self.store.list_with_offset(Some(&prefix), after), &prefix)?,
+            (None, None) => collect(self.store.list(Some(&prefix)), &prefix)?,
         };
-        let mut entries: Vec<Entry> = metas
-            .into_iter()
-            .map(|m| Entry {
-                relative: self.relative(&m.location),
-                size: m.size,
-                last_modified: m.last_modified,
-                e_tag: m.e_tag,
-            })
-            .collect();
+        let mut entries: Vec<Entry> = metas.into_iter().map(|m| self.entry(m)).collect();
         entries.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
         Ok(entries)
     }
 
-    fn collect(
-        &self,
-        listing: futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>,
-        prefix: &Path,
-    ) -> Result<Vec<ObjectMeta>> {
-        runtime().block_on(listing.try_collect()).map_err(Error::storage(prefix.as_ref()))
+    fn entry(&self, meta: ObjectMeta) -> Entry {
+        Entry {
+            relative: self.relative(&meta.location),
+            size: meta.size,
+            last_modified: meta.last_modified,
+            e_tag: meta.e_tag,
+        }
     }
 
     pub fn get(&self, relative: &str) -> Result<Bytes> {
@@ -587,6 +581,11 @@ impl std::io::Read for RangedRead {
     }
 }
 
+/// An object store's listing, in full.
+fn collect(listing: BoxStream<'static, object_store::Result<ObjectMeta>>, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+    runtime().block_on(listing.try_collect()).map_err(Error::storage(prefix.as_ref()))
+}
+
 /// [`Storage::list_after`] on a local folder, with what object_store's
 /// local listing gives (the same paths, sizes, times and versions) for
 /// less: it reads a file's metadata three times and turns its path into a
@@ -802,15 +801,7 @@ mod tests {
     fn object_store_listing(s: &Storage, relative: &str) -> Vec<Entry> {
         let metas: Vec<ObjectMeta> =
             runtime().block_on(s.store.list(Some(&s.path(relative))).try_collect()).expect("object_store lists");
-        let mut entries: Vec<Entry> = metas
-            .into_iter()
-            .map(|m| Entry {
-                relative: s.relative(&m.location),
-                size: m.size,
-                last_modified: m.last_modified,
-                e_tag: m.e_tag,
-            })
-            .collect();
+        let mut entries: Vec<Entry> = metas.into_iter().map(|m| s.entry(m)).collect();
         entries.sort_by(|a, b| a.relative.cmp(&b.relative));
         entries
     }
