@@ -26,7 +26,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::parquet;
+use crate::{parquet, pool};
 
 /// Bytes [`Storage::parquet_footer`] reads from an object's end in one
 /// request: enough for the footers of the layer files. An object no
@@ -388,11 +388,7 @@ impl Storage {
     pub(crate) fn remove_interrupted_writes(&self, relative: &str) -> Result<usize> {
         let Some(root) = &self.local_root else { return Ok(0) };
         let dir = root.join(relative);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => return Err(Error::Io { path: dir, source }),
-        };
+        let Some(entries) = read_local_dir(&dir)? else { return Ok(0) };
         let mut removed = 0;
         for entry in entries {
             let entry = entry.map_err(|source| Error::Io { path: dir.clone(), source })?;
@@ -640,13 +636,7 @@ fn local_e_tag(metadata: &std::fs::Metadata, modified: std::time::SystemTime) ->
 /// not followed.
 fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &mut Vec<ObjectMeta>) -> Result<()> {
     let io = |path: PathBuf| move |source| Error::Io { path, source };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-            return Ok(());
-        }
-        Err(source) => return Err(Error::Io { path: dir.to_path_buf(), source }),
-    };
+    let Some(entries) = read_local_dir(dir)? else { return Ok(()) };
     let mut folders = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io(dir.to_path_buf()))?;
@@ -676,16 +666,29 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
             }
         }
     }
-    // Subfolders on every core (an inbox often holds a folder per delivery).
-    let below: Vec<Vec<ObjectMeta>> = folders
-        .into_par_iter()
-        .map(|(dir, path)| {
-            let mut found = Vec::new();
-            walk_local(&dir, path, after, &mut found).map(|()| found)
-        })
-        .collect::<Result<_>>()?;
+    // Subfolders on every core (an inbox often holds a folder per delivery),
+    // on the run's one pool rather than rayon's global one.
+    let below: Vec<Vec<ObjectMeta>> = pool::install(|| {
+        folders
+            .into_par_iter()
+            .map(|(dir, path)| {
+                let mut found = Vec::new();
+                walk_local(&dir, path, after, &mut found).map(|()| found)
+            })
+            .collect::<Result<_>>()
+    })?;
     found.extend(below.into_iter().flatten());
     Ok(())
+}
+
+/// The entries of the local folder `dir`; `None` when there is no such
+/// folder (nothing there, or a file), which lists as empty.
+fn read_local_dir(dir: &std::path::Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(None),
+        Err(source) => Err(Error::Io { path: dir.to_path_buf(), source }),
+    }
 }
 
 /// The object path of the file or folder `name` in the folder at `path`:
