@@ -116,13 +116,17 @@ impl Reloader {
             warn!(marker, "A run is publishing; keeping the current snapshot until it has finished.");
             return Ok(None);
         }
-        let mut files: Vec<(i32, Entry)> = self
-            .output
-            .list(GOLD)?
-            .into_iter()
-            .filter(|e| e.relative.ends_with(".parquet"))
-            .filter_map(|e| Some((partition_date(&e.relative)?, e)))
-            .collect();
+        // A partition's current file is its newest run's: replaced files kept
+        // for time travel stay beside it (README "Keeping replaced files").
+        let mut newest: BTreeMap<i32, Entry> = BTreeMap::new();
+        for entry in self.output.list(GOLD)?.into_iter().filter(|e| e.relative.ends_with(".parquet")) {
+            if let Some(date) = partition_date(&entry.relative)
+                && newest.get(&date).is_none_or(|current| current.relative < entry.relative)
+            {
+                newest.insert(date, entry);
+            }
+        }
+        let mut files: Vec<(i32, Entry)> = newest.into_iter().collect();
         // Newest first: the hot window is the newest dates that fit.
         files.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut hot_left = budget.hot_bytes as usize;

@@ -282,11 +282,13 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
             let expiry = vacuum(&config, today, args.dry_run, &options)?;
             let verb = if args.dry_run { "Would remove" } else { "Removed" };
             println!(
-                "{verb} {} files ({:.1} MB) of {} expired partitions and {} expired run manifests.",
+                "{verb} {} files ({:.1} MB) of {} expired partitions, {} expired run manifests \
+                 and {} replaced files whose time for time travel is up.",
                 expiry.files.len(),
                 expiry.bytes as f64 / 1e6,
                 expiry.partitions.len(),
-                expiry.runs.len()
+                expiry.runs.len(),
+                expiry.replaced.len()
             );
             if args.dry_run {
                 for partition in &expiry.partitions {
@@ -309,11 +311,13 @@ fn dispatch(command: Command) -> Result<ExitCode, Error> {
     }
 }
 
-/// When tables get checkpoints and lose old log files (`[maintenance]`).
+/// When tables get checkpoints and lose old log files, and how long
+/// replaced files stay (`[maintenance]`).
 fn log_policy(config: &PipelineConfig) -> LogPolicy {
     LogPolicy {
         checkpoint_interval: config.maintenance.checkpoint_interval,
         retention_hours: config.maintenance.log_retention_hours,
+        keep_replaced_hours: config.maintenance.keep_replaced_hours,
     }
 }
 

@@ -227,6 +227,11 @@ section! {
         /// the newest checkpoint older than this many hours are deleted:
         /// time travel reaches back at least this far (README "Tables").
         log_retention_hours: u64 = crate::tables::DEFAULT_LOG_RETENTION_HOURS, env "MINUTELY_LOG_RETENTION_HOURS", within 0..=1_000_000;
+        /// Data files a table version removed (a replaced gold partition,
+        /// merged or expired files) stay this many hours for time travel
+        /// before they are deleted; 0 deletes them at once, which keeps a
+        /// plain Hive read of a layer correct (README "Keeping replaced files").
+        keep_replaced_hours: u64 = 0, env "MINUTELY_KEEP_REPLACED_HOURS", within 0..=1_000_000;
     }
 }
 
@@ -351,6 +356,15 @@ impl PipelineConfig {
                 )));
             }
         }
+        if self.engine.kind == EngineKind::Spark && self.maintenance.keep_replaced_hours > 0 {
+            // Spark reads a layer's folder whole, kept files included.
+            return Err(Error::Config(
+                "keep_replaced_hours ([maintenance] keep_replaced_hours, MINUTELY_KEEP_REPLACED_HOURS or \
+                 --keep-replaced-hours) must be 0 with engine kind \"spark\": the spark engine reads every file \
+                 of a layer folder, and would read kept replaced files as current"
+                    .into(),
+            ));
+        }
         match (self.engine.kind, &self.engine.spark_remote) {
             (EngineKind::Spark, None) => Err(Error::Config(
                 "engine kind \"spark\" needs spark_remote ([engine] spark_remote, MINUTELY_SPARK_REMOTE or --spark-remote)"
@@ -448,6 +462,21 @@ mod tests {
         assert_eq!((config.kind, config.spark_remote.as_deref()), (EngineKind::Spark, Some("sc://h:15002")));
         let local = engine_flags(EngineFlags { kind: Some(EngineKind::Local), ..EngineFlags::default() });
         assert_eq!(file.resolve(local).expect("valid").engine.kind, EngineKind::Local);
+    }
+
+    #[test]
+    fn the_spark_engine_refuses_kept_replaced_files() {
+        let remote =
+            || engine_flags(EngineFlags { spark_remote: Some("sc://h:15002".into()), ..EngineFlags::default() });
+        let spark = "[engine]\nkind = \"spark\"\n";
+        let file = ConfigFile::parse(&format!("{spark}[maintenance]\nkeep_replaced_hours = 24\n"), Path::new("x.toml"))
+            .expect("valid");
+        let err = file.resolve(remote()).unwrap_err();
+        assert!(err.is_usage() && err.to_string().contains("keep_replaced_hours"), "{err}");
+        let file = ConfigFile::parse("[maintenance]\nkeep_replaced_hours = 24\n", Path::new("x.toml")).expect("valid");
+        assert_eq!(file.resolve(Overrides::default()).expect("valid").maintenance.keep_replaced_hours, 24);
+        let file = ConfigFile::parse(spark, Path::new("x.toml")).expect("valid");
+        assert_eq!(file.resolve(remote()).expect("valid").maintenance.keep_replaced_hours, 0);
     }
 
     #[test]

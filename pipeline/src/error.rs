@@ -56,6 +56,13 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    #[error("Saved state {path} is invalid")]
+    State {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     #[error(
         "Another run holds the lock on {output}: {holder}. Runs on one output never overlap; \
          try again when it has finished."

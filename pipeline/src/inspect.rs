@@ -14,6 +14,7 @@ use crate::layout::{self, BRONZE, GOLD, SILVER_REJECTS};
 use crate::runs::load_manifests;
 use crate::silver::columns::{EVENT_TIME, REJECT_REASON};
 use crate::storage::Storage;
+use crate::tables;
 
 /// Layers `inspect` knows, by the name a user types.
 pub(crate) const LAYER_NAMES: [&str; 5] = ["bronze", "silver", "rejects", "gold", "runs"];
@@ -40,8 +41,8 @@ pub(crate) fn inspect(output: &Storage, layer: Option<&str>) -> Result<String> {
 }
 
 fn inspect_layer(output: &Storage, dir: &str, key: &str, report: &mut String) -> Result<()> {
-    let files: Vec<String> =
-        output.list(dir)?.into_iter().map(|e| e.relative).filter(|p| p.ends_with(".parquet")).collect();
+    // The tables' live files: not their logs' checkpoints, nor replaced files kept for time travel.
+    let files = tables::live_files(output, dir)?;
     let _ = writeln!(report, "== {dir} ({} files)", files.len());
     if files.is_empty() {
         let _ = writeln!(report, "   (empty)\n");

@@ -342,9 +342,16 @@ pub fn snapshot(root: &Path) -> Vec<Vec<String>> {
 /// Like [`snapshot`], read through each layer's Delta log instead: what a
 /// Delta reader sees at the newest versions.
 pub fn table_snapshot(root: &Path) -> Vec<Vec<String>> {
+    table_snapshot_at(root, &[None; 4])
+}
+
+/// Like [`table_snapshot`], with each layer's table at the given version
+/// (`None`: its newest): what time travel reads.
+pub fn table_snapshot_at(root: &Path, versions: &[Option<u64>; 4]) -> Vec<Vec<String>> {
     LAYERS
         .iter()
-        .map(|(layer, key)| rows_of(&read_files(&table_files(&root.join(layer), None), key), &LINEAGE))
+        .zip(versions)
+        .map(|((layer, key), version)| rows_of(&read_files(&table_files(&root.join(layer), *version), key), &LINEAGE))
         .collect()
 }
 

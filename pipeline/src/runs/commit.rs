@@ -4,13 +4,14 @@
 //!
 //! Everything a run writes goes to `_staging/<run_id>/` first. Commit
 //! writes `_staging/<run_id>/_commit.json`, moves each file into place,
-//! commits a version to each changed layer's table, deletes the files those
+//! commits a version to each changed layer's table, retires the files those
 //! versions removed, then writes `_runs/<run_id>.json`. A run that dies before the commit marker
 //! leaves only staging, which the next run deletes; one that dies after it
 //! is finished by the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::Utc;
 use tracing::{info, warn};
 
 use super::lock::{LOCK_FILE, Lock};
@@ -20,7 +21,7 @@ use super::{id_index, ingested_index};
 use crate::error::{Error, Result};
 use crate::layout::{self, COMMIT_MARKER, STAGING};
 use crate::storage::Storage;
-use crate::tables::{self, Change, Heads};
+use crate::tables::{self, Change, Heads, LogPolicy};
 
 /// Aborts or fails here when a test asked for it.
 pub(super) fn checkpoint(options: &RunOptions, point: CrashPoint) -> Result<()> {
@@ -55,9 +56,9 @@ pub(super) fn commit(
 }
 
 /// Moves a committed run's staged files into place, commits them to the
-/// layers' tables, deletes the files those versions removed (a replaced
-/// gold partition's, everything a full refresh replaced), then writes the
-/// run's manifest. Idempotent: files already moved and tables already at
+/// layers' tables, retires the files those versions removed (a replaced
+/// gold partition's, everything a full refresh replaced: deleted, or kept
+/// for time travel, see [`tables::retire`]), then writes the run's manifest. Idempotent: files already moved and tables already at
 /// the run's version are skipped, so a crash here is finished by the next run.
 /// `heads` are the tables' logs as [`commit`] checked them (`None`: read them).
 fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: Option<Heads>) -> Result<()> {
@@ -84,12 +85,11 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: O
     };
     let committed = tables::commit_run(output, &change, heads)?;
     checkpoint(options, CrashPoint::TablesCommitted)?;
-    for path in &committed.removed {
-        output.delete(path)?;
-        // A removed silver file's event id index goes with it.
-        if let Some(index) = id_index::path_of(path) {
-            output.delete(&index)?;
-        }
+    tables::retire(output, &committed.removed, options.log.keep_replaced_hours, Utc::now())?;
+    // A removed silver file's event id index goes with it at once, even
+    // when the file is kept: the pipeline no longer reads that file.
+    for index in committed.removed.iter().filter_map(|path| id_index::path_of(path)) {
+        output.delete(&index)?;
     }
     let manifest = Manifest { table_versions: committed.versions, ..manifest.clone() };
     finish_publish(output, &manifest, options)
@@ -113,8 +113,10 @@ fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -
 /// Finishes runs that crashed after committing and deletes the staging of
 /// runs that crashed before, and the temporary files of writes a killed
 /// process left outside staging (local outputs; see
-/// [`Storage::remove_interrupted_writes`]). Called under the run lock.
-pub(super) fn recover_staging(output: &Storage) -> Result<()> {
+/// [`Storage::remove_interrupted_writes`]). Called under the run lock;
+/// `log` is the command's (a finished publish keeps replaced files as it
+/// says).
+pub(super) fn recover_staging(output: &Storage, log: LogPolicy) -> Result<()> {
     for dir in direct_write_dirs() {
         let removed = output.remove_interrupted_writes(&dir)?;
         if removed > 0 {
@@ -132,9 +134,8 @@ pub(super) fn recover_staging(output: &Storage) -> Result<()> {
         match output.get_opt(&marker)? {
             Some(bytes) => {
                 warn!(run_id, "Finishing the publish of a run that stopped after committing.");
-                // The default checkpoint interval: a checkpoint this skips is
-                // written by the next version the command commits.
-                publish(output, &Manifest::from_json(&bytes, &marker)?, &RunOptions::default(), None)?;
+                let options = RunOptions { log, ..RunOptions::default() };
+                publish(output, &Manifest::from_json(&bytes, &marker)?, &options, None)?;
             }
             None => {
                 warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");

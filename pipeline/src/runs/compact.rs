@@ -31,7 +31,7 @@ use crate::gold;
 use crate::layout::{self, SILVER_EVENTS};
 use crate::parquet::ROW_GROUP_ROWS;
 use crate::storage::{Entry, Storage};
-use crate::tables::TABLES;
+use crate::tables::{self, TABLES};
 
 /// `pipeline compact`: compacts every partition of `config`'s output that
 /// needs it, under the run lock, after finishing any run that stopped part
@@ -40,7 +40,7 @@ pub(crate) fn compact_output(config: &PipelineConfig, options: &RunOptions) -> R
     let output = Storage::open(&config.pipeline.output, true)?.with_zstd_level(config.pipeline.zstd_level);
     let holder = format!("pid {} compacting (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.pipeline.lease_secs))?;
-    recover_staging(&output)?;
+    recover_staging(&output, options.log)?;
     compact(&output, &lock, &config.maintenance, Scope::All, options)
 }
 
@@ -117,14 +117,16 @@ fn plan(output: &Storage, settings: &MaintenanceSettings, scope: &Scope) -> Resu
     let mut merges = Vec::new();
     for table in TABLES.iter().filter(|t| !t.replaces_partitions) {
         let partitions: BTreeSet<String> = match scope {
-            Scope::All => output.parquet_entries(table.layer)?.iter().filter_map(|e| parent(&e.relative)).collect(),
+            Scope::All => {
+                tables::live_entries(output, table.layer)?.iter().filter_map(|e| parent(&e.relative)).collect()
+            }
             Scope::Holding(files) => {
                 files.iter().filter(|f| f.starts_with(&format!("{}/", table.layer))).filter_map(|f| parent(f)).collect()
             }
         };
         for partition in partitions {
             let mut small: Vec<Entry> =
-                output.parquet_entries(&partition)?.into_iter().filter(|e| e.size < target / 2).collect();
+                tables::live_entries(output, &partition)?.into_iter().filter(|e| e.size < target / 2).collect();
             let runs: BTreeSet<&str> = small.iter().map(|e| run_of(&e.relative)).collect();
             if runs.len() < settings.compact_min_files {
                 continue;

@@ -59,7 +59,7 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
         "Starting run."
     );
 
-    recover_staging(&output)?;
+    recover_staging(&output, options.log)?;
     let ctx = Context::new(config, options, (input, output), run_id, started_at);
     let mut run = Run { ctx, engine, totals: Totals::default() };
     let outcome = run.execute(&lock).inspect_err(|error| run.record_failure(error))?;

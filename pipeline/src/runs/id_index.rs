@@ -29,6 +29,7 @@ use crate::layout::{self, EVENT_IDS, SILVER_EVENTS};
 use crate::silver::columns::EVENT_ID;
 use crate::silver::{self, timestamp::format_date};
 use crate::storage::Storage;
+use crate::tables;
 
 /// The first bytes of an index file (format version 1).
 const MAGIC: &[u8; 8] = b"mnids01\n";
@@ -97,7 +98,7 @@ pub(crate) fn committed_ids(
     mut each: impl FnMut(Vec<u128>),
 ) -> Result<()> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let files = output.parquet_files(&dir)?;
+    let files = tables::live_files(output, &dir)?;
     let indexes: HashSet<String> = match probe {
         Some(_) => output.list(&dir_of(date))?.into_iter().map(|e| e.relative).collect(),
         None => HashSet::new(),

@@ -11,6 +11,10 @@
 //! ingesting run's manifest is always kept (the API serves the gold it
 //! names). Only files of the newest table versions are considered, and
 //! only under the run lock, so no file of a run in progress is touched.
+//!
+//! It also deletes the replaced files kept for time travel whose
+//! `keep_replaced_hours` are up, which runs otherwise do only when they
+//! publish (README "Keeping replaced files").
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use crate::config::{PipelineConfig, RetentionSettings};
 use crate::error::Result;
 use crate::layout::{self, BRONZE, SILVER_REJECTS};
 use crate::storage::Storage;
+use crate::tables;
 
 /// What a vacuum removes (or, on a dry run, would remove).
 #[derive(Debug, Default)]
@@ -38,6 +43,9 @@ pub(crate) struct Expiry {
     pub partitions: BTreeSet<String>,
     /// Run ids whose manifests expire.
     pub runs: Vec<String>,
+    /// Replaced files kept for time travel whose time is up (README
+    /// "Keeping replaced files"), relative to the output root.
+    pub replaced: Vec<String>,
     /// The vacuum's own run id, when it published anything.
     pub run_id: Option<String>,
 }
@@ -48,9 +56,17 @@ pub(crate) fn vacuum(config: &PipelineConfig, today: NaiveDate, dry_run: bool, o
     let output = Storage::open(&config.pipeline.output, true)?;
     let holder = format!("pid {} vacuuming (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.pipeline.lease_secs))?;
-    recover_staging(&output)?;
+    recover_staging(&output, options.log)?;
     let mut expiry = plan(&output, &config.retention, today)?;
-    if dry_run || (expiry.files.is_empty() && expiry.runs.is_empty()) {
+    let keep_hours = options.log.keep_replaced_hours;
+    expiry.replaced = tables::expired(&output, keep_hours, Utc::now())?;
+    if dry_run {
+        return Ok(expiry);
+    }
+    if !expiry.replaced.is_empty() {
+        expiry.replaced = tables::retire(&output, &[], keep_hours, Utc::now())?;
+    }
+    if expiry.files.is_empty() && expiry.runs.is_empty() {
         return Ok(expiry);
     }
     if !expiry.runs.is_empty() {
@@ -77,7 +93,7 @@ fn plan(output: &Storage, retention: &RetentionSettings, today: NaiveDate) -> Re
     for (layer, days) in [(BRONZE, retention.bronze_days), (SILVER_REJECTS, retention.rejects_days)] {
         let Some(days) = days else { continue };
         let cutoff = today - chrono::Days::new(days);
-        for entry in output.parquet_entries(layer)? {
+        for entry in tables::live_entries(output, layer)? {
             let date = layout::partition_value(&entry.relative, "ingest_date")
                 .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
             if date.is_some_and(|d| d < cutoff) {

@@ -6,8 +6,9 @@
 //!
 //! The pipeline writes the log and never reads its own data through it: a
 //! layer's live files are exactly its table's files whenever no run is
-//! publishing, because publishing deletes what a version removed before
-//! the run's manifest is written (and recovery finishes a publish first).
+//! publishing, because publishing retires what a version removed (deletes
+//! it, or lists it as kept for time travel) before the run's manifest is
+//! written, and recovery finishes a publish first.
 //!
 //! - [`log`] reads the newest version of a log (refusing one this writer
 //!   did not write or does not understand) and writes commits, each
@@ -17,9 +18,12 @@
 //!   opening it does not cost more as versions pile up; after it, the log
 //!   files no version within the log's retention needs are deleted
 //!   ([`log::clean_up`]).
+//! - [`replaced`] keeps removed files for time travel, and gives the
+//!   pipeline a layer's live files ([`live_entries`]).
 
 mod checkpoint;
 mod log;
+mod replaced;
 mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +37,7 @@ use tracing::{info, warn};
 pub(crate) use checkpoint::DEFAULT_INTERVAL as DEFAULT_CHECKPOINT_INTERVAL;
 pub(crate) use log::DEFAULT_RETENTION_HOURS as DEFAULT_LOG_RETENTION_HOURS;
 use log::LOG_DIR;
+pub(crate) use replaced::{expired, live_entries, live_files, retire};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, BRONZE, GOLD, SILVER_EVENTS, SILVER_REJECTS};
@@ -144,11 +149,17 @@ pub(crate) struct LogPolicy {
     /// After a checkpoint, the commits and checkpoints below the newest
     /// checkpoint older than this many hours are deleted.
     pub retention_hours: u64,
+    /// Data files a version removed stay this many hours ([`retire`]).
+    pub keep_replaced_hours: u64,
 }
 
 impl Default for LogPolicy {
     fn default() -> Self {
-        Self { checkpoint_interval: checkpoint::DEFAULT_INTERVAL, retention_hours: log::DEFAULT_RETENTION_HOURS }
+        Self {
+            checkpoint_interval: checkpoint::DEFAULT_INTERVAL,
+            retention_hours: log::DEFAULT_RETENTION_HOURS,
+            keep_replaced_hours: 0,
+        }
     }
 }
 
@@ -190,7 +201,7 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
         // A new table adopts every file; otherwise only the partitions the run changes matter.
         let everything = head.is_none() || full_refresh;
         let (mut new, mut before) = (Vec::new(), Vec::new());
-        for entry in live_files(output, table, change, everything)? {
+        for entry in table_files(output, table, change, everything)? {
             match table.inside(&entry.relative) {
                 Some(path) if added.contains(path) => new.push(entry),
                 Some(_) => before.push(entry),
@@ -252,12 +263,12 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
     Ok(committed)
 }
 
-/// The data files in `table` now: all of them, or only those of the
-/// partitions `change` writes to, compacts or expires (so a run's cost does
-/// not grow with the table).
-fn live_files(output: &Storage, table: &Table, change: &Change, everything: bool) -> Result<Vec<Entry>> {
+/// The data files in `table` now (kept replaced ones left out): all of
+/// them, or only those of the partitions `change` writes to, compacts or
+/// expires (so a run's cost does not grow with the table).
+fn table_files(output: &Storage, table: &Table, change: &Change, everything: bool) -> Result<Vec<Entry>> {
     if everything {
-        return output.parquet_entries(table.layer);
+        return live_entries(output, table.layer);
     }
     let partitions: BTreeSet<&str> = [change.added, change.compacted, change.expired]
         .into_iter()
@@ -267,7 +278,7 @@ fn live_files(output: &Storage, table: &Table, change: &Change, everything: bool
         .collect();
     let mut live = Vec::new();
     for partition in partitions {
-        live.extend(output.parquet_entries(partition)?);
+        live.extend(live_entries(output, partition)?);
     }
     Ok(live)
 }

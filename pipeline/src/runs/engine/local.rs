@@ -31,6 +31,7 @@ use crate::runs::id_index;
 use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
 use crate::storage::{Entry, FOOTER_READ, Storage};
+use crate::tables;
 
 pub(crate) struct LocalEngine {
     dedupe: Dedupe,
@@ -122,7 +123,7 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     let output = run.output;
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
     let path = layout::gold_file(&format_date(date), run.run_id);
-    let committed = if run.full_refresh { Vec::new() } else { output.parquet_entries(&dir)? };
+    let committed = if run.full_refresh { Vec::new() } else { tables::live_entries(output, &dir)? };
     let staged = output.parquet_entries(&layout::staged(run.run_id, &dir))?;
     let previous = match committed.is_empty() {
         true => None,
@@ -264,9 +265,10 @@ fn row_ranges(groups: &[RowGroup], needed: impl Fn(&RowGroup) -> bool) -> Vec<Ra
     ranges
 }
 
-/// The gold file a date has now. A partition holds one file whenever no run
-/// is publishing (publishing deletes the file a new one replaced); should
-/// a crash leave two, the newer run's is the current one.
+/// The gold file a date has now: the newest run's. A partition holds one
+/// file whenever no run is publishing, unless replaced files are kept for
+/// time travel; should a crash leave two, the newer run's is also the
+/// current one.
 fn previous_gold(output: &Storage, date: i32) -> Result<Option<String>> {
     let files = output.parquet_files(&layout::partition(GOLD, "event_date", &format_date(date)))?;
     Ok(files.into_iter().max())
