@@ -20,9 +20,18 @@ the output taken right after run K. Checks:
   commits before that checkpoint are deleted (as a log cleanup leaves it)
   still reads as the Hive read, so the checkpoint alone holds the state.
 
+With `kept`, WORK also holds `kept/`, the output of the same deliveries
+with replaced files kept for time travel (`keep_replaced_hours`), and
+`kept-after-K/`, its copy after run K. Its layer folders also hold files
+later versions removed, so a Hive read of them is not the reference: the
+same deliveries' Hive reads without kept files are (`out/`, `after-K/`),
+compared without the columns that name the run. Every run's version must
+still have all of its files.
+
 Usage:
   check_tables.py delta WORK          python deltalake (delta-rs) and polars.scan_delta
   check_tables.py sail WORK REMOTE    spark.read.format("delta") on Sail over Spark Connect
+  check_tables.py kept WORK           deltalake and polars on `kept/`
 """
 import datetime
 import glob
@@ -57,11 +66,17 @@ def canonical(value):
     return "null" if value is None else str(value)
 
 
-def rows(table):
-    """A pyarrow table's rows as sorted tuples of text, columns by name."""
+# Columns that name the run that wrote a row: they differ between two run
+# sequences over the same deliveries.
+LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
+
+
+def rows(table, drop=()):
+    """A pyarrow table's rows as sorted tuples of text, columns by name,
+    without those in `drop`."""
     if table is None:
         return [], []
-    names = sorted(table.column_names)
+    names = sorted(n for n in table.column_names if n not in drop)
     columns = [table.column(n).to_pylist() for n in names]
     return names, sorted(tuple(canonical(c[i]) for c in columns) for i in range(table.num_rows))
 
@@ -72,11 +87,11 @@ def hive(root):
     return ds.dataset(root, format="parquet", partitioning="hive").to_table()
 
 
-def runs(work):
-    """(K, versions) for each copy `after-K/`, in run order: the version each
+def runs(work, prefix="after-"):
+    """(K, versions) for each copy `<prefix>K/`, in run order: the version each
     table was at right after run K, read off the copy's `_delta_log/`."""
     found = []
-    for path in glob.glob(os.path.join(work, "after-*")):
+    for path in glob.glob(os.path.join(work, f"{prefix}*")):
         versions = {}
         for layer in LAYERS:
             commits = glob.glob(os.path.join(path, layer, "_delta_log", "*.json"))
@@ -147,6 +162,38 @@ def checkpointed_copy(root, copy):
     return version
 
 
+def main_kept(work):
+    """The `kept` checks (see the module's doc)."""
+    failures = []
+    history = runs(work, "kept-after-")
+    if [k for k, _ in history] != [k for k, _ in runs(work)]:
+        sys.exit("kept-after-K/ and after-K/ must come from the same runs")
+    for name, reader in readers("delta", None).items():
+        for layer in LAYERS:
+            root = os.path.join(work, "kept", layer)
+            want = rows(hive(os.path.join(work, "out", layer)), LINEAGE)
+            if rows(reader(root, None), LINEAGE) != want:
+                failures.append(f"{name} {layer}: newest version differs from the Hive read without kept files")
+            checked = 0
+            for k, versions in history:
+                version = versions.get(layer)
+                if version is None:
+                    continue
+                if not files_kept(root, version):
+                    failures.append(f"{name} {layer}: version {version} (run {k}) lost a file it needs")
+                    continue
+                then = rows(hive(os.path.join(work, f"after-{k}", layer)), LINEAGE)
+                if rows(reader(root, version), LINEAGE) != then:
+                    failures.append(f"{name} {layer}: version {version} differs from the Hive read after run {k}")
+                checked += 1
+            on_disk = len(glob.glob(f"{root}/*=*/*.parquet"))
+            print(f"{'ok' if not failures else '--'} {name} {layer} (files kept): {len(want[1])} rows; "
+                  f"time travel to all {checked} run versions equal; {on_disk} files on disk")
+    for failure in failures:
+        print(f"FAIL {failure}")
+    sys.exit(1 if failures else 0)
+
+
 def main(kind, work, remote=None):
     failures = []
     out = os.path.join(work, "out")
@@ -210,6 +257,9 @@ def main(kind, work, remote=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("delta", "sail") or (sys.argv[1] == "sail") != (len(sys.argv) == 4):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("delta", "sail", "kept") or (sys.argv[1] == "sail") != (len(sys.argv) == 4):
         sys.exit(__doc__)
-    main(*sys.argv[1:])
+    if sys.argv[1] == "kept":
+        main_kept(sys.argv[2])
+    else:
+        main(*sys.argv[1:])

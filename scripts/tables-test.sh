@@ -6,7 +6,8 @@
 # each run, then reads every layer through python `deltalake` (delta-rs),
 # `polars.scan_delta` and Sail's `spark.read.format("delta")`, newest version
 # and time travel to each run's version, against the plain Hive read
-# (scripts/check_tables.py). Installs the readers from PyPI
+# (scripts/check_tables.py); and the same deliveries keeping replaced
+# files, where every run's version must read back. Installs the readers from PyPI
 # (scripts/tables-requirements.txt; Sail through scripts/spark-server.sh).
 # Usage: scripts/tables-test.sh
 set -euo pipefail
@@ -32,6 +33,8 @@ trap cleanup EXIT
 # partition, so the logs hold compaction versions too; a checkpoint every
 # 5 versions, so readers open them from checkpoints.
 export MINUTELY_COMPACT_MIN_FILES=4 MINUTELY_CHECKPOINT_INTERVAL=5 MINUTELY_MAX_REJECT_RATIO=1 RUST_LOG=warn
+# The same deliveries again into kept/, keeping replaced files for time
+# travel (keep_replaced_hours), with a copy after each run as kept-after-K.
 k=0
 while IFS= read -r file; do
   k=$((k + 1))
@@ -39,6 +42,8 @@ while IFS= read -r file; do
   cp "$work/gen/$file" "$work/inbox/$file"
   "$pipeline" run --input "$work/inbox" --output "$work/out" >/dev/null
   cp -r "$work/out" "$work/after-$k"
+  MINUTELY_KEEP_REPLACED_HOURS=24 "$pipeline" run --input "$work/inbox" --output "$work/kept" >/dev/null
+  cp -r "$work/kept" "$work/kept-after-$k"
 done < <(cd "$work/gen" && find . -type f | sort)
 echo "$k runs; versions per table:"
 for layer in bronze/events silver/events silver/rejects gold/service_minute_metrics; do
@@ -46,6 +51,7 @@ for layer in bronze/events silver/events silver/rejects gold/service_minute_metr
 done
 
 "$venv/bin/python" scripts/check_tables.py delta "$work"
+"$venv/bin/python" scripts/check_tables.py kept "$work"
 
 mkfifo "$work/sail.in"
 scripts/spark-server.sh sail <"$work/sail.in" >"$work/sail.out" 2>/dev/null &
