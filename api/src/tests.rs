@@ -39,12 +39,17 @@ fn output() -> Storage {
     Storage::open(&format!("memory://api-tests/{}-{n}", std::process::id()), true).expect("memory output")
 }
 
-fn gold_path(date: i32) -> String {
-    format!("gold/service_minute_metrics/event_date={}/data.parquet", &format_micros(date as i64 * DAY)[..10])
+fn gold_path(date: i32, file: &str) -> String {
+    format!("gold/service_minute_metrics/event_date={}/{file}", &format_micros(date as i64 * DAY)[..10])
 }
 
 /// Writes `rows` as gold partitions, sorted by service, minute as the pipeline does.
 fn write_gold(output: &Storage, rows: &[Row]) {
+    write_gold_as(output, rows, "data.parquet");
+}
+
+/// [`write_gold`], as files named `file` in their partitions.
+fn write_gold_as(output: &Storage, rows: &[Row], file: &str) {
     let mut by_date: BTreeMap<i32, Vec<&Row>> = BTreeMap::new();
     for r in rows {
         by_date.entry(day_of(r.1)).or_default().push(r);
@@ -76,7 +81,7 @@ fn write_gold(output: &Storage, rows: &[Row]) {
             ],
         )
         .expect("gold frame");
-        output.put_parquet(&gold_path(date), &df).expect("write gold");
+        output.put_parquet(&gold_path(date, file), &df).expect("write gold");
     }
 }
 
@@ -439,6 +444,24 @@ fn a_file_replaced_under_a_cold_read_is_answered_from_the_newer_run() {
     assert_eq!(status, 200);
     assert_eq!(body["data"][0]["request_count"], 40, "run 2's gold, whole");
     assert_eq!(state.snapshot.load().gold.as_ref().map(|g| g.run_id.clone()), Some("run-2".into()));
+}
+
+#[test]
+fn a_partition_is_served_from_its_newest_file_when_replaced_files_are_kept() {
+    let out = output();
+    write_gold_as(&out, &fixture_rows(), "part-20260101T000000000Z-00000001.parquet");
+    let mut newer = fixture_rows();
+    newer[0].2 = 40;
+    // The replaced file stays beside its replacement (keep_replaced_hours).
+    write_gold_as(&out, &newer, "part-20260101T000500000Z-00000002.parquet");
+    write_manifest(&out, "run-2", RunStatus::Succeeded);
+    let state = State::new(out, Budget::from_mb(64), Access::open());
+    state.reload().expect("reload");
+    let (status, body) = get(&state, "/metrics?service=api");
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["request_count"], 40, "the newest run's file");
+    let api_rows = fixture_rows().iter().filter(|r| r.0 == "api").count();
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(api_rows), "no row twice: {body}");
 }
 
 #[test]
