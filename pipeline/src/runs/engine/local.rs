@@ -235,13 +235,14 @@ fn read_groups(
             (Some(bytes), &read_now)
         }
     };
-    let rows = row_ranges(groups, needed);
+    let rows = row_ranges(groups, &needed);
     if rows.is_empty() {
         return Ok(None);
     }
     let bytes = match fetched {
         Some(bytes) => bytes,
-        None => output.get(&entry.relative)?,
+        // Only the needed groups' chunks of the gold input columns.
+        None => output.get_sparse(entry, &chunk_ranges(footer, groups, needed, entry.size))?,
     };
     let frames = rows
         .into_iter()
@@ -251,6 +252,26 @@ fn read_groups(
         })
         .collect::<Result<Vec<_>>>()?;
     concat_frames(frames).map(Some)
+}
+
+/// The byte ranges a reader of the gold input columns of the `groups`
+/// that are `needed` reads, of a file of `size` bytes whose footer is
+/// `footer`: their column chunks, and the magic bytes at either end.
+fn chunk_ranges(
+    footer: &FileMetadata,
+    groups: &[RowGroup],
+    needed: impl Fn(&RowGroup) -> bool,
+    size: u64,
+) -> Vec<Range<u64>> {
+    let mut ranges = vec![0..4.min(size), size.saturating_sub(8)..size];
+    for (metadata, _) in footer.row_groups.iter().zip(groups).filter(|(_, group)| needed(group)) {
+        for chunk in metadata.parquet_columns() {
+            if chunk.descriptor().path_in_schema.first().is_some_and(|c| gold::INPUT_COLUMNS.contains(&c.as_str())) {
+                ranges.push(chunk.byte_range());
+            }
+        }
+    }
+    ranges
 }
 
 /// The rows of the `groups` that are `needed`, adjacent groups joined.
