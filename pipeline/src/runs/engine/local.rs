@@ -153,12 +153,13 @@ fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String,
     // row groups, with the event times they span from its footer: a pass
     // reads only the groups with events in its range and, when the date
     // has gold, with a touched row. The footers come first (a range read
-    // each), so a file with no group a pass needs is not fetched: input
-    // that arrives roughly in time order (most exports) is read about once,
-    // not once per pass, and a merged silver file (ordered by minute) only
-    // when a run touched one of its minutes. With one pass, a file no
-    // larger than a footer read is fetched once instead, its footer read
-    // from its bytes.
+    // each), so a file with no group a pass needs is not fetched, and of
+    // one that has, only the needed groups' chunks of the gold columns are
+    // read: input that arrives roughly in time order (most exports) is
+    // read about once, not once per pass, and of a merged silver file
+    // (ordered by minute) only the groups of the minutes a run touched.
+    // With one pass, a file no larger than a footer read is fetched whole
+    // once instead, its footer read from its bytes.
     let whole = passes == 1 && touched.is_none();
     let planned: Vec<Option<Groups>> = match whole {
         true => vec![None; sources.len()],
@@ -217,8 +218,8 @@ fn groups_of(footer: FileMetadata) -> Groups {
 
 /// The gold input columns of the rows of `entry`'s row groups that are
 /// `needed`; `None` when none is. `planned` is its footer and groups when
-/// they were read before; else the file is fetched once and they come
-/// from its bytes.
+/// they were read before (then only the needed chunks are read); else the
+/// file is fetched whole once and they come from its bytes.
 fn read_groups(
     output: &Storage,
     entry: &Entry,
