@@ -130,5 +130,12 @@ fn a_publish_finished_after_a_crash_keeps_what_its_versions_removed() {
     deliver(dir.path(), "ref-in", &files[..3]);
     let reference = run_into(dir.path(), "ref-in", "ref-out", &[], &[]);
     assert!(reference.status.success(), "{}", text(&reference));
-    assert_eq!(table_snapshot(&out), snapshot(&dir.path().join("ref-out")), "no row lost or read twice");
+    let want = snapshot(&dir.path().join("ref-out"));
+    assert_eq!(table_snapshot(&out), want, "no row lost or read twice");
+
+    // Keeping nothing again: the next run deletes every kept file before it reads a layer.
+    let nothing_new = run_into(dir.path(), "in", "out", &[], &env("0"));
+    assert!(nothing_new.status.success(), "{}", text(&nothing_new));
+    assert!(replaced_on_disk(&out).is_empty() && listed_as_kept(&out).is_empty(), "every kept file is gone");
+    assert_eq!(snapshot(&out), want, "a plain Hive read is correct again");
 }

@@ -30,6 +30,7 @@ use crate::layout::STAGING;
 use crate::pool;
 use crate::silver::{Reason, timestamp::format_date};
 use crate::storage::Storage;
+use crate::tables;
 
 /// What a run did.
 #[derive(Debug)]
@@ -60,6 +61,10 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
     );
 
     recover_staging(&output, options.log)?;
+    // Kept replaced files whose time is up go before anything reads the
+    // layers: all of them when nothing is kept (a spark engine run reads
+    // whole layer folders).
+    tables::retire(&output, &[], options.log.keep_replaced_hours, started_at)?;
     let ctx = Context::new(config, options, (input, output), run_id, started_at);
     let mut run = Run { ctx, engine, totals: Totals::default() };
     let outcome = run.execute(&lock).inspect_err(|error| run.record_failure(error))?;

@@ -16,8 +16,8 @@
 //!
 //! A publish calls [`retire`] after committing its versions: it adds what
 //! they removed to the list (or deletes it, when nothing is kept), and
-//! deletes listed files whose time is up. `pipeline vacuum` also retires,
-//! so kept files go on time even when no run publishes.
+//! deletes listed files whose time is up. A run also retires when it
+//! starts, before it reads any layer, and so does `pipeline vacuum`.
 
 use std::collections::BTreeMap;
 
