@@ -58,8 +58,9 @@ pub(super) fn commit(
 /// Moves a committed run's staged files into place, commits them to the
 /// layers' tables, retires the files those versions removed (a replaced
 /// gold partition's, everything a full refresh replaced: deleted, or kept
-/// for time travel, see [`tables::retire`]), then writes the run's manifest. Idempotent: files already moved and tables already at
-/// the run's version are skipped, so a crash here is finished by the next run.
+/// for time travel, see [`tables::retire`]), then writes the run's
+/// manifest. Idempotent: files already moved and tables already at the
+/// run's version are skipped, so a crash here is finished by the next run.
 /// `heads` are the tables' logs as [`commit`] checked them (`None`: read them).
 fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: Option<Heads>) -> Result<()> {
     let run_id = &manifest.run_id;

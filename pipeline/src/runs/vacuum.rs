@@ -12,9 +12,9 @@
 //! names). Only files of the newest table versions are considered, and
 //! only under the run lock, so no file of a run in progress is touched.
 //!
-//! It also deletes the replaced files kept for time travel whose
-//! `keep_replaced_hours` are up, which runs otherwise do only when they
-//! publish (README "Keeping replaced files").
+//! Like a run, it also deletes the replaced files kept for time travel
+//! whose `keep_replaced_hours` are up, and a dry run counts them (README
+//! "Keeping replaced files").
 
 use std::collections::BTreeSet;
 use std::time::Duration;
