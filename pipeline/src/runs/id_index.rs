@@ -1,17 +1,16 @@
 //! Event id indexes: beside each silver events file a local run writes,
-//! the sorted 128-bit fingerprints of its rows' event ids (the ones rule 5
-//! compares), at `_state/event_ids/event_date=D/<file stem>.ids` (16 bytes
-//! an event).
+//! the sorted 64-bit prefixes of its rows' event id fingerprints, at
+//! `_state/event_ids/event_date=D/<file stem>.ids` (8 bytes an event).
 //!
 //! Rule 5 for a small run only asks which of its own ids were committed
 //! before ([`crate::silver::Load::Probe`]). An index answers that for a
-//! whole file without decoding its event id column: the candidates'
-//! fingerprints it holds are exactly the file's, so a hit (a true
-//! duplicate) costs no read of the file either. A file without an index
-//! (staged by the spark engine, or written before indexes existed) is read
-//! as before, as is one whose index cannot be decoded. An index of the
-//! first format (the 64-bit prefixes of the fingerprints) still rules a
-//! file out; on a hit, the file is read.
+//! whole file without decoding its event id column: a file whose index
+//! holds none of the candidates' prefixes holds none of their ids. A file
+//! with a hit (a true duplicate, or a prefix collision, about one in
+//! 2^64 / rows per candidate) has its ids read as before, so the outcome
+//! stays exact. A file without an index (staged by the spark engine, or
+//! written before indexes existed) is read as before, as is one whose
+//! index cannot be decoded.
 //!
 //! Indexes are staged and published with their silver files, and deleted
 //! with them (a file a full refresh replaced or compaction merged).
@@ -32,10 +31,8 @@ use crate::silver::{self, timestamp::format_date};
 use crate::storage::Storage;
 use crate::tables;
 
-/// The first bytes of an index file: format 2, whole fingerprints.
-const MAGIC: &[u8; 8] = b"mnids02\n";
-/// The first bytes of an index file of format 1: 64-bit prefixes.
-const MAGIC_PREFIXES: &[u8; 8] = b"mnids01\n";
+/// The first bytes of an index file (format version 1).
+const MAGIC: &[u8; 8] = b"mnids01\n";
 
 /// The index path of a silver events file (relative to the output root),
 /// or `None` for any other path.
@@ -60,44 +57,34 @@ pub(crate) fn stage(output: &Storage, run_id: &str, path: &str, df: &DataFrame) 
 /// The index bytes of silver events `df`.
 fn encode(df: &DataFrame) -> Result<Vec<u8>> {
     let ids = df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("indexing event ids"))?;
-    let mut fingerprints: Vec<u128> = ids.iter().flatten().map(silver::fingerprint).collect();
-    fingerprints.sort_unstable();
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 16 * fingerprints.len());
+    let mut prefixes: Vec<u64> = ids.iter().flatten().map(|id| prefix(silver::fingerprint(id))).collect();
+    prefixes.sort_unstable();
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 8 * prefixes.len());
     bytes.extend_from_slice(MAGIC);
-    fingerprints.iter().for_each(|f| bytes.extend_from_slice(&f.to_le_bytes()));
+    prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
     Ok(bytes)
 }
 
-/// What an index says of a file and some candidate fingerprints.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Lookup {
-    /// The file holds exactly these of them (none, or some: a format 2 index).
-    Holds(Vec<u128>),
-    /// It may hold some of them (a hit in a format 1 index): read the file.
-    Maybe,
-}
-
-/// What the index `bytes` says of `probe`'s fingerprints; `None` when
-/// `bytes` is not an index, or a damaged one (the file must be read). Searches
-/// the index where it lies, after checking its entries are in order, as
-/// they were written.
-pub(crate) fn lookup(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<Lookup> {
-    if let Some(body) = bytes.strip_prefix(MAGIC) {
-        let (entries, rest) = body.as_chunks::<16>();
-        let value = |e: &[u8; 16]| u128::from_le_bytes(*e);
-        if !rest.is_empty() || !entries.is_sorted_by_key(value) {
-            return None;
-        }
-        let held = probe.iter().copied().filter(|id| entries.binary_search_by_key(id, value).is_ok()).collect();
-        return Some(Lookup::Holds(held));
-    }
-    let (prefixes, rest) = bytes.strip_prefix(MAGIC_PREFIXES)?.as_chunks::<8>();
-    let value = |e: &[u8; 8]| u64::from_le_bytes(*e);
-    if !rest.is_empty() || !prefixes.is_sorted_by_key(value) {
+/// The sorted prefixes of an index, or `None` if it is not one.
+fn decode(bytes: &[u8]) -> Option<Vec<u64>> {
+    let body = bytes.strip_prefix(MAGIC)?;
+    let words = body.chunks_exact(8);
+    if !words.remainder().is_empty() {
         return None;
     }
-    let hit = probe.iter().any(|id| prefixes.binary_search_by_key(&((id >> 64) as u64), value).is_ok());
-    Some(if hit { Lookup::Maybe } else { Lookup::Holds(Vec::new()) })
+    let prefixes: Vec<u64> = words.map(|w| u64::from_le_bytes(w.try_into().expect("chunks of 8"))).collect();
+    prefixes.is_sorted().then_some(prefixes)
+}
+
+/// Whether the file indexed by `bytes` may hold one of `probe`'s ids:
+/// `None` when `bytes` is not an index (the file must be read).
+pub(crate) fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
+    let prefixes = decode(bytes)?;
+    Some(probe.iter().any(|id| prefixes.binary_search(&prefix(*id)).is_ok()))
+}
+
+fn prefix(fingerprint: u128) -> u64 {
+    (fingerprint >> 64) as u64
 }
 
 /// Event id fingerprints committed on `date` by earlier runs, handed to
@@ -123,9 +110,9 @@ pub(crate) fn committed_ids(
             .map(|path| {
                 let index = path_of(path).filter(|index| indexes.contains(index));
                 if let (Some(probe), Some(index)) = (probe, index) {
-                    match lookup(&output.get(&index)?, probe) {
-                        Some(Lookup::Holds(held)) => return Ok(held),
-                        Some(Lookup::Maybe) => {}
+                    match may_hold(&output.get(&index)?, probe) {
+                        Some(false) => return Ok(Vec::new()),
+                        Some(true) => {}
                         None => warn!(index, "Reading the ids of a file whose id index is damaged."),
                     }
                 }
@@ -157,50 +144,24 @@ mod tests {
         ids.iter().map(|id| silver::fingerprint(id)).collect()
     }
 
-    fn held(ids: &[&str]) -> Option<Lookup> {
-        let mut held: Vec<u128> = probe(ids).into_iter().collect();
-        held.sort_unstable();
-        Some(Lookup::Holds(held))
-    }
-
-    fn sorted(lookup: Option<Lookup>) -> Option<Lookup> {
-        lookup.map(|l| match l {
-            Lookup::Holds(mut ids) => {
-                ids.sort_unstable();
-                Lookup::Holds(ids)
-            }
-            maybe => maybe,
-        })
-    }
-
     #[test]
     fn an_index_holds_exactly_its_files_ids() {
         let bytes = encode(&events(&["b", "a", "c", "a"])).expect("encode");
-        assert_eq!(bytes.len(), 8 + 4 * 16);
-        assert_eq!(sorted(lookup(&bytes, &probe(&["a"]))), held(&["a"]));
-        assert_eq!(sorted(lookup(&bytes, &probe(&["x", "c", "b"]))), held(&["c", "b"]));
-        assert_eq!(lookup(&bytes, &probe(&["x", "y", "A"])), held(&[]));
-        assert_eq!(lookup(&bytes, &probe(&[])), held(&[]));
-        assert_eq!(lookup(&encode(&events(&[])).expect("encode"), &probe(&["a"])), held(&[]));
-    }
-
-    #[test]
-    fn an_index_of_prefixes_rules_files_out_and_sends_a_hit_to_the_file() {
-        let mut prefixes: Vec<u64> = ["b", "a"].iter().map(|id| (silver::fingerprint(id) >> 64) as u64).collect();
-        prefixes.sort_unstable();
-        let bytes = [MAGIC_PREFIXES.as_slice(), &prefixes[0].to_le_bytes(), &prefixes[1].to_le_bytes()].concat();
-        assert_eq!(lookup(&bytes, &probe(&["x", "a"])), Some(Lookup::Maybe));
-        assert_eq!(lookup(&bytes, &probe(&["x", "y"])), held(&[]));
-        assert_eq!(lookup(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
+        assert_eq!(bytes.len(), 8 + 4 * 8);
+        assert_eq!(may_hold(&bytes, &probe(&["a"])), Some(true));
+        assert_eq!(may_hold(&bytes, &probe(&["x", "c"])), Some(true));
+        assert_eq!(may_hold(&bytes, &probe(&["x", "y", "A"])), Some(false));
+        assert_eq!(may_hold(&bytes, &probe(&[])), Some(false));
+        assert_eq!(may_hold(&encode(&events(&[])).expect("encode"), &probe(&["a"])), Some(false));
     }
 
     #[test]
     fn a_damaged_index_is_not_trusted() {
         let bytes = encode(&events(&["a", "b"])).expect("encode");
-        assert_eq!(lookup(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
-        assert_eq!(lookup(b"PAR1\0\0\0\0", &probe(&["x"])), None, "not an index");
-        let unsorted = [MAGIC.as_slice(), &2u128.to_le_bytes(), &1u128.to_le_bytes()].concat();
-        assert_eq!(lookup(&unsorted, &probe(&["x"])), None, "out of order");
+        assert_eq!(may_hold(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
+        assert_eq!(may_hold(b"PAR1\0\0\0\0", &probe(&["x"])), None, "not an index");
+        let unsorted = [MAGIC.as_slice(), &2u64.to_le_bytes(), &1u64.to_le_bytes()].concat();
+        assert_eq!(may_hold(&unsorted, &probe(&["x"])), None, "out of order");
     }
 
     #[test]
