@@ -65,22 +65,17 @@ fn encode(df: &DataFrame) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The sorted prefixes of an index, or `None` if it is not one.
-fn decode(bytes: &[u8]) -> Option<Vec<u64>> {
-    let body = bytes.strip_prefix(MAGIC)?;
-    let words = body.chunks_exact(8);
-    if !words.remainder().is_empty() {
+/// Whether the file indexed by `bytes` may hold one of `probe`'s ids:
+/// `None` when `bytes` is not an index, or a damaged one (the file must be
+/// read). Searches the index where it lies, after checking its entries are
+/// in order, as they were written.
+pub(crate) fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
+    let (prefixes, rest) = bytes.strip_prefix(MAGIC)?.as_chunks::<8>();
+    let value = |entry: &[u8; 8]| u64::from_le_bytes(*entry);
+    if !rest.is_empty() || !prefixes.is_sorted_by_key(value) {
         return None;
     }
-    let prefixes: Vec<u64> = words.map(|w| u64::from_le_bytes(w.try_into().expect("chunks of 8"))).collect();
-    prefixes.is_sorted().then_some(prefixes)
-}
-
-/// Whether the file indexed by `bytes` may hold one of `probe`'s ids:
-/// `None` when `bytes` is not an index (the file must be read).
-pub(crate) fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
-    let prefixes = decode(bytes)?;
-    Some(probe.iter().any(|id| prefixes.binary_search(&prefix(*id)).is_ok()))
+    Some(probe.iter().any(|id| prefixes.binary_search_by_key(&prefix(*id), value).is_ok()))
 }
 
 fn prefix(fingerprint: u128) -> u64 {
