@@ -31,7 +31,7 @@ use crate::gold;
 use crate::layout::{self, SILVER_EVENTS};
 use crate::parquet::ROW_GROUP_ROWS;
 use crate::storage::{Entry, Storage};
-use crate::tables::{self, TABLES};
+use crate::tables::{Kept, TABLES};
 
 /// `pipeline compact`: compacts every partition of `config`'s output that
 /// needs it, under the run lock, after finishing any run that stopped part
@@ -115,18 +115,17 @@ pub(super) fn compact(
 fn plan(output: &Storage, settings: &MaintenanceSettings, scope: &Scope) -> Result<Vec<Merge>> {
     let target = settings.target_file_mb << 20;
     let mut merges = Vec::new();
+    let kept = Kept::load(output)?;
     for table in TABLES.iter().filter(|t| !t.replaces_partitions) {
         let partitions: BTreeSet<String> = match scope {
-            Scope::All => {
-                tables::live_entries(output, table.layer)?.iter().filter_map(|e| parent(&e.relative)).collect()
-            }
+            Scope::All => kept.live_entries(output, table.layer)?.iter().filter_map(|e| parent(&e.relative)).collect(),
             Scope::Holding(files) => {
                 files.iter().filter(|f| f.starts_with(&format!("{}/", table.layer))).filter_map(|f| parent(f)).collect()
             }
         };
         for partition in partitions {
             let mut small: Vec<Entry> =
-                tables::live_entries(output, &partition)?.into_iter().filter(|e| e.size < target / 2).collect();
+                kept.live_entries(output, &partition)?.into_iter().filter(|e| e.size < target / 2).collect();
             let runs: BTreeSet<&str> = small.iter().map(|e| run_of(&e.relative)).collect();
             if runs.len() < settings.compact_min_files {
                 continue;

@@ -59,14 +59,11 @@ pub(crate) fn vacuum(config: &PipelineConfig, today: NaiveDate, dry_run: bool, o
     recover_staging(&output, options.log)?;
     let mut expiry = plan(&output, &config.retention, today)?;
     let keep_hours = options.log.keep_replaced_hours;
-    expiry.replaced = tables::expired(&output, keep_hours, Utc::now())?;
-    if dry_run {
-        return Ok(expiry);
-    }
-    if !expiry.replaced.is_empty() {
-        expiry.replaced = tables::retire(&output, &[], keep_hours, Utc::now())?;
-    }
-    if expiry.files.is_empty() && expiry.runs.is_empty() {
+    expiry.replaced = match dry_run {
+        true => tables::expired(&output, keep_hours, Utc::now())?,
+        false => tables::retire(&output, &[], keep_hours, Utc::now())?,
+    };
+    if dry_run || (expiry.files.is_empty() && expiry.runs.is_empty()) {
         return Ok(expiry);
     }
     if !expiry.runs.is_empty() {

@@ -37,7 +37,7 @@ use tracing::{info, warn};
 pub(crate) use checkpoint::DEFAULT_INTERVAL as DEFAULT_CHECKPOINT_INTERVAL;
 pub(crate) use log::DEFAULT_RETENTION_HOURS as DEFAULT_LOG_RETENTION_HOURS;
 use log::LOG_DIR;
-pub(crate) use replaced::{expired, live_entries, live_files, retire};
+pub(crate) use replaced::{Kept, expired, live_entries, live_files, retire};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, BRONZE, GOLD, SILVER_EVENTS, SILVER_REJECTS};
@@ -182,6 +182,7 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
         (true, true, false) => log::Operation::Append,
     };
     let mut committed = Committed::default();
+    let kept = Kept::load(output)?;
     for table in &TABLES {
         let head = match heads.as_mut().and_then(|h| h.0.remove(table.layer)) {
             Some(head) => head,
@@ -201,7 +202,7 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
         // A new table adopts every file; otherwise only the partitions the run changes matter.
         let everything = head.is_none() || full_refresh;
         let (mut new, mut before) = (Vec::new(), Vec::new());
-        for entry in table_files(output, table, change, everything)? {
+        for entry in table_files(output, &kept, table, change, everything)? {
             match table.inside(&entry.relative) {
                 Some(path) if added.contains(path) => new.push(entry),
                 Some(_) => before.push(entry),
@@ -266,9 +267,9 @@ pub(crate) fn commit_run(output: &Storage, change: &Change, mut heads: Option<He
 /// The data files in `table` now (kept replaced ones left out): all of
 /// them, or only those of the partitions `change` writes to, compacts or
 /// expires (so a run's cost does not grow with the table).
-fn table_files(output: &Storage, table: &Table, change: &Change, everything: bool) -> Result<Vec<Entry>> {
+fn table_files(output: &Storage, kept: &Kept, table: &Table, change: &Change, everything: bool) -> Result<Vec<Entry>> {
     if everything {
-        return live_entries(output, table.layer);
+        return kept.live_entries(output, table.layer);
     }
     let partitions: BTreeSet<&str> = [change.added, change.compacted, change.expired]
         .into_iter()
@@ -278,7 +279,7 @@ fn table_files(output: &Storage, table: &Table, change: &Change, everything: boo
         .collect();
     let mut live = Vec::new();
     for partition in partitions {
-        live.extend(live_entries(output, partition)?);
+        live.extend(kept.live_entries(output, partition)?);
     }
     Ok(live)
 }

@@ -31,21 +31,30 @@ use crate::storage::{Entry, Storage};
 /// The kept files, relative to the output root, with when they were removed.
 pub(crate) const KEPT_FILE: &str = "_state/replaced.json";
 
-/// What [`KEPT_FILE`] holds.
+/// What [`KEPT_FILE`] holds: the kept files, read once for as many
+/// listings as a step makes.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Kept {
+pub(crate) struct Kept {
     /// Removal time (milliseconds since the epoch) by path relative to the
     /// output root.
     files: BTreeMap<String, i64>,
 }
 
 impl Kept {
-    fn load(output: &Storage) -> Result<Self> {
+    pub(crate) fn load(output: &Storage) -> Result<Self> {
         match output.get_opt(KEPT_FILE)? {
             None => Ok(Self::default()),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|source| Error::State { path: output.describe(KEPT_FILE), source }),
         }
+    }
+
+    /// The data files under `relative` that the tables' newest versions
+    /// hold: every Parquet file there except kept ones.
+    pub(crate) fn live_entries(&self, output: &Storage, relative: &str) -> Result<Vec<Entry>> {
+        let mut entries = output.parquet_entries(relative)?;
+        entries.retain(|e| !self.files.contains_key(&e.relative));
+        Ok(entries)
     }
 
     fn save(&self, output: &Storage) -> Result<()> {
@@ -57,15 +66,15 @@ impl Kept {
     }
 }
 
-/// The data files under `relative` that the tables' newest versions hold:
-/// every Parquet file there except kept replaced ones.
+/// [`Kept::live_entries`] for one listing: the kept list is read only
+/// when the folder holds data files.
 pub(crate) fn live_entries(output: &Storage, relative: &str) -> Result<Vec<Entry>> {
-    let mut entries = output.parquet_entries(relative)?;
-    if !entries.is_empty() {
-        let kept = Kept::load(output)?;
-        entries.retain(|e| !kept.files.contains_key(&e.relative));
+    let entries = output.parquet_entries(relative)?;
+    if entries.is_empty() {
+        return Ok(entries);
     }
-    Ok(entries)
+    let kept = Kept::load(output)?;
+    Ok(entries.into_iter().filter(|e| !kept.files.contains_key(&e.relative)).collect())
 }
 
 /// [`live_entries`], as paths relative to the output root.
@@ -89,16 +98,19 @@ fn cutoff(keep_hours: u64, now: DateTime<Utc>) -> i64 {
 /// deleted. Idempotent, as a publish finished after a crash calls it again:
 /// a file already kept keeps its first removal time. Listed files are
 /// deleted before the list is written without them, so a crash between
-/// leaves only names of missing files, which the next call drops.
+/// leaves only names of missing files, which the next call drops. The
+/// list is written only when it changed.
 pub(crate) fn retire(output: &Storage, removed: &[String], keep_hours: u64, now: DateTime<Utc>) -> Result<Vec<String>> {
     let mut kept = Kept::load(output)?;
-    let before = kept.files.len();
     let mut deleted = Vec::new();
+    let mut changed = false;
     for path in removed {
         match keep_hours {
             0 => deleted.push(path.clone()),
+            _ if kept.files.contains_key(path) => {}
             _ => {
-                kept.files.entry(path.clone()).or_insert(now.timestamp_millis());
+                kept.files.insert(path.clone(), now.timestamp_millis());
+                changed = true;
             }
         }
     }
@@ -106,13 +118,14 @@ pub(crate) fn retire(output: &Storage, removed: &[String], keep_hours: u64, now:
     let (due, left): (BTreeMap<_, _>, BTreeMap<_, _>) = kept.files.into_iter().partition(|(_, at)| *at <= cutoff);
     if !due.is_empty() {
         info!(files = due.len(), keep_hours, "Deleting replaced files whose time for time travel is up.");
+        changed = true;
     }
     deleted.extend(due.into_keys());
     for path in &deleted {
         output.delete(path)?;
     }
     kept.files = left;
-    if kept.files.len() != before || !deleted.is_empty() {
+    if changed {
         kept.save(output)?;
     }
     Ok(deleted)
