@@ -475,10 +475,10 @@ impl Storage {
 
     /// A listed object's bytes with only `ranges` read, in one request a
     /// few ranges (object_store coalesces near ones): the rest is zeros,
-    /// never read, and on a large object never touched in memory either (a
-    /// zeroed allocation that large gets fresh pages from the system). For
-    /// a Parquet reader that reads only those ranges: the column chunks of
-    /// the row groups and columns it decodes.
+    /// never read (and, when the allocator hands out fresh pages for a
+    /// large zeroed buffer, never touched in memory). For a Parquet reader
+    /// that reads only those ranges: the column chunks of the row groups
+    /// and columns it decodes.
     pub(crate) fn get_sparse(&self, entry: &Entry, ranges: &[std::ops::Range<u64>]) -> Result<Bytes> {
         let path = self.path(&entry.relative);
         let parts = runtime()
@@ -487,7 +487,7 @@ impl Storage {
         let mut bytes = vec![0; usize::try_from(entry.size).unwrap_or(usize::MAX)];
         for (range, part) in ranges.iter().zip(parts) {
             let at = usize::try_from(range.start).unwrap_or(usize::MAX);
-            match bytes.get_mut(at..at + part.len()) {
+            match bytes.get_mut(at..).and_then(|rest| rest.get_mut(..part.len())) {
                 Some(slot) => slot.copy_from_slice(&part),
                 None => {
                     let changed = object_store::Error::Generic {
