@@ -255,7 +255,8 @@ pub(crate) fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<Dat
 
 /// Rows `rows` (all when `None`) of Parquet bytes, optionally only some
 /// columns; `footer` is their footer when already read (else it is read
-/// from the bytes). polars decodes only the row groups the rows fall in.
+/// from the bytes). Only the row groups the rows fall in are decoded, so
+/// the bytes of the others may be missing (zeros).
 pub(crate) fn decode_rows(
     bytes: Bytes,
     footer: Option<Arc<FileMetadata>>,
@@ -265,6 +266,12 @@ pub(crate) fn decode_rows(
     let mut reader = ParquetReader::new(Cursor::new(bytes));
     if let Some(footer) = footer {
         reader.set_metadata(footer);
+    }
+    if rows.is_some() {
+        // polars' own choice for a file of few row groups goes column by
+        // column through every group, decoding the groups outside the rows
+        // too; group by group it skips them.
+        reader = reader.read_parallel(ParallelStrategy::RowGroups);
     }
     reader
         .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))

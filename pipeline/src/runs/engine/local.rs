@@ -340,6 +340,22 @@ mod tests {
         }
     }
 
+    /// polars decodes a file of few row groups column by column, through
+    /// every group unless told to go group by group: then the unread
+    /// chunks of an unneeded group would be decoded.
+    #[test]
+    fn a_later_group_of_a_file_of_two_groups_is_read_alone() {
+        let output = Storage::open(&format!("memory://local-{}", uuid::Uuid::new_v4()), true).expect("memory");
+        let entry = stored_events(&output, 20);
+        let planned = groups_of(output.parquet_footer(&entry).expect("footer"));
+        assert_eq!(planned.1.len(), 2);
+        let second = |g: &RowGroup| g.rows.start == 10;
+        let df = read_groups(&output, &entry, Some(&planned), second).expect("read").expect("rows");
+        assert_eq!(df.height(), 10);
+        let minutes = df.column(EVENT_TIME).expect("time").datetime().expect("datetime").physical().clone();
+        assert_eq!(minutes.iter().flatten().map(|t| t / MINUTE_MICROS).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
+    }
+
     #[test]
     fn the_needed_row_groups_are_read_as_few_ranges() {
         let groups: Vec<RowGroup> =
