@@ -480,10 +480,7 @@ impl Storage {
     /// that reads only those ranges: the column chunks of the row groups
     /// and columns it decodes.
     pub(crate) fn get_sparse(&self, entry: &Entry, ranges: &[std::ops::Range<u64>]) -> Result<Bytes> {
-        let path = self.path(&entry.relative);
-        let parts = runtime()
-            .block_on(self.store.get_ranges(&path, ranges))
-            .map_err(Error::storage(self.describe(&entry.relative)))?;
+        let parts = self.get_ranges(&entry.relative, ranges)?;
         let mut bytes = vec![0; usize::try_from(entry.size).unwrap_or(usize::MAX)];
         for (range, part) in ranges.iter().zip(parts) {
             let at = usize::try_from(range.start).unwrap_or(usize::MAX);
@@ -499,6 +496,13 @@ impl Storage {
             }
         }
         Ok(Bytes::from(bytes))
+    }
+
+    /// Bytes `ranges` of an object, in one request (object_store coalesces
+    /// near ones).
+    pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
+        let path = self.path(relative);
+        runtime().block_on(self.store.get_ranges(&path, ranges)).map_err(Error::storage(self.describe(relative)))
     }
 
     /// Bytes `range` of an object.
