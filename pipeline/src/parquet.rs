@@ -317,6 +317,25 @@ pub(crate) fn row_groups(footer: &FileMetadata, column: &str) -> Vec<RowGroup> {
     groups
 }
 
+/// `footer` with only the row groups `keep` selects (by position): decoded
+/// with it, Parquet bytes give those groups' rows, in file order, and the
+/// other groups' bytes are never read.
+pub(crate) fn with_groups(footer: &FileMetadata, keep: impl Fn(usize) -> bool) -> FileMetadata {
+    let row_groups: Vec<_> =
+        footer.row_groups.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, g)| g.clone()).collect();
+    FileMetadata {
+        version: footer.version,
+        num_rows: row_groups.iter().map(|g| g.num_rows()).sum(),
+        max_row_group_height: row_groups.iter().map(|g| g.num_rows()).max().unwrap_or(0),
+        created_by: footer.created_by.clone(),
+        row_groups,
+        key_value_metadata: footer.key_value_metadata.clone(),
+        schema_descr: footer.schema_descr.clone(),
+        column_orders: footer.column_orders.clone(),
+        footer_buf: footer.footer_buf.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use polars_parquet::parquet::metadata::ColumnChunkMetadata;

@@ -219,7 +219,8 @@ fn groups_of(footer: FileMetadata) -> Groups {
 /// The gold input columns of the rows of `entry`'s row groups that are
 /// `needed`; `None` when none is. `planned` is its footer and groups when
 /// they were read before (then only the needed chunks are read); else the
-/// file is fetched whole once and they come from its bytes.
+/// file is fetched whole once and they come from its bytes. The needed
+/// groups are decoded in one pass, with a footer that lists only them.
 fn read_groups(
     output: &Storage,
     entry: &Entry,
@@ -236,23 +237,16 @@ fn read_groups(
             (Some(bytes), &read_now)
         }
     };
-    let rows = row_ranges(groups, &needed);
-    if rows.is_empty() {
+    if !groups.iter().any(&needed) {
         return Ok(None);
     }
     let bytes = match fetched {
         Some(bytes) => bytes,
         // Only the needed groups' chunks of the gold input columns.
-        None => output.get_sparse(entry, &chunk_ranges(footer, groups, needed, entry.size))?,
+        None => output.get_sparse(entry, &chunk_ranges(footer, groups, &needed, entry.size))?,
     };
-    let frames = rows
-        .into_iter()
-        .map(|rows| {
-            let footer = Some(Arc::clone(footer));
-            parquet::decode_rows(bytes.clone(), footer, Some(&gold::INPUT_COLUMNS), Some(rows)).map_err(unreadable)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    concat_frames(frames).map(Some)
+    let only_needed = Arc::new(parquet::with_groups(footer, |i| groups.get(i).is_some_and(&needed)));
+    parquet::decode_rows(bytes, Some(only_needed), Some(&gold::INPUT_COLUMNS), None).map(Some).map_err(unreadable)
 }
 
 /// The byte ranges a reader of the gold input columns of the `groups`
@@ -270,18 +264,6 @@ fn chunk_ranges(
             if chunk.descriptor().path_in_schema.first().is_some_and(|c| gold::INPUT_COLUMNS.contains(&c.as_str())) {
                 ranges.push(chunk.byte_range());
             }
-        }
-    }
-    ranges
-}
-
-/// The rows of the `groups` that are `needed`, adjacent groups joined.
-fn row_ranges(groups: &[RowGroup], needed: impl Fn(&RowGroup) -> bool) -> Vec<Range<usize>> {
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    for group in groups.iter().filter(|g| needed(g)) {
-        match ranges.last_mut() {
-            Some(last) if last.end == group.rows.start => last.end = group.rows.end,
-            _ => ranges.push(group.rows.clone()),
         }
     }
     ranges
@@ -340,9 +322,10 @@ mod tests {
         }
     }
 
-    /// polars decodes a file of few row groups column by column, through
-    /// every group unless told to go group by group: then the unread
-    /// chunks of an unneeded group would be decoded.
+    /// Only the second group's chunks are fetched: the first, left zeros,
+    /// must not be decoded (polars goes through every group of a file of
+    /// few groups column by column, unless its footer lists only the
+    /// needed one).
     #[test]
     fn a_later_group_of_a_file_of_two_groups_is_read_alone() {
         let output = Storage::open(&format!("memory://local-{}", uuid::Uuid::new_v4()), true).expect("memory");
@@ -353,20 +336,9 @@ mod tests {
         let df = read_groups(&output, &entry, Some(&planned), second).expect("read").expect("rows");
         assert_eq!(df.height(), 10);
         let minutes = df.column(EVENT_TIME).expect("time").datetime().expect("datetime").physical().clone();
-        assert_eq!(minutes.iter().flatten().map(|t| t / MINUTE_MICROS).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn the_needed_row_groups_are_read_as_few_ranges() {
-        let groups: Vec<RowGroup> =
-            [(0, 10, Some((0, 5))), (10, 20, None), (20, 25, Some((6, 9))), (25, 40, Some((10, 12)))]
-                .map(|(start, end, bounds)| RowGroup { rows: start..end, bounds })
-                .to_vec();
-        let below = |limit: i64| move |g: &RowGroup| g.bounds.is_none_or(|(first, _)| first < limit);
-        let rows = |start: usize, end: usize| start..end;
-        assert_eq!(row_ranges(&groups, below(100)), [rows(0, 40)]);
-        assert_eq!(row_ranges(&groups, below(6)), [rows(0, 20)]);
-        assert_eq!(row_ranges(&groups, |g| g.bounds.is_some_and(|(first, _)| first != 6)), [0..10, 25..40]);
-        assert_eq!(row_ranges(&groups, |_| false), Vec::<Range<usize>>::new());
+        assert_eq!(
+            minutes.iter().flatten().map(|t| t / MINUTE_MICROS).collect::<Vec<_>>(),
+            (10..20).collect::<Vec<_>>()
+        );
     }
 }
