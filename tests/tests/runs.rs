@@ -187,8 +187,9 @@ fn kill_9_at_any_moment_is_recovered_by_the_next_run() {
 
 /// A process killed while writing a manifest, a log commit or the
 /// ingested-files index on a local folder leaves object_store's temporary
-/// `<name>#<n>` file beside it; the next run removes every one and
-/// changes no layer.
+/// `<name>#<n>` file beside it, and its note in `_lock`; the next run
+/// removes every one and changes no layer. A run that finishes empties
+/// `_lock`.
 #[test]
 fn temporary_files_of_interrupted_writes_are_removed_by_the_next_run() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -196,7 +197,9 @@ fn temporary_files_of_interrupted_writes_are_removed_by_the_next_run() {
     let first = run(dir.path(), "in", "out", &[]);
     assert!(first.status.success(), "{}", text(&first));
     let out = dir.path().join("out");
+    assert_eq!(std::fs::read(out.join("_lock")).expect("read _lock"), b"", "released cleanly");
     let want = snapshot(&out);
+    std::fs::write(out.join("_lock"), "pid 4242 (killed mid-run)").expect("leave a holder's note");
     let planted = [
         "_lock#1",
         "_runs/20260101T000000000Z-00000000.json#2",
@@ -212,6 +215,7 @@ fn temporary_files_of_interrupted_writes_are_removed_by_the_next_run() {
     let left: Vec<PathBuf> = files_under(&out).into_iter().filter(|p| p.to_string_lossy().contains('#')).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert_eq!(snapshot(&out), want);
+    assert_eq!(std::fs::read(out.join("_lock")).expect("read _lock"), b"");
 }
 
 #[test]

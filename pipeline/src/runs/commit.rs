@@ -114,11 +114,13 @@ fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -
 /// Finishes runs that crashed after committing and deletes the staging of
 /// runs that crashed before, and the temporary files of writes a killed
 /// process left outside staging (local outputs; see
-/// [`Storage::remove_interrupted_writes`]). Called under the run lock;
-/// `log` is the command's (a finished publish keeps replaced files as it
-/// says).
-pub(super) fn recover_staging(output: &Storage, log: LogPolicy) -> Result<()> {
-    for dir in direct_write_dirs() {
+/// [`Storage::remove_interrupted_writes`]), unless `lock`'s last holder
+/// released it cleanly. Called under `lock`; `log` is the command's (a
+/// finished publish keeps replaced files as it says).
+pub(super) fn recover_staging(output: &Storage, lock: &Lock, log: LogPolicy) -> Result<()> {
+    // Only a holder that stopped mid-run can have left a write half done.
+    let dirs = if lock.after_clean_release() { Vec::new() } else { direct_write_dirs() };
+    for dir in dirs {
         let removed = output.remove_interrupted_writes(&dir)?;
         if removed > 0 {
             warn!(folder = dir, files = removed, "Removed the temporary files of interrupted writes.");

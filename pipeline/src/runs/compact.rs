@@ -40,8 +40,10 @@ pub(crate) fn compact_output(config: &PipelineConfig, options: &RunOptions) -> R
     let output = Storage::open(&config.pipeline.output, true)?.with_zstd_level(config.pipeline.zstd_level);
     let holder = format!("pid {} compacting (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.pipeline.lease_secs))?;
-    recover_staging(&output, options.log)?;
-    compact(&output, &lock, &config.maintenance, Scope::All, options)
+    recover_staging(&output, &lock, options.log)?;
+    let compacted = compact(&output, &lock, &config.maintenance, Scope::All, options)?;
+    lock.release();
+    Ok(compacted)
 }
 
 /// Rows per row group of a merged silver events file. Its events are

@@ -60,7 +60,7 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
         "Starting run."
     );
 
-    recover_staging(&output, options.log)?;
+    recover_staging(&output, &lock, options.log)?;
     // Kept replaced files whose time is up go before anything reads the
     // layers: all of them when nothing is kept (a spark engine run reads
     // whole layer folders).
@@ -73,6 +73,7 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
         let scope = Scope::Holding(&manifest.outputs);
         compact(&run.ctx.output, &lock, &config.maintenance, scope, &run.ctx.options)?;
     }
+    lock.release();
     Ok(outcome)
 }
 

@@ -2,6 +2,9 @@
 //!
 //! On a local folder the lock is an OS file lock on `_lock`, released by
 //! the kernel when its process dies, so a crashed run never blocks the next.
+//! The file holds its holder's note, emptied when a command that finished
+//! lets go ([`Lock::release`]): a note found on taking the lock tells the
+//! next holder its last one stopped mid-command.
 //!
 //! On an object store (and `memory://`) the lock is a lease: a `_lock`
 //! object naming its holder and an expiry, created only if absent
@@ -36,9 +39,12 @@ pub(crate) const LOCK_FILE: &str = "_lock";
 /// Held for the whole run; released on drop (or, for a file lock, by the OS on exit).
 #[derive(Debug)]
 pub(crate) enum Lock {
-    /// The open lock file: the OS lock lasts while it is open.
+    /// The open lock file: the OS lock lasts while it is open. It holds
+    /// the holder's note until [`Lock::release`] empties it, so a note
+    /// found by the next holder means its last holder stopped mid-run.
     File {
-        _held: File,
+        held: File,
+        after_clean_release: bool,
     },
     Lease(Box<Lease>),
 }
@@ -48,8 +54,28 @@ impl Lock {
     /// `lease` is the lease length on object stores (unused on local folders).
     pub fn acquire(output: &Storage, holder: &str, lease: Duration) -> Result<Lock> {
         match output.local_root() {
-            Some(root) => file_lock(output, &root.join(LOCK_FILE), holder).map(|file| Lock::File { _held: file }),
+            Some(root) => file_lock(output, &root.join(LOCK_FILE), holder)
+                .map(|(held, after_clean_release)| Lock::File { held, after_clean_release }),
             None => Lease::acquire(output, holder, lease).map(|lease| Lock::Lease(Box::new(lease))),
+        }
+    }
+
+    /// Whether the last holder of a local lock released it with
+    /// [`Lock::release`], its writes all done: then none of its writes can
+    /// have been interrupted, and no temporary file of one is left. False
+    /// when unknown (a lease: object stores leave no such files).
+    pub(crate) fn after_clean_release(&self) -> bool {
+        matches!(self, Lock::File { after_clean_release: true, .. })
+    }
+
+    /// Releases the lock after a command that finished its writes, telling
+    /// the next holder so (see [`Lock::after_clean_release`]). Dropping the
+    /// lock instead (an error, a panic) or dying leaves the holder's note.
+    pub(crate) fn release(self) {
+        if let Lock::File { held, .. } = &self
+            && let Err(e) = held.set_len(0)
+        {
+            warn!(error = %e, "Could not mark the lock released; the next run looks for interrupted writes.");
         }
     }
 
@@ -63,16 +89,19 @@ impl Lock {
     }
 }
 
-fn file_lock(output: &Storage, path: &std::path::Path, holder: &str) -> Result<File> {
+/// The locked file, and whether its last holder released it cleanly (it
+/// was empty).
+fn file_lock(output: &Storage, path: &std::path::Path, holder: &str) -> Result<(File, bool)> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {
+            let after_clean_release = file.metadata().map_err(io)?.len() == 0;
             file.set_len(0).map_err(io)?;
             file.rewind().map_err(io)?;
             file.write_all(holder.as_bytes()).map_err(io)?;
             file.flush().map_err(io)?;
-            Ok(file)
+            Ok((file, after_clean_release))
         }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();

@@ -56,18 +56,32 @@ pub(crate) fn vacuum(config: &PipelineConfig, today: NaiveDate, dry_run: bool, o
     let output = Storage::open(&config.pipeline.output, true)?;
     let holder = format!("pid {} vacuuming (started {})", std::process::id(), Utc::now().to_rfc3339());
     let lock = Lock::acquire(&output, &holder, Duration::from_secs(config.pipeline.lease_secs))?;
-    recover_staging(&output, options.log)?;
-    let mut expiry = plan(&output, &config.retention, today)?;
+    recover_staging(&output, &lock, options.log)?;
+    let expiry = expire(&output, &lock, config, today, dry_run, options)?;
+    lock.release();
+    Ok(expiry)
+}
+
+/// [`vacuum`]'s work under the lock.
+fn expire(
+    output: &Storage,
+    lock: &Lock,
+    config: &PipelineConfig,
+    today: NaiveDate,
+    dry_run: bool,
+    options: &RunOptions,
+) -> Result<Expiry> {
+    let mut expiry = plan(output, &config.retention, today)?;
     let keep_hours = options.log.keep_replaced_hours;
     expiry.replaced = match dry_run {
-        true => tables::expired(&output, keep_hours, Utc::now())?,
-        false => tables::retire(&output, &[], keep_hours, Utc::now())?,
+        true => tables::expired(output, keep_hours, Utc::now())?,
+        false => tables::retire(output, &[], keep_hours, Utc::now())?,
     };
     if dry_run || (expiry.files.is_empty() && expiry.runs.is_empty()) {
         return Ok(expiry);
     }
     if !expiry.runs.is_empty() {
-        IngestedIndex::load(&output)?.save_retained(&output)?;
+        IngestedIndex::load(output)?.save_retained(output)?;
     }
     let started_at = Utc::now();
     let run_id = new_run_id(started_at);
@@ -76,7 +90,7 @@ pub(crate) fn vacuum(config: &PipelineConfig, today: NaiveDate, dry_run: bool, o
         expired_runs: expiry.runs.clone(),
         ..Manifest::maintenance(run_id.clone(), started_at, output.location())
     };
-    commit(&output, &lock, &manifest, options, &mut false)?;
+    commit(output, lock, &manifest, options, &mut false)?;
     for run in &expiry.runs {
         output.delete(&Manifest::path(run))?;
     }
