@@ -336,6 +336,27 @@ pub(crate) fn with_groups(footer: &FileMetadata, keep: impl Fn(usize) -> bool) -
     }
 }
 
+/// The byte ranges a reader of top-level `columns` of the row groups
+/// `keep` selects (by position) reads, of a file of `size` bytes whose
+/// footer is `footer`: their column chunks, and the magic bytes at either
+/// end.
+pub(crate) fn chunk_ranges(
+    footer: &FileMetadata,
+    columns: &[&str],
+    keep: impl Fn(usize) -> bool,
+    size: u64,
+) -> Vec<Range<u64>> {
+    let mut ranges = vec![0..4.min(size), size.saturating_sub(8)..size];
+    for (_, group) in footer.row_groups.iter().enumerate().filter(|(i, _)| keep(*i)) {
+        for chunk in group.parquet_columns() {
+            if chunk.descriptor().path_in_schema.first().is_some_and(|c| columns.contains(&c.as_str())) {
+                ranges.push(chunk.byte_range());
+            }
+        }
+    }
+    ranges
+}
+
 #[cfg(test)]
 mod tests {
     use polars_parquet::parquet::metadata::ColumnChunkMetadata;

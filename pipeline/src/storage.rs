@@ -498,6 +498,25 @@ impl Storage {
         Ok(Bytes::from(bytes))
     }
 
+    /// Top-level `columns` of the row groups `keep` selects (by position) of
+    /// a listed Parquet object whose footer is `footer`, in file order,
+    /// reading only their column chunks.
+    pub(crate) fn get_parquet_groups(
+        &self,
+        entry: &Entry,
+        footer: &polars_parquet::parquet::metadata::FileMetadata,
+        columns: &[&str],
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<DataFrame> {
+        let bytes = self.get_sparse(entry, &parquet::chunk_ranges(footer, columns, &keep, entry.size))?;
+        let only_kept = Arc::new(parquet::with_groups(footer, keep));
+        parquet::decode_rows(bytes, Some(only_kept), Some(columns), None).map_err(|source| Error::Parquet {
+            action: "read",
+            path: entry.relative.clone(),
+            source,
+        })
+    }
+
     /// Bytes `ranges` of an object, in one request (object_store coalesces
     /// near ones).
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {

@@ -12,7 +12,6 @@
 //! (each a range of its minutes) as keep its input within the budget.
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -240,33 +239,16 @@ fn read_groups(
     if !groups.iter().any(&needed) {
         return Ok(None);
     }
-    let bytes = match fetched {
-        Some(bytes) => bytes,
-        // Only the needed groups' chunks of the gold input columns.
-        None => output.get_sparse(entry, &chunk_ranges(footer, groups, &needed, entry.size))?,
-    };
-    let only_needed = Arc::new(parquet::with_groups(footer, |i| groups.get(i).is_some_and(&needed)));
-    parquet::decode_rows(bytes, Some(only_needed), Some(&gold::INPUT_COLUMNS), None).map(Some).map_err(unreadable)
-}
-
-/// The byte ranges a reader of the gold input columns of the `groups`
-/// that are `needed` reads, of a file of `size` bytes whose footer is
-/// `footer`: their column chunks, and the magic bytes at either end.
-fn chunk_ranges(
-    footer: &FileMetadata,
-    groups: &[RowGroup],
-    needed: impl Fn(&RowGroup) -> bool,
-    size: u64,
-) -> Vec<Range<u64>> {
-    let mut ranges = vec![0..4.min(size), size.saturating_sub(8)..size];
-    for (metadata, _) in footer.row_groups.iter().zip(groups).filter(|(_, group)| needed(group)) {
-        for chunk in metadata.parquet_columns() {
-            if chunk.descriptor().path_in_schema.first().is_some_and(|c| gold::INPUT_COLUMNS.contains(&c.as_str())) {
-                ranges.push(chunk.byte_range());
-            }
+    let keep = |i: usize| groups.get(i).is_some_and(&needed);
+    let columns = &gold::INPUT_COLUMNS;
+    match fetched {
+        Some(bytes) => {
+            let only_needed = Some(Arc::new(parquet::with_groups(footer, keep)));
+            parquet::decode_rows(bytes, only_needed, Some(columns), None).map(Some).map_err(unreadable)
         }
+        // Only the needed groups' chunks of the gold input columns.
+        None => output.get_parquet_groups(entry, footer, columns, keep).map(Some),
     }
-    ranges
 }
 
 /// The gold file a date has now: the newest run's. A partition holds one
