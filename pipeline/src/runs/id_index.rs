@@ -1,20 +1,23 @@
 //! Event id indexes: beside each silver events file a local run writes,
-//! the sorted 64-bit prefixes of its rows' event id fingerprints, at
-//! `_state/event_ids/event_date=D/<file stem>.ids` (8 bytes an event).
+//! the sorted 64-bit prefixes of its rows' event id fingerprints, and the
+//! row each came from, at `_state/event_ids/event_date=D/<file stem>.ids`
+//! (12 bytes an event).
 //!
 //! Rule 5 for a small run only asks which of its own ids were committed
 //! before ([`crate::silver::Load::Probe`]). An index answers that for a
 //! whole file without decoding its event id column: a file whose index
 //! holds none of the candidates' prefixes holds none of their ids. A file
 //! with a hit (a true duplicate, or a prefix collision, about one in
-//! 2^64 / rows per candidate) has its ids read as before, so the outcome
-//! stays exact. A file without an index (staged by the spark engine, or
-//! written before indexes existed) is read as before, as is one whose
-//! index cannot be decoded.
+//! 2^64 / rows per candidate) has the ids of the row groups holding the
+//! hit rows read, so the outcome stays exact and a repeated id costs a
+//! group of the file, not all of it. A file without an index (staged by
+//! the spark engine, or written before indexes existed) is read as
+//! before, as is one whose index cannot be decoded; an index of the first
+//! format (prefixes without rows) sends a hit to the whole column.
 //!
 //! A large index (a merged file's, up to a day of events) is not read
 //! whole for a few candidates: only windows around the places their
-//! prefixes are expected at ([`index_may_hold`]): tens of KiB per
+//! prefixes are expected at ([`index_lookup`]): tens of KiB per
 //! candidate, not megabytes.
 //!
 //! Indexes are staged and published with their silver files, and deleted
@@ -32,13 +35,20 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::layout::{self, EVENT_IDS, SILVER_EVENTS};
+use crate::parquet;
 use crate::silver::columns::EVENT_ID;
 use crate::silver::{self, timestamp::format_date};
-use crate::storage::{Entry, Storage};
+use crate::storage::{Entry, FOOTER_READ, Storage};
 use crate::tables;
 
-/// The first bytes of an index file (format version 1).
-const MAGIC: &[u8; 8] = b"mnids01\n";
+/// The first bytes of an index file of the first format: the magic, then
+/// the sorted prefixes (8 bytes each, little-endian).
+const MAGIC_V1: &[u8; 8] = b"mnids01\n";
+/// The first bytes of an index file of the format written now: the magic,
+/// the sorted prefixes, then each prefix's row in its file (4 bytes each,
+/// in the prefixes' order).
+const MAGIC: &[u8; 8] = b"mnids02\n";
+const HEADER: u64 = MAGIC.len() as u64;
 
 /// The index path of a silver events file (relative to the output root),
 /// or `None` for any other path.
@@ -63,82 +73,164 @@ pub(crate) fn stage(output: &Storage, run_id: &str, path: &str, df: &DataFrame) 
 /// The index bytes of silver events `df`.
 fn encode(df: &DataFrame) -> Result<Vec<u8>> {
     let ids = df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("indexing event ids"))?;
-    let mut prefixes: Vec<u64> = ids.iter().flatten().map(|id| prefix(silver::fingerprint(id))).collect();
-    prefixes.sort_unstable();
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 8 * prefixes.len());
-    bytes.extend_from_slice(MAGIC);
-    prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
-    Ok(bytes)
-}
-
-/// Whether the file indexed by `bytes` may hold one of `probe`'s ids:
-/// `None` when `bytes` is not an index, or a damaged one (the file must be
-/// read). Searches the index where it lies, after checking its entries are
-/// in order, as they were written.
-pub(crate) fn may_hold(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<bool> {
-    let (prefixes, rest) = bytes.strip_prefix(MAGIC)?.as_chunks::<8>();
-    let value = |entry: &[u8; 8]| u64::from_le_bytes(*entry);
-    if !rest.is_empty() || !prefixes.is_sorted_by_key(value) {
-        return None;
+    let too_many = || Error::Config(format!("a silver file of {} rows is more than an index can number", df.height()));
+    let mut entries = Vec::with_capacity(ids.len());
+    for (row, id) in ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        entries.push((prefix(silver::fingerprint(id)), u32::try_from(row).map_err(|_| too_many())?));
     }
-    Some(probe.iter().any(|id| prefixes.binary_search_by_key(&prefix(*id), value).is_ok()))
+    entries.sort_unstable();
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 12 * entries.len());
+    bytes.extend_from_slice(MAGIC);
+    entries.iter().for_each(|(p, _)| bytes.extend_from_slice(&p.to_le_bytes()));
+    entries.iter().for_each(|(_, row)| bytes.extend_from_slice(&row.to_le_bytes()));
+    Ok(bytes)
 }
 
 fn prefix(fingerprint: u128) -> u64 {
     (fingerprint >> 64) as u64
 }
 
-/// Whether the file indexed by `index` may hold one of `probe`'s ids, as
-/// [`may_hold`], reading only windows of the index when that is less
-/// than half of it.
+/// What an index tells of its file for some candidate ids.
+#[derive(Debug, PartialEq)]
+enum Found {
+    /// None of them is in the file.
+    Nothing,
+    /// Some may be: in these rows of it (sorted), or anywhere when the
+    /// index does not number rows (the first format).
+    Rows(Option<Vec<u32>>),
+}
+
+/// Consecutive entries of an index, from entry `start`: their prefixes,
+/// and their rows when the index has them.
+struct Window<'a> {
+    start: u64,
+    prefixes: &'a [[u8; 8]],
+    rows: Option<&'a [[u8; 4]]>,
+}
+
+impl<'a> Window<'a> {
+    /// The entries in `prefixes` (and `rows`) from entry `start`; `None`
+    /// when they are not whole entries, or not in order, as they were
+    /// written (a damaged index).
+    fn new(start: u64, prefixes: &'a [u8], rows: Option<&'a [u8]>) -> Option<Self> {
+        let (prefixes, rest) = prefixes.as_chunks::<8>();
+        if !rest.is_empty() || !prefixes.is_sorted_by_key(|e| u64::from_le_bytes(*e)) {
+            return None;
+        }
+        let rows = match rows.map(|rows| rows.as_chunks::<4>()) {
+            Some((rows, [])) if rows.len() == prefixes.len() => Some(rows),
+            Some(_) => return None,
+            None => None,
+        };
+        Some(Self { start, prefixes, rows })
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.prefixes.len() as u64
+    }
+
+    /// The positions (in this window) of the entries equal to `p`; `None`
+    /// when some may lie outside it, in an index of `n` entries: it does not
+    /// bracket `p` (its first entry is not below `p`, or its last not
+    /// above, away from the index's ends).
+    fn entries_of(&self, p: u64, n: u64) -> Option<Range<usize>> {
+        let value = |e: &[u8; 8]| u64::from_le_bytes(*e);
+        let first = self.prefixes.partition_point(|e| value(e) < p);
+        let past = self.prefixes.partition_point(|e| value(e) <= p);
+        let open_below = first == 0 && self.start > 0;
+        let open_above = past == self.prefixes.len() && self.end() < n;
+        (!open_below && !open_above).then_some(first..past)
+    }
+}
+
+/// Looks the prefixes `wanted` up in `windows` of an index of `n` entries,
+/// each in the window around its expected place; `None` when one of them
+/// is not settled there (see [`Window::entries_of`]).
+fn lookup(windows: &[Window], n: u64, wanted: &[u64]) -> Option<Found> {
+    let (mut hit, mut rows) = (false, Some(Vec::new()));
+    for &p in wanted {
+        let at = expected_place(p, n);
+        let window = windows.iter().find(|w| w.start <= at && at < w.end().max(w.start + 1))?;
+        let entries = window.entries_of(p, n)?;
+        if entries.is_empty() {
+            continue;
+        }
+        hit = true;
+        match (window.rows, &mut rows) {
+            (Some(numbers), Some(rows)) => rows.extend(numbers[entries].iter().map(|r| u32::from_le_bytes(*r))),
+            _ => rows = None,
+        }
+    }
+    Some(match hit {
+        false => Found::Nothing,
+        true => Found::Rows(rows.map(|mut rows| {
+            rows.sort_unstable();
+            rows.dedup();
+            rows
+        })),
+    })
+}
+
+/// Looks `probe`'s ids up in a whole index, `bytes`: `None` when they are
+/// not an index, or a damaged one (the file must be read).
+fn find(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<Found> {
+    let (magic, rest) = bytes.split_at_checked(MAGIC.len())?;
+    let width = match magic {
+        m if m == MAGIC => 12,
+        m if m == MAGIC_V1 => 8,
+        _ => return None,
+    };
+    if !rest.len().is_multiple_of(width) {
+        return None;
+    }
+    let n = rest.len() / width;
+    let (prefixes, rows) = rest.split_at(8 * n);
+    let whole = Window::new(0, prefixes, (width == 12).then_some(rows))?;
+    let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
+    lookup(&[whole], n as u64, &wanted)
+}
+
+/// What the index `index` tells of its file for `probe`'s ids, as
+/// [`find`] on the whole index, reading only windows of it when that is
+/// less than half of it.
 ///
 /// An index's entries are sorted prefixes of uniformly spread
 /// fingerprints, so a prefix `p` of an index of `n` entries lies near
 /// entry `p / 2^64 × n`, within a few √n (its place is binomially spread,
 /// with a deviation of at most √n / 2). Around each candidate's expected
-/// place [`windows`] of [`margin`] entries either side are read. A window
-/// that does not bracket its candidate (its first entry above it, or its
-/// last below, away from the index's ends) leaves the answer open, and
-/// the index is then read whole: the answer is exact either way.
-fn index_may_hold(output: &Storage, index: &Entry, probe: &HashSet<u128, impl BuildHasher>) -> Result<Option<bool>> {
-    let header = MAGIC.len() as u64;
-    let entries = index.size.checked_sub(header).filter(|bytes| bytes % 8 == 0).map(|bytes| bytes / 8);
+/// place [`windows`] of [`margin`] entries either side are read, with
+/// their rows. A window that does not settle its candidate (see
+/// [`Window::entries_of`]) sends the index to a whole read: the answer is
+/// exact either way. An index of the first format is read whole.
+fn index_lookup(output: &Storage, index: &Entry, probe: &HashSet<u128, impl BuildHasher>) -> Result<Option<Found>> {
+    let whole = || -> Result<Option<Found>> { Ok(find(&output.get(&index.relative)?, probe)) };
+    let entries = index.size.checked_sub(HEADER).filter(|bytes| bytes % 12 == 0).map(|bytes| bytes / 12);
     let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
-    let Some((n, windows)) = entries.and_then(|n| windows(n, &wanted).map(|w| (n, w))) else {
-        return Ok(may_hold(&output.get(&index.relative)?, probe));
-    };
-    let ranges: Vec<Range<u64>> =
-        std::iter::once(0..header).chain(windows.iter().map(|w| header + 8 * w.start..header + 8 * w.end)).collect();
+    let Some((n, windows)) = entries.and_then(|n| windows(n, &wanted).map(|w| (n, w))) else { return whole() };
+    let rows_at = HEADER + 8 * n;
+    let entries_and_rows = windows
+        .iter()
+        .flat_map(|w| [HEADER + 8 * w.start..HEADER + 8 * w.end, rows_at + 4 * w.start..rows_at + 4 * w.end]);
+    let ranges: Vec<Range<u64>> = std::iter::once(0..HEADER).chain(entries_and_rows).collect();
     let parts = output.get_ranges(&index.relative, &ranges)?;
-    if parts.first().is_none_or(|magic| magic.as_ref() != MAGIC) {
-        return Ok(None);
+    let Some((magic, parts)) = parts.split_first() else { return Ok(None) };
+    if magic.as_ref() != MAGIC {
+        return whole();
     }
-    let value = |entry: &[u8; 8]| u64::from_le_bytes(*entry);
     let mut read = Vec::with_capacity(windows.len());
-    for (window, bytes) in windows.iter().zip(&parts[1..]) {
-        let (window_entries, rest) = bytes.as_chunks::<8>();
-        if !rest.is_empty() || window_entries.len() as u64 != window.end - window.start {
+    for (w, part) in windows.iter().zip(parts.chunks(2)) {
+        let [prefixes, rows] = part else { return Ok(None) };
+        let Some(window) = Window::new(w.start, prefixes, Some(rows)) else { return Ok(None) };
+        if window.end() != w.end {
             return Ok(None);
         }
-        if !window_entries.is_sorted_by_key(value) {
-            return Ok(None);
-        }
-        read.push((window.clone(), window_entries));
+        read.push(window);
     }
-    for p in wanted {
-        let at = expected_place(p, n);
-        let Some((window, window_entries)) = read.iter().find(|(w, _)| w.contains(&at)) else {
-            return Ok(may_hold(&output.get(&index.relative)?, probe));
-        };
-        let (Some(first), Some(last)) = (window_entries.first(), window_entries.last()) else { continue };
-        if (window.start > 0 && value(first) > p) || (window.end < n && value(last) < p) {
-            return Ok(may_hold(&output.get(&index.relative)?, probe));
-        }
-        if window_entries.binary_search_by_key(&p, value).is_ok() {
-            return Ok(Some(true));
-        }
+    match lookup(&read, n, &wanted) {
+        Some(found) => Ok(Some(found)),
+        None => whole(),
     }
-    Ok(Some(false))
 }
 
 /// The entry where prefix `p` is expected in an index of `n` entries.
@@ -148,7 +240,7 @@ fn expected_place(p: u64, n: u64) -> u64 {
 
 /// Entries either side of a prefix's expected place that are read for it:
 /// six times the greatest deviation of its place, so that a window fails
-/// to bracket its candidate about once in 10^9.
+/// to settle its candidate about once in 10^9.
 fn margin(n: u64) -> u64 {
     3 * n.isqrt() + 16
 }
@@ -188,7 +280,7 @@ pub(crate) fn committed_ids(
     mut each: impl FnMut(Vec<u128>),
 ) -> Result<()> {
     let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
-    let files = tables::live_files(output, &dir)?;
+    let files = tables::live_entries(output, &dir)?;
     let indexes: HashMap<String, Entry> = match probe {
         Some(_) => output.list(&dir_of(date))?.into_iter().map(|e| (e.relative.clone(), e)).collect(),
         None => HashMap::new(),
@@ -197,16 +289,20 @@ pub(crate) fn committed_ids(
     for group in files.chunks(4 * rayon::current_num_threads()) {
         let per_file = group
             .par_iter()
-            .map(|path| {
-                let index = path_of(path).and_then(|index| indexes.get(&index));
+            .map(|file| {
+                let index = path_of(&file.relative).and_then(|index| indexes.get(&index));
+                let mut rows = None;
                 if let (Some(probe), Some(index)) = (probe, index) {
-                    match index_may_hold(output, index, probe)? {
-                        Some(false) => return Ok(Vec::new()),
-                        Some(true) => {}
+                    match index_lookup(output, index, probe)? {
+                        Some(Found::Nothing) => return Ok(Vec::new()),
+                        Some(Found::Rows(hit)) => rows = hit,
                         None => warn!(index = index.relative, "Reading the ids of a file whose id index is damaged."),
                     }
                 }
-                let df = output.get_parquet(path, Some(&[EVENT_ID]))?;
+                let df = match rows {
+                    Some(rows) => ids_of_rows(output, file, &rows)?,
+                    None => output.get_parquet(&file.relative, Some(&[EVENT_ID]))?,
+                };
                 let column =
                     df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("reading committed event ids"))?;
                 let ids = column.iter().flatten().map(silver::fingerprint);
@@ -219,6 +315,24 @@ pub(crate) fn committed_ids(
         per_file.into_iter().for_each(&mut each);
     }
     Ok(())
+}
+
+/// The event ids of the row groups of silver events file `file` that hold
+/// one of `rows`: only their chunks are read, unless the file is no larger
+/// than a footer read (then it is read whole).
+fn ids_of_rows(output: &Storage, file: &Entry, rows: &[u32]) -> Result<DataFrame> {
+    if file.size <= FOOTER_READ {
+        return output.get_parquet(&file.relative, Some(&[EVENT_ID]));
+    }
+    let footer = output.parquet_footer(file)?;
+    let groups = parquet::row_groups(&footer, EVENT_ID);
+    let holds_one = |i: usize| {
+        groups.get(i).is_some_and(|g| {
+            let first = rows.partition_point(|&r| (r as usize) < g.rows.start);
+            rows.get(first).is_some_and(|&r| g.rows.contains(&(r as usize)))
+        })
+    };
+    output.get_parquet_groups(file, &footer, &[EVENT_ID], holds_one)
 }
 
 #[cfg(test)]
@@ -234,34 +348,22 @@ mod tests {
         ids.iter().map(|id| silver::fingerprint(id)).collect()
     }
 
-    #[test]
-    fn an_index_holds_exactly_its_files_ids() {
-        let bytes = encode(&events(&["b", "a", "c", "a"])).expect("encode");
-        assert_eq!(bytes.len(), 8 + 4 * 8);
-        assert_eq!(may_hold(&bytes, &probe(&["a"])), Some(true));
-        assert_eq!(may_hold(&bytes, &probe(&["x", "c"])), Some(true));
-        assert_eq!(may_hold(&bytes, &probe(&["x", "y", "A"])), Some(false));
-        assert_eq!(may_hold(&bytes, &probe(&[])), Some(false));
-        assert_eq!(may_hold(&encode(&events(&[])).expect("encode"), &probe(&["a"])), Some(false));
+    /// Index bytes of the format written now, from entries as given.
+    fn index_bytes(prefixes: &[u64], rows: &[u32]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
+        rows.iter().for_each(|r| bytes.extend_from_slice(&r.to_le_bytes()));
+        bytes
     }
 
-    #[test]
-    fn a_damaged_index_is_not_trusted() {
-        let bytes = encode(&events(&["a", "b"])).expect("encode");
-        assert_eq!(may_hold(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
-        assert_eq!(may_hold(b"PAR1\0\0\0\0", &probe(&["x"])), None, "not an index");
-        let unsorted = [MAGIC.as_slice(), &2u64.to_le_bytes(), &1u64.to_le_bytes()].concat();
-        assert_eq!(may_hold(&unsorted, &probe(&["x"])), None, "out of order");
+    fn memory() -> Storage {
+        Storage::open(&format!("memory://ids-{}", uuid::Uuid::new_v4()), true).expect("memory")
     }
 
-    /// An index of `prefixes` (sorted here) stored in a fresh memory store.
-    fn stored_index(prefixes: &mut [u64]) -> (Storage, Entry) {
-        prefixes.sort_unstable();
-        let bytes: Vec<u8> = MAGIC.iter().copied().chain(prefixes.iter().flat_map(|p| p.to_le_bytes())).collect();
-        let output = Storage::open(&format!("memory://ids-{}", uuid::Uuid::new_v4()), true).expect("memory");
-        output.put("a.ids", bytes).expect("put");
-        let entry = output.list("").expect("list").into_iter().next().expect("the index");
-        (output, entry)
+    /// `bytes` stored as `name` in `output`, and its listed entry.
+    fn stored(output: &Storage, name: &str, bytes: Vec<u8>) -> Entry {
+        output.put(name, bytes).expect("put");
+        output.list("").expect("list").into_iter().find(|e| e.relative == name).expect("listed")
     }
 
     fn ids_with_prefixes(prefixes: &[u64]) -> HashSet<u128> {
@@ -269,38 +371,97 @@ mod tests {
     }
 
     #[test]
-    fn a_large_index_is_read_by_windows_with_the_same_answers() {
-        let all: Vec<u128> = (0..200_000).map(|i| silver::fingerprint(&format!("e{i}"))).collect();
-        let mut prefixes: Vec<u64> = all.iter().map(|id| prefix(*id)).collect();
-        let (output, entry) = stored_index(&mut prefixes);
-        let whole = output.get("a.ids").expect("get");
-        let absent: Vec<u128> = (0..20).map(|i| silver::fingerprint(&format!("x{i}"))).collect();
-        for ids in
-            [vec![all[123_456]], absent.clone(), [absent.clone(), vec![all[7]]].concat(), vec![all[0], all[199_999]]]
-        {
-            let probe: HashSet<u128> = ids.iter().copied().collect();
-            let wanted: Vec<u64> = ids.iter().map(|id| prefix(*id)).collect();
-            assert!(windows(200_000, &wanted).is_some(), "read by windows");
-            assert_eq!(index_may_hold(&output, &entry, &probe).expect("read"), may_hold(&whole, &probe));
-        }
+    fn an_index_holds_exactly_its_files_ids_and_their_rows() {
+        let bytes = encode(&events(&["b", "a", "c", "a"])).expect("encode");
+        assert_eq!(bytes.len(), 8 + 4 * 12);
+        assert_eq!(find(&bytes, &probe(&["a"])), Some(Found::Rows(Some(vec![1, 3]))));
+        assert_eq!(find(&bytes, &probe(&["x", "c"])), Some(Found::Rows(Some(vec![2]))));
+        assert_eq!(find(&bytes, &probe(&["x", "y", "A"])), Some(Found::Nothing));
+        assert_eq!(find(&bytes, &probe(&[])), Some(Found::Nothing));
+        assert_eq!(find(&encode(&events(&[])).expect("encode"), &probe(&["a"])), Some(Found::Nothing));
+    }
+
+    #[test]
+    fn an_index_of_the_first_format_answers_without_rows() {
+        let mut prefixes: Vec<u64> = ["b", "a", "c"].iter().map(|id| prefix(silver::fingerprint(id))).collect();
+        prefixes.sort_unstable();
+        let mut bytes = MAGIC_V1.to_vec();
+        prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
+        assert_eq!(find(&bytes, &probe(&["a"])), Some(Found::Rows(None)));
+        assert_eq!(find(&bytes, &probe(&["x"])), Some(Found::Nothing));
+        let output = memory();
+        let entry = stored(&output, "a.ids", bytes);
+        assert_eq!(index_lookup(&output, &entry, &probe(&["c"])).expect("read"), Some(Found::Rows(None)));
+    }
+
+    #[test]
+    fn a_damaged_index_is_not_trusted() {
+        let bytes = encode(&events(&["a", "b"])).expect("encode");
+        assert_eq!(find(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
+        assert_eq!(find(b"PAR1\0\0\0\0", &probe(&["x"])), None, "not an index");
+        assert_eq!(find(&index_bytes(&[2, 1], &[0, 1]), &probe(&["x"])), None, "out of order");
+    }
+
+    #[test]
+    fn every_entry_of_a_prefix_is_found_and_a_window_that_may_not_hold_them_all_settles_nothing() {
         assert_eq!(
-            index_may_hold(&output, &entry, &absent.iter().copied().collect::<HashSet<u128>>()).expect("read"),
-            Some(false)
+            find(&index_bytes(&[1, 5, 5, 5, 7], &[4, 0, 9, 2, 3]), &ids_with_prefixes(&[5])),
+            Some(Found::Rows(Some(vec![0, 2, 9])))
         );
+        let prefixes: Vec<u8> = [5u64, 5, 6].iter().flat_map(|p| p.to_le_bytes()).collect();
+        let window = super::Window::new(10, &prefixes, None).expect("window");
+        assert_eq!(window.entries_of(5, 100), None, "entries of 5 may come before entry 10");
+        assert_eq!(window.entries_of(6, 100), None, "entries of 6 may come after entry 12");
+        assert_eq!(window.entries_of(6, 13), Some(2..3), "entry 12 is the index's last");
+        let from_start = super::Window::new(0, &prefixes, None).expect("window");
+        assert_eq!(from_start.entries_of(5, 100), Some(0..2));
+        assert_eq!(from_start.entries_of(4, 100), Some(0..0), "below every entry of an index that starts here");
+    }
+
+    #[test]
+    fn a_large_index_is_read_by_windows_with_the_same_answers() {
+        let names: Vec<String> = (0..200_000).map(|i| format!("e{i}")).collect();
+        let bytes = encode(&events(&names.iter().map(String::as_str).collect::<Vec<_>>())).expect("encode");
+        let output = memory();
+        let entry = stored(&output, "a.ids", bytes.clone());
+        let absent: Vec<String> = (0..20).map(|i| format!("x{i}")).collect();
+        let cases: [Vec<&str>; 4] = [
+            vec!["e123456"],
+            absent.iter().map(String::as_str).collect(),
+            absent.iter().map(String::as_str).chain(["e7"]).collect(),
+            vec!["e0", "e199999"],
+        ];
+        for ids in cases {
+            let wanted: Vec<u64> = ids.iter().map(|id| prefix(silver::fingerprint(id))).collect();
+            assert!(windows(200_000, &wanted).is_some(), "read by windows");
+            let found = index_lookup(&output, &entry, &probe(&ids)).expect("read");
+            assert_eq!(found, find(&bytes, &probe(&ids)));
+            let rows: Vec<u32> =
+                ids.iter().filter_map(|id| id.strip_prefix('e')).map(|i| i.parse().expect("row")).collect();
+            let mut sorted = rows.clone();
+            sorted.sort_unstable();
+            let want = if rows.is_empty() { Found::Nothing } else { Found::Rows(Some(sorted)) };
+            assert_eq!(found, Some(want));
+        }
         // Many candidates: the windows would cover most of it; it is read whole.
-        let many: Vec<u64> = all[..5_000].iter().map(|id| prefix(*id)).collect();
+        let many: Vec<u64> = names[..5_000].iter().map(|id| prefix(silver::fingerprint(id))).collect();
         assert!(windows(200_000, &many).is_none());
     }
 
     #[test]
     fn an_index_whose_entries_are_not_where_expected_is_read_whole() {
         // Every entry in the lowest thousandth of the range: a window around
-        // a candidate's expected place does not bracket it.
-        let mut prefixes: Vec<u64> = (0..100_000u64).map(|i| i * 1_000_003).collect();
-        let (output, entry) = stored_index(&mut prefixes);
-        for (wanted, held) in [(vec![prefixes[99_000]], true), (vec![prefixes[99_000] + 1, u64::MAX / 2], false)] {
+        // a candidate's expected place does not settle it.
+        let prefixes: Vec<u64> = (0..100_000u64).map(|i| i * 1_000_003).collect();
+        let rows: Vec<u32> = (0..100_000).collect();
+        let output = memory();
+        let entry = stored(&output, "a.ids", index_bytes(&prefixes, &rows));
+        for (wanted, found) in [
+            (vec![prefixes[99_000]], Found::Rows(Some(vec![99_000]))),
+            (vec![prefixes[99_000] + 1, u64::MAX / 2], Found::Nothing),
+        ] {
             assert!(windows(100_000, &wanted).is_some());
-            assert_eq!(index_may_hold(&output, &entry, &ids_with_prefixes(&wanted)).expect("read"), Some(held));
+            assert_eq!(index_lookup(&output, &entry, &ids_with_prefixes(&wanted)).expect("read"), Some(found));
         }
     }
 
@@ -308,17 +469,27 @@ mod tests {
     fn a_damaged_window_is_not_trusted() {
         let mut prefixes: Vec<u64> = (0..100_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         prefixes.sort_unstable();
-        let mut bytes: Vec<u8> = MAGIC.to_vec();
-        prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
-        // Two entries in the middle swapped.
-        let at = MAGIC.len() + 8 * 50_000;
-        let (a, b) = bytes[at..at + 16].split_at_mut(8);
-        a.swap_with_slice(b);
-        let output = Storage::open(&format!("memory://ids-{}", uuid::Uuid::new_v4()), true).expect("memory");
-        output.put("a.ids", bytes).expect("put");
-        let entry = output.list("").expect("list").into_iter().next().expect("the index");
-        let probe = ids_with_prefixes(&[prefixes[50_000]]);
-        assert_eq!(index_may_hold(&output, &entry, &probe).expect("read"), None);
+        let wanted = prefixes[50_000];
+        prefixes.swap(50_000, 50_001);
+        let output = memory();
+        let entry = stored(&output, "a.ids", index_bytes(&prefixes, &(0..100_000).collect::<Vec<u32>>()));
+        assert_eq!(index_lookup(&output, &entry, &ids_with_prefixes(&[wanted])).expect("read"), None);
+    }
+
+    #[test]
+    fn a_hit_reads_the_ids_of_the_row_groups_holding_its_rows_only() {
+        // Hex fingerprints barely compress: the file is larger than a
+        // footer read, so its groups are read by their chunks.
+        let ids: Vec<String> = (0..20_000).map(|i| format!("{:032x}", silver::fingerprint(&format!("e{i}")))).collect();
+        let output = memory();
+        let df = events(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+        output.put_parquet_in_groups("f.parquet", &df, 5_000).expect("put");
+        let file = output.list("").expect("list").into_iter().next().expect("the file");
+        assert!(file.size > FOOTER_READ, "{} bytes", file.size);
+        let read = ids_of_rows(&output, &file, &[7_500, 16_000, 16_001]).expect("read");
+        let got: Vec<&str> = read.column(EVENT_ID).expect("ids").str().expect("str").iter().flatten().collect();
+        let want: Vec<&str> = ids[5_000..10_000].iter().chain(&ids[15_000..20_000]).map(String::as_str).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
