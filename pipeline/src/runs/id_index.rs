@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::ops::Range;
 
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, IdxSize};
 use rayon::prelude::*;
 use tracing::warn;
 
@@ -73,12 +73,11 @@ pub(crate) fn stage(output: &Storage, run_id: &str, path: &str, df: &DataFrame) 
 /// The index bytes of silver events `df`.
 fn encode(df: &DataFrame) -> Result<Vec<u8>> {
     let ids = df.column(EVENT_ID).and_then(|c| c.str()).map_err(Error::polars("indexing event ids"))?;
-    let too_many = || Error::Config(format!("a silver file of {} rows is more than an index can number", df.height()));
-    let mut entries = Vec::with_capacity(ids.len());
-    for (row, id) in ids.iter().enumerate() {
-        let Some(id) = id else { continue };
-        entries.push((prefix(silver::fingerprint(id)), u32::try_from(row).map_err(|_| too_many())?));
-    }
+    // A frame's rows are numbered by polars' 32-bit index type, so a row
+    // number fits the index's 4 bytes.
+    const _: () = assert!(size_of::<IdxSize>() == 4);
+    let mut entries: Vec<(u64, u32)> =
+        ids.iter().enumerate().filter_map(|(row, id)| Some((prefix(silver::fingerprint(id?)), row as u32))).collect();
     entries.sort_unstable();
     let mut bytes = Vec::with_capacity(MAGIC.len() + 12 * entries.len());
     bytes.extend_from_slice(MAGIC);

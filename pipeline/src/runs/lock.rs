@@ -41,7 +41,7 @@ pub(crate) const LOCK_FILE: &str = "_lock";
 pub(crate) enum Lock {
     /// The open lock file: the OS lock lasts while it is open. It holds
     /// the holder's note until [`Lock::release`] empties it, so a note
-    /// found by the next holder means its last holder stopped mid-run.
+    /// found by the next holder means its last holder stopped mid-command.
     File {
         held: File,
         after_clean_release: bool,
