@@ -250,33 +250,23 @@ fn string_dictionary(chunks: &[&Utf8ViewArray]) -> Option<DictionaryArray<u32>> 
 
 /// Parquet bytes as a frame, optionally only some columns.
 pub(crate) fn decode(bytes: Bytes, columns: Option<&[&str]>) -> PolarsResult<DataFrame> {
-    decode_rows(bytes, None, columns, None)
+    decode_with(bytes, None, columns)
 }
 
-/// Rows `rows` (all when `None`) of Parquet bytes, optionally only some
-/// columns; `footer` is their footer when already read (else it is read
-/// from the bytes). Only the row groups the rows fall in are decoded, so
-/// the bytes of the others may be missing (zeros).
-pub(crate) fn decode_rows(
+/// Parquet bytes as a frame, optionally only some columns, read by
+/// `footer` when it was read already (else it is read from the bytes).
+/// Only the row groups `footer` lists are decoded (see [`with_groups`]),
+/// so the bytes of the others may be missing (zeros).
+pub(crate) fn decode_with(
     bytes: Bytes,
     footer: Option<Arc<FileMetadata>>,
     columns: Option<&[&str]>,
-    rows: Option<Range<usize>>,
 ) -> PolarsResult<DataFrame> {
     let mut reader = ParquetReader::new(Cursor::new(bytes));
     if let Some(footer) = footer {
         reader.set_metadata(footer);
     }
-    if rows.is_some() {
-        // polars' own choice for a file of few row groups goes column by
-        // column through every group, decoding the groups outside the rows
-        // too; group by group it skips them.
-        reader = reader.read_parallel(ParallelStrategy::RowGroups);
-    }
-    reader
-        .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
-        .with_slice(rows.map(|r| (r.start, r.len())))
-        .finish()
+    reader.with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect())).finish()
 }
 
 /// The footer of whole Parquet bytes.
@@ -304,17 +294,30 @@ pub(crate) struct RowGroup {
 /// column `column`, from its footer. A group without a min and max for it
 /// (no statistics, or only nulls) has none: a reader must read it.
 pub(crate) fn row_groups(footer: &FileMetadata, column: &str) -> Vec<RowGroup> {
-    let mut start = 0;
-    let mut groups = Vec::with_capacity(footer.row_groups.len());
-    for group in &footer.row_groups {
-        let bounds = match column_statistics(footer, group, column) {
-            Some(Statistics::Int64(s)) => s.min_value.zip(s.max_value),
-            _ => None,
-        };
-        groups.push(RowGroup { rows: start..start + group.num_rows(), bounds });
-        start += group.num_rows();
-    }
+    let rows = group_rows(footer);
+    let groups = footer.row_groups.iter().zip(rows);
     groups
+        .map(|(group, rows)| {
+            let bounds = match column_statistics(footer, group, column) {
+                Some(Statistics::Int64(s)) => s.min_value.zip(s.max_value),
+                _ => None,
+            };
+            RowGroup { rows, bounds }
+        })
+        .collect()
+}
+
+/// The rows of each of a file's row groups, from its footer.
+pub(crate) fn group_rows(footer: &FileMetadata) -> Vec<Range<usize>> {
+    let mut start = 0;
+    footer
+        .row_groups
+        .iter()
+        .map(|group| {
+            start += group.num_rows();
+            start - group.num_rows()..start
+        })
+        .collect()
 }
 
 /// `footer` with only the row groups `keep` selects (by position): decoded
@@ -509,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn row_groups_give_their_rows_and_bounds_and_a_slice_decodes_only_its_rows() {
+    fn row_groups_give_their_rows_and_bounds_and_a_footer_of_some_decodes_only_their_rows() {
         let df = frame();
         let bytes = Bytes::from(encode(&df, 1, 100_000).expect("encode"));
         let footer = read_metadata(&mut Cursor::new(bytes.clone())).expect("footer");
@@ -523,10 +526,11 @@ mod tests {
             assert_eq!(group.bounds, slice.min().zip(slice.max()), "{:?}", group.rows);
         }
         assert_eq!(row_groups(&footer, "no_such_column").iter().filter(|g| g.bounds.is_some()).count(), 0);
-        let columns = Some(["event_time", "service"].as_slice());
-        let rows = decode_rows(bytes.clone(), Some(Arc::new(footer)), columns, Some(150_000..210_000)).expect("decode");
-        assert!(rows.equals_missing(&decode_rows(bytes, None, columns, Some(150_000..210_000)).expect("decode")));
-        let expected = df.slice(150_000, 60_000).select(["event_time", "service"]).expect("select");
+        assert_eq!(group_rows(&footer), groups.iter().map(|g| g.rows.clone()).collect::<Vec<_>>());
+        let columns = ["event_time", "service"];
+        let middle = Arc::new(with_groups(&footer, |i| i == 1 || i == 2));
+        let rows = decode_with(bytes, Some(middle), Some(&columns)).expect("decode");
+        let expected = df.slice(100_000, 200_000).select(columns).expect("select");
         assert!(rows.equals_missing(&expected));
     }
 }

@@ -473,8 +473,8 @@ impl Storage {
         })
     }
 
-    /// A listed object's bytes with only `ranges` read, in one request a
-    /// few ranges (object_store coalesces near ones): the rest is zeros,
+    /// A listed object's bytes with only `ranges` read (one
+    /// [`Storage::get_ranges`] call): the rest is zeros,
     /// never read (and, when the allocator hands out fresh pages for a
     /// large zeroed buffer, never touched in memory). For a Parquet reader
     /// that reads only those ranges: the column chunks of the row groups
@@ -510,15 +510,15 @@ impl Storage {
     ) -> Result<DataFrame> {
         let bytes = self.get_sparse(entry, &parquet::chunk_ranges(footer, columns, &keep, entry.size))?;
         let only_kept = Arc::new(parquet::with_groups(footer, keep));
-        parquet::decode_rows(bytes, Some(only_kept), Some(columns), None).map_err(|source| Error::Parquet {
+        parquet::decode_with(bytes, Some(only_kept), Some(columns)).map_err(|source| Error::Parquet {
             action: "read",
             path: entry.relative.clone(),
             source,
         })
     }
 
-    /// Bytes `ranges` of an object, in one request (object_store coalesces
-    /// near ones).
+    /// Bytes `ranges` of an object, in one call: a remote store coalesces
+    /// near ranges into fewer requests, a local file is opened once.
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
         let path = self.path(relative);
         runtime().block_on(self.store.get_ranges(&path, ranges)).map_err(Error::storage(self.describe(relative)))

@@ -244,7 +244,7 @@ fn read_groups(
     match fetched {
         Some(bytes) => {
             let only_needed = Some(Arc::new(parquet::with_groups(footer, keep)));
-            parquet::decode_rows(bytes, only_needed, Some(columns), None).map(Some).map_err(unreadable)
+            parquet::decode_with(bytes, only_needed, Some(columns)).map(Some).map_err(unreadable)
         }
         // Only the needed groups' chunks of the gold input columns.
         None => output.get_parquet_groups(entry, footer, columns, keep).map(Some),
