@@ -150,7 +150,7 @@ fn lookup(windows: &[Window], n: u64, wanted: &[u64]) -> Option<Found> {
     let (mut hit, mut rows) = (false, Some(Vec::new()));
     for &p in wanted {
         let at = expected_place(p, n);
-        let window = windows.iter().find(|w| w.start <= at && at < w.end().max(w.start + 1))?;
+        let window = windows.iter().find(|w| (w.start..w.end()).contains(&at))?;
         let entries = window.entries_of(p, n)?;
         if entries.is_empty() {
             continue;
@@ -171,9 +171,9 @@ fn lookup(windows: &[Window], n: u64, wanted: &[u64]) -> Option<Found> {
     })
 }
 
-/// Looks `probe`'s ids up in a whole index, `bytes`: `None` when they are
-/// not an index, or a damaged one (the file must be read).
-fn find(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<Found> {
+/// Looks prefixes `wanted` up in a whole index, `bytes`: `None` when they
+/// are not an index, or a damaged one (the file must be read).
+fn find(bytes: &[u8], wanted: &[u64]) -> Option<Found> {
     let (magic, rest) = bytes.split_at_checked(MAGIC.len())?;
     let width = match magic {
         m if m == MAGIC => 12,
@@ -186,8 +186,10 @@ fn find(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<Found> 
     let n = rest.len() / width;
     let (prefixes, rows) = rest.split_at(8 * n);
     let whole = Window::new(0, prefixes, (width == 12).then_some(rows))?;
-    let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
-    lookup(&[whole], n as u64, &wanted)
+    match n {
+        0 => Some(Found::Nothing),
+        _ => lookup(&[whole], n as u64, wanted),
+    }
 }
 
 /// What the index `index` tells of its file for `probe`'s ids, as
@@ -203,9 +205,9 @@ fn find(bytes: &[u8], probe: &HashSet<u128, impl BuildHasher>) -> Option<Found> 
 /// [`Window::entries_of`]) sends the index to a whole read: the answer is
 /// exact either way. An index of the first format is read whole.
 fn index_lookup(output: &Storage, index: &Entry, probe: &HashSet<u128, impl BuildHasher>) -> Result<Option<Found>> {
-    let whole = || -> Result<Option<Found>> { Ok(find(&output.get(&index.relative)?, probe)) };
-    let entries = index.size.checked_sub(HEADER).filter(|bytes| bytes % 12 == 0).map(|bytes| bytes / 12);
     let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
+    let whole = || -> Result<Option<Found>> { Ok(find(&output.get(&index.relative)?, &wanted)) };
+    let entries = index.size.checked_sub(HEADER).filter(|bytes| bytes % 12 == 0).map(|bytes| bytes / 12);
     let Some((n, windows)) = entries.and_then(|n| windows(n, &wanted).map(|w| (n, w))) else { return whole() };
     let rows_at = HEADER + 8 * n;
     let entries_and_rows = windows
@@ -324,11 +326,11 @@ fn ids_of_rows(output: &Storage, file: &Entry, rows: &[u32]) -> Result<DataFrame
         return output.get_parquet(&file.relative, Some(&[EVENT_ID]));
     }
     let footer = output.parquet_footer(file)?;
-    let groups = parquet::row_groups(&footer, EVENT_ID);
+    let groups = parquet::group_rows(&footer);
     let holds_one = |i: usize| {
-        groups.get(i).is_some_and(|g| {
-            let first = rows.partition_point(|&r| (r as usize) < g.rows.start);
-            rows.get(first).is_some_and(|&r| g.rows.contains(&(r as usize)))
+        groups.get(i).is_some_and(|group| {
+            let first = rows.partition_point(|&r| (r as usize) < group.start);
+            rows.get(first).is_some_and(|&r| group.contains(&(r as usize)))
         })
     };
     output.get_parquet_groups(file, &footer, &[EVENT_ID], holds_one)
@@ -345,6 +347,10 @@ mod tests {
 
     fn probe(ids: &[&str]) -> HashSet<u128> {
         ids.iter().map(|id| silver::fingerprint(id)).collect()
+    }
+
+    fn wanted(probe: &HashSet<u128>) -> Vec<u64> {
+        probe.iter().map(|id| prefix(*id)).collect()
     }
 
     /// Index bytes of the format written now, from entries as given.
@@ -373,11 +379,11 @@ mod tests {
     fn an_index_holds_exactly_its_files_ids_and_their_rows() {
         let bytes = encode(&events(&["b", "a", "c", "a"])).expect("encode");
         assert_eq!(bytes.len(), 8 + 4 * 12);
-        assert_eq!(find(&bytes, &probe(&["a"])), Some(Found::Rows(Some(vec![1, 3]))));
-        assert_eq!(find(&bytes, &probe(&["x", "c"])), Some(Found::Rows(Some(vec![2]))));
-        assert_eq!(find(&bytes, &probe(&["x", "y", "A"])), Some(Found::Nothing));
-        assert_eq!(find(&bytes, &probe(&[])), Some(Found::Nothing));
-        assert_eq!(find(&encode(&events(&[])).expect("encode"), &probe(&["a"])), Some(Found::Nothing));
+        assert_eq!(find(&bytes, &wanted(&probe(&["a"]))), Some(Found::Rows(Some(vec![1, 3]))));
+        assert_eq!(find(&bytes, &wanted(&probe(&["x", "c"]))), Some(Found::Rows(Some(vec![2]))));
+        assert_eq!(find(&bytes, &wanted(&probe(&["x", "y", "A"]))), Some(Found::Nothing));
+        assert_eq!(find(&bytes, &wanted(&probe(&[]))), Some(Found::Nothing));
+        assert_eq!(find(&encode(&events(&[])).expect("encode"), &wanted(&probe(&["a"]))), Some(Found::Nothing));
     }
 
     #[test]
@@ -386,8 +392,8 @@ mod tests {
         prefixes.sort_unstable();
         let mut bytes = MAGIC_V1.to_vec();
         prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
-        assert_eq!(find(&bytes, &probe(&["a"])), Some(Found::Rows(None)));
-        assert_eq!(find(&bytes, &probe(&["x"])), Some(Found::Nothing));
+        assert_eq!(find(&bytes, &wanted(&probe(&["a"]))), Some(Found::Rows(None)));
+        assert_eq!(find(&bytes, &wanted(&probe(&["x"]))), Some(Found::Nothing));
         let output = memory();
         let entry = stored(&output, "a.ids", bytes);
         assert_eq!(index_lookup(&output, &entry, &probe(&["c"])).expect("read"), Some(Found::Rows(None)));
@@ -396,15 +402,15 @@ mod tests {
     #[test]
     fn a_damaged_index_is_not_trusted() {
         let bytes = encode(&events(&["a", "b"])).expect("encode");
-        assert_eq!(find(&bytes[..bytes.len() - 1], &probe(&["x"])), None, "truncated");
-        assert_eq!(find(b"PAR1\0\0\0\0", &probe(&["x"])), None, "not an index");
-        assert_eq!(find(&index_bytes(&[2, 1], &[0, 1]), &probe(&["x"])), None, "out of order");
+        assert_eq!(find(&bytes[..bytes.len() - 1], &wanted(&probe(&["x"]))), None, "truncated");
+        assert_eq!(find(b"PAR1\0\0\0\0", &wanted(&probe(&["x"]))), None, "not an index");
+        assert_eq!(find(&index_bytes(&[2, 1], &[0, 1]), &wanted(&probe(&["x"]))), None, "out of order");
     }
 
     #[test]
     fn every_entry_of_a_prefix_is_found_and_a_window_that_may_not_hold_them_all_settles_nothing() {
         assert_eq!(
-            find(&index_bytes(&[1, 5, 5, 5, 7], &[4, 0, 9, 2, 3]), &ids_with_prefixes(&[5])),
+            find(&index_bytes(&[1, 5, 5, 5, 7], &[4, 0, 9, 2, 3]), &[5]),
             Some(Found::Rows(Some(vec![0, 2, 9])))
         );
         let prefixes: Vec<u8> = [5u64, 5, 6].iter().flat_map(|p| p.to_le_bytes()).collect();
@@ -434,7 +440,7 @@ mod tests {
             let wanted: Vec<u64> = ids.iter().map(|id| prefix(silver::fingerprint(id))).collect();
             assert!(windows(200_000, &wanted).is_some(), "read by windows");
             let found = index_lookup(&output, &entry, &probe(&ids)).expect("read");
-            assert_eq!(found, find(&bytes, &probe(&ids)));
+            assert_eq!(found, find(&bytes, &wanted));
             let rows: Vec<u32> =
                 ids.iter().filter_map(|id| id.strip_prefix('e')).map(|i| i.parse().expect("row")).collect();
             let mut sorted = rows.clone();
