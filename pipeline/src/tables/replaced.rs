@@ -52,9 +52,13 @@ impl Kept {
     /// The data files under `relative` that the tables' newest versions
     /// hold: every Parquet file there except kept ones.
     pub(crate) fn live_entries(&self, output: &Storage, relative: &str) -> Result<Vec<Entry>> {
-        let mut entries = output.parquet_entries(relative)?;
+        Ok(self.live(output.parquet_entries(relative)?))
+    }
+
+    /// `entries` less the kept ones.
+    fn live(&self, mut entries: Vec<Entry>) -> Vec<Entry> {
         entries.retain(|e| !self.files.contains_key(&e.relative));
-        Ok(entries)
+        entries
     }
 
     fn save(&self, output: &Storage) -> Result<()> {
@@ -73,8 +77,7 @@ pub(crate) fn live_entries(output: &Storage, relative: &str) -> Result<Vec<Entry
     if entries.is_empty() {
         return Ok(entries);
     }
-    let kept = Kept::load(output)?;
-    Ok(entries.into_iter().filter(|e| !kept.files.contains_key(&e.relative)).collect())
+    Ok(Kept::load(output)?.live(entries))
 }
 
 /// [`live_entries`], as paths relative to the output root.
