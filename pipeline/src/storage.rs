@@ -272,6 +272,20 @@ impl Storage {
         }
     }
 
+    /// Whether an object exists at `relative`: one `stat` on a local
+    /// folder, a `HEAD` request elsewhere.
+    pub(crate) fn exists(&self, relative: &str) -> Result<bool> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(relative);
+            return path.try_exists().map_err(|source| Error::Io { path, source });
+        }
+        match runtime().block_on(self.store.head(&self.path(relative))) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
+        }
+    }
+
     /// Reads an object only if it is still the version listed with `e_tag`;
     /// `None` when it changed or vanished since (S3: `If-Match`; local: the
     /// opened file's inode, mtime and size). Without a tag it reads whatever

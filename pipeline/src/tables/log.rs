@@ -3,7 +3,7 @@
 //! newest (the Delta protocol, reader version 1, writer version 2).
 //!
 //! This writer extends only logs it wrote itself: [`head`] refuses a log
-//! with a gap, a commit that does not parse, a protocol newer than the one
+//! with a gap (one it lists; see [`probed_newest`]), a commit that does not parse, a protocol newer than the one
 //! it writes, or a newest version another writer added. Since it never
 //! commits after a version it refused, checking the newest version is
 //! enough. A commit is created only if absent ([`Storage::create`]), so
@@ -87,12 +87,32 @@ fn last_checkpoint(output: &Storage, layer: &str) -> Result<Option<u64>> {
 }
 
 /// The newest version of the table in `layer`, checked; `None` when the
-/// layer has no log yet. Only the log from the newest checkpoint on is
-/// listed (on object stores a listing that starts there; a local folder
-/// still walks every name, without reading the older ones).
+/// layer has no log yet.
 pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
-    let prefix = format!("{layer}/{LOG_DIR}/");
     let checkpoint = last_checkpoint(output, layer)?;
+    let newest = match (output.local_root(), checkpoint) {
+        (Some(_), Some(checkpoint)) => probed_newest(output, layer, checkpoint)?,
+        _ => listed_newest(output, layer, checkpoint)?,
+    };
+    match newest {
+        Some(newest) => read_head(output, layer, newest, checkpoint),
+        None => Ok(None),
+    }
+}
+
+fn refusal(output: &Storage, layer: &str, version: u64, reason: impl Into<String>) -> Error {
+    Error::Table { table: output.describe(layer), version, reason: reason.into() }
+}
+
+fn missing_checkpoint(output: &Storage, layer: &str, checkpoint: u64) -> Error {
+    refusal(output, layer, checkpoint, "_last_checkpoint names this version's checkpoint, which is missing")
+}
+
+/// The newest version, from a listing of the log from the newest
+/// checkpoint on (on object stores a listing that starts there), which
+/// must hold every version after it.
+fn listed_newest(output: &Storage, layer: &str, checkpoint: Option<u64>) -> Result<Option<u64>> {
+    let prefix = format!("{layer}/{LOG_DIR}/");
     let after = checkpoint.map(|v| format!("{prefix}{v:020}"));
     let listed = output.list_after(&prefix, after.as_deref())?;
     let mut versions: Vec<u64> = listed
@@ -103,35 +123,43 @@ pub(crate) fn head(output: &Storage, layer: &str) -> Result<Option<Head>> {
         })
         .collect();
     versions.sort_unstable();
-    let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
     if let Some(checkpoint) = checkpoint {
-        let file = checkpoint_path(layer, checkpoint);
-        if !listed.iter().any(|e| e.relative == file) {
-            return Err(refuse(
-                checkpoint,
-                "_last_checkpoint names this version's checkpoint, which is missing".into(),
-            ));
+        if !listed.iter().any(|e| e.relative == checkpoint_path(layer, checkpoint)) {
+            return Err(missing_checkpoint(output, layer, checkpoint));
         }
         versions.retain(|v| *v > checkpoint);
     }
     let first = checkpoint.map_or(0, |v| v + 1);
-    let Some(&newest) = versions.last() else {
-        return match checkpoint {
-            // Nothing after the checkpoint: its commit is the newest.
-            Some(v) => read_head(output, layer, v, checkpoint),
-            None => Ok(None),
-        };
-    };
+    // Nothing after the checkpoint: its commit is the newest.
+    let Some(&newest) = versions.last() else { return Ok(checkpoint) };
     if versions.len() as u64 != newest + 1 - first {
         let missing = (first..=newest).find(|v| versions.binary_search(v).is_err()).unwrap_or_default();
-        return Err(refuse(missing, "this version is missing from the log".into()));
+        return Err(refusal(output, layer, missing, "this version is missing from the log"));
     }
-    read_head(output, layer, newest, checkpoint)
+    Ok(Some(newest))
+}
+
+/// The newest version of a local log with a checkpoint: the commits after
+/// it, looked up one by one until one is missing (a `stat` each, fewer
+/// than the checkpoint interval). A local folder cannot be listed from a
+/// name on, and reading the names of a log that keeps a month of
+/// 5-minute runs cost more than the rest of a run's table work. What this
+/// does not see, unlike a listing, is a version after a hole in the log;
+/// no writer leaves one (log cleanup deletes oldest first).
+fn probed_newest(output: &Storage, layer: &str, checkpoint: u64) -> Result<Option<u64>> {
+    if !output.exists(&checkpoint_path(layer, checkpoint))? {
+        return Err(missing_checkpoint(output, layer, checkpoint));
+    }
+    let mut newest = checkpoint;
+    while output.exists(&commit_path(layer, newest + 1))? {
+        newest += 1;
+    }
+    Ok(Some(newest))
 }
 
 /// Reads and checks commit `newest` of the table in `layer`.
 fn read_head(output: &Storage, layer: &str, newest: u64, checkpoint: Option<u64>) -> Result<Option<Head>> {
-    let refuse = |version: u64, reason: String| Error::Table { table: output.describe(layer), version, reason };
+    let refuse = |version: u64, reason: String| refusal(output, layer, version, reason);
     let actions = parse_actions(&output.get(&commit_path(layer, newest))?).map_err(|e| refuse(newest, e))?;
     let mut head = Head { version: newest, run_id: None, removed: Vec::new(), checkpoint };
     let mut engine = None;
@@ -337,6 +365,30 @@ mod tests {
         commit(&output, "t", 2, &ours("r2")).expect("v2");
         let err = head(&output, "t").unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn a_local_log_is_probed_from_its_checkpoint_to_the_head_a_listing_finds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Storage::open(dir.path().to_str().expect("utf-8 path"), true).expect("local folder");
+        for version in 0..5 {
+            commit(&output, "t", version, &ours(&format!("r{version}"))).expect("commit");
+        }
+        output.put(&checkpoint_path("t", 2), "a checkpoint").expect("checkpoint");
+        output.put(&last_checkpoint_path("t"), r#"{"version":2,"size":1}"#).expect("_last_checkpoint");
+        assert_eq!(probed_newest(&output, "t", 2).expect("probed"), Some(4));
+        assert_eq!(listed_newest(&output, "t", Some(2)).expect("listed"), Some(4));
+        let got = head(&output, "t").expect("log").expect("a version");
+        assert_eq!((got.version, got.run_id.as_deref(), got.checkpoint), (4, Some("r4"), Some(2)));
+
+        // As with a listing: a version another writer added is refused, and so is a lost checkpoint.
+        let foreign = "{\"commitInfo\": {\"engineInfo\": \"Apache-Spark/3.5 Delta-Lake/3.2\"}}";
+        output.put(&commit_path("t", 5), foreign).expect("foreign version");
+        let err = head(&output, "t").unwrap_err().to_string();
+        assert!(err.contains("version 5") && err.contains("another writer"), "{err}");
+        output.delete(&checkpoint_path("t", 2)).expect("delete");
+        let err = head(&output, "t").unwrap_err().to_string();
+        assert!(err.contains("version 2") && err.contains("checkpoint, which is missing"), "{err}");
     }
 
     #[test]
