@@ -73,7 +73,11 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
         let scope = Scope::Holding(&manifest.outputs);
         compact(&run.ctx.output, &lock, &config.maintenance, scope, &run.ctx.options)?;
     }
-    lock.release();
+    // A run whose index could not be stored leaves its note, so the next
+    // one reads the manifests after the stored index.
+    if run.totals.ingested.is_stored() {
+        lock.release();
+    }
     Ok(outcome)
 }
 
@@ -94,7 +98,7 @@ impl Run<'_> {
     }
 
     fn execute(&mut self, lock: &Lock) -> Result<Outcome> {
-        let candidates = self.timed("discover", Self::discover)?;
+        let candidates = self.timed("discover", |run| run.discover(lock))?;
         let total_bytes = candidates.iter().map(|c| c.entry.size).sum();
         let progress = progress_bar(total_bytes);
         self.ingest(candidates, &progress)?;
@@ -129,8 +133,8 @@ impl Run<'_> {
     }
 
     /// Event files under the input root not already ingested with this content.
-    fn discover(&mut self) -> Result<Vec<Candidate>> {
-        self.totals.ingested = IngestedIndex::load(&self.ctx.output)?;
+    fn discover(&mut self, lock: &Lock) -> Result<Vec<Candidate>> {
+        self.totals.ingested = IngestedIndex::load(&self.ctx.output, lock.after_clean_release())?;
         let mut candidates = Vec::new();
         for entry in self.ctx.input.list("")? {
             let Some(kind) = input::classify(&entry.relative) else { continue };

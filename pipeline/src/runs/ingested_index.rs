@@ -1,16 +1,21 @@
-//! The ingested-files index, `_state/ingested.json`: every input file that
-//! committed runs ingested (path, size, modification time, content hash),
-//! folded from the manifests up to one run.
+//! The ingested-files index, `_state/ingested.msgpack`: every input file
+//! that committed runs ingested (path, size, modification time, content
+//! hash), folded from the manifests up to one run.
 //!
 //! It is a cache of `_runs/`: a run reads it plus only the manifests newer
 //! than it, so finding what is already ingested costs O(new runs), not
 //! O(run history) (one run every 5 minutes is ~100k manifests a year).
-//! It is written after the manifest, whole; a missing, stale or unreadable
-//! index only means reading more manifests. Before `pipeline vacuum`
-//! deletes expired manifests it also stores a copy, [`RETAINED_FILE`],
-//! which a run reads when the index is missing or unreadable: without it,
-//! rebuilding from the manifests left would forget what the expired ones
-//! ingested, and that input would be ingested again.
+//! It is written after the manifest, whole, in MessagePack: every run
+//! reads and writes it, and at a few thousand files JSON cost a scheduled
+//! run more time than anything else that grows with its history.
+//! A missing, stale or unreadable index only means reading more manifests.
+//! After a clean stop on a local folder (see [`IngestedIndex::load`]) the
+//! manifests are not even listed. Before `pipeline vacuum` deletes expired
+//! manifests it also stores a copy, [`RETAINED_FILE`], which a run reads
+//! when the index is missing or unreadable: without it, rebuilding from the
+//! manifests left would forget what the expired ones ingested, and that
+//! input would be ingested again. The JSON files of earlier versions are
+//! still read.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +27,16 @@ use super::manifest::{Manifest, RUNS_DIR};
 use crate::error::Result;
 use crate::storage::Storage;
 
-pub(crate) const INDEX_FILE: &str = "_state/ingested.json";
+pub(crate) const INDEX_FILE: &str = "_state/ingested.msgpack";
 
 /// The copy of the index stored before manifests are expired.
-pub(crate) const RETAINED_FILE: &str = "_state/ingested-retained.json";
+pub(crate) const RETAINED_FILE: &str = "_state/ingested-retained.msgpack";
+
+/// The index and its retained copy as earlier versions stored them, in JSON.
+/// One of them that writes the index again makes this file newer than
+/// [`INDEX_FILE`].
+const JSON_INDEX_FILE: &str = "_state/ingested.json";
+const JSON_RETAINED_FILE: &str = "_state/ingested-retained.json";
 
 /// What an earlier run ingested at one input path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +46,7 @@ pub(crate) struct IngestedFile {
     pub content_hash: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct IngestedIndex {
     /// The newest run folded in; manifests after it are read on load.
     through_run: Option<String>,
@@ -44,16 +55,50 @@ pub(crate) struct IngestedIndex {
     /// Whether anything was folded in since the index was read.
     #[serde(skip)]
     changed: bool,
+    /// Whether an earlier version's JSON index is there, to be deleted
+    /// when this one is stored (a stale copy must not outlive it).
+    #[serde(skip)]
+    json_left: bool,
+}
+
+/// The index as stored: files sorted by path, with their modification
+/// times in nanoseconds since the epoch (read back as the same instant).
+#[derive(Serialize, Deserialize)]
+struct Stored<S> {
+    through_run: Option<S>,
+    files: Vec<(S, u64, i64, S)>,
 }
 
 impl IngestedIndex {
     /// The index as of the newest manifest: the stored index, then every
     /// manifest written after the run it was stored through.
-    pub fn load(output: &Storage) -> Result<Self> {
-        let mut index = match Self::stored(output, INDEX_FILE)? {
+    ///
+    /// `after_clean_release` says the last holder of the output's lock
+    /// finished its command and let go ([`super::lock::Lock::release`]).
+    /// A run releases only after storing the index through its own
+    /// manifest, so then no manifest is newer than the stored index and
+    /// `_runs/` is not listed (a folder of one file a run). Unless an
+    /// earlier version's JSON index is there: that version may have run
+    /// since, without updating this index.
+    pub fn load(output: &Storage, after_clean_release: bool) -> Result<Self> {
+        let json_left = output.exists(JSON_INDEX_FILE)?;
+        let stored = Self::stored(output, INDEX_FILE)?;
+        let current = stored.is_some() && after_clean_release && !json_left;
+        let mut index = match stored {
             Some(index) => index,
-            None => Self::stored(output, RETAINED_FILE)?.unwrap_or_default(),
+            None => match Self::stored(output, JSON_INDEX_FILE)? {
+                Some(index) => index,
+                None => match Self::stored(output, RETAINED_FILE)? {
+                    Some(index) => index,
+                    None => Self::stored(output, JSON_RETAINED_FILE)?.unwrap_or_default(),
+                },
+            },
         };
+        index.json_left = json_left;
+        if current {
+            debug!(files = index.files.len(), "Loaded the ingested-files index, current since the last clean stop.");
+            return Ok(index);
+        }
         let after = index.through_run.as_deref().map(Manifest::path);
         let newer = output.list_after(RUNS_DIR, after.as_deref())?;
         for entry in newer.iter().filter(|e| e.relative.ends_with(".json")) {
@@ -82,16 +127,46 @@ impl IngestedIndex {
         self.changed = true;
     }
 
-    /// The index stored at `path`; `None` when there is none or it cannot be read.
+    /// The index stored at `path` (MessagePack, or JSON for an earlier
+    /// version's file); `None` when there is none or it cannot be read.
     fn stored(output: &Storage, path: &str) -> Result<Option<Self>> {
         let Some(bytes) = output.get_opt(path)? else { return Ok(None) };
-        match serde_json::from_slice(&bytes) {
+        let decoded = match path.ends_with(".json") {
+            true => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+            false => Self::decode(&bytes).map_err(|e| e.to_string()),
+        };
+        match decoded {
             Ok(index) => Ok(Some(index)),
-            Err(e) => {
-                warn!(error = %e, path, "An ingested-files index is unreadable; reading more run manifests instead.");
+            Err(error) => {
+                warn!(error, path, "An ingested-files index is unreadable; reading more run manifests instead.");
                 Ok(None)
             }
         }
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, rmp_serde::decode::Error> {
+        let stored: Stored<String> = rmp_serde::from_slice(bytes)?;
+        let files = stored.files.into_iter().map(|(path, size, nanos, content_hash)| {
+            (path, IngestedFile { size, last_modified: DateTime::from_timestamp_nanos(nanos), content_hash })
+        });
+        Ok(Self { through_run: stored.through_run, files: files.collect(), ..Self::default() })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let files = self.files.iter().map(|(path, f)| {
+            // A time outside 1677–2262 is stored as the earliest: it then
+            // never matches, and the file is hashed to compare its content.
+            let nanos = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
+            (path.as_str(), f.size, nanos, f.content_hash.as_str())
+        });
+        let stored = Stored { through_run: self.through_run.as_deref(), files: files.collect() };
+        // Strings and integers always encode.
+        rmp_serde::to_vec(&stored).unwrap_or_default()
+    }
+
+    /// Whether the stored index has everything folded in.
+    pub(crate) fn is_stored(&self) -> bool {
+        !self.changed
     }
 
     pub fn get(&self, path: &str) -> Option<&IngestedFile> {
@@ -101,9 +176,12 @@ impl IngestedIndex {
     /// Stores the index if anything was folded in since it was read.
     pub(crate) fn save(&mut self, output: &Storage) -> Result<()> {
         if self.changed {
-            // Paths, numbers and timestamps always serialize.
-            output.put(INDEX_FILE, serde_json::to_vec(self).unwrap_or_default())?;
+            output.put(INDEX_FILE, self.encode())?;
             self.changed = false;
+        }
+        if self.json_left {
+            output.delete(JSON_INDEX_FILE)?;
+            self.json_left = false;
         }
         Ok(())
     }
@@ -111,11 +189,9 @@ impl IngestedIndex {
     /// Stores the index and its retained copy, before manifests it folded
     /// in are deleted.
     pub(crate) fn save_retained(&mut self, output: &Storage) -> Result<()> {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        output.put(INDEX_FILE, bytes.clone())?;
-        output.put(RETAINED_FILE, bytes)?;
-        self.changed = false;
-        Ok(())
+        output.put(RETAINED_FILE, self.encode())?;
+        self.changed = true;
+        self.save(output)
     }
 }
 
@@ -171,7 +247,7 @@ mod tests {
             &output,
             &manifest("20260112T100000000Z-00000001", RunStatus::Succeeded, &[("a.csv", "h1"), ("b.csv", "h1")]),
         );
-        let mut index = IngestedIndex::load(&output).expect("load");
+        let mut index = IngestedIndex::load(&output, false).expect("load");
         index.save(&output).expect("save");
 
         // Manifests before the index's run are never read again: a broken one is harmless.
@@ -179,7 +255,7 @@ mod tests {
         write(&output, &manifest("20260112T100500000Z-00000002", RunStatus::Failed, &[("c.csv", "h9")]));
         write(&output, &manifest("20260112T101000000Z-00000003", RunStatus::QualityGateFailed, &[("b.csv", "h2")]));
 
-        let mut index = IngestedIndex::load(&output).expect("only newer manifests are read");
+        let mut index = IngestedIndex::load(&output, false).expect("only newer manifests are read");
         let hashes = |index: &IngestedIndex| {
             index.files.iter().map(|(p, f)| (p.clone(), f.content_hash.clone())).collect::<Vec<_>>()
         };
@@ -190,8 +266,47 @@ mod tests {
 
         // An unreadable index is rebuilt from the manifests (here: hitting the broken one).
         output.put(INDEX_FILE, "{").expect("put");
-        assert!(IngestedIndex::load(&output).is_err(), "rebuilding reads every manifest");
+        assert!(IngestedIndex::load(&output, false).is_err(), "rebuilding reads every manifest");
         output.delete(&Manifest::path("20260112T090000000Z-00000000")).expect("delete");
-        assert_eq!(hashes(&IngestedIndex::load(&output).expect("rebuilt")), want);
+        assert_eq!(hashes(&IngestedIndex::load(&output, false).expect("rebuilt")), want);
+    }
+
+    #[test]
+    fn a_stored_index_round_trips_with_its_times() {
+        let mut index = IngestedIndex { through_run: Some("r1".into()), ..IngestedIndex::default() };
+        for (path, nanos) in [("b.csv", 1_765_000_000_123_456_789), ("a.csv", -5), ("c.csv", 0)] {
+            let last_modified = DateTime::from_timestamp_nanos(nanos);
+            index.files.insert(path.into(), IngestedFile { size: 7, last_modified, content_hash: format!("h{nanos}") });
+        }
+        let back = IngestedIndex::decode(&index.encode()).expect("decodes");
+        assert_eq!((back.through_run, back.files), (index.through_run, index.files));
+    }
+
+    #[test]
+    fn after_a_clean_release_the_stored_index_is_current_unless_an_earlier_version_wrote_json() {
+        let output = Storage::open("memory://ingested-index-clean", true).expect("memory");
+        write(&output, &manifest("20260112T100000000Z-00000001", RunStatus::Succeeded, &[("a.csv", "h1")]));
+        IngestedIndex::load(&output, false).expect("load").save(&output).expect("save");
+        // A manifest the stored index does not have: only a run that lists `_runs/` sees it.
+        write(&output, &manifest("20260112T100500000Z-00000002", RunStatus::Succeeded, &[("b.csv", "h2")]));
+        let paths = |index: &IngestedIndex| index.files.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(paths(&IngestedIndex::load(&output, true).expect("load")), ["a.csv"], "not listed");
+        assert_eq!(paths(&IngestedIndex::load(&output, false).expect("load")), ["a.csv", "b.csv"], "listed");
+
+        // An earlier version's JSON index beside it: that version may have run since.
+        let json = r#"{"through_run":"20260112T100000000Z-00000001","files":{"a.csv":{"size":1,
+            "last_modified":"2026-01-12T09:00:00Z","content_hash":"h1"}}}"#;
+        output.put(JSON_INDEX_FILE, json).expect("put");
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        assert_eq!(paths(&index), ["a.csv", "b.csv"], "listed despite the clean release");
+        index.save(&output).expect("save");
+        assert!(!output.exists(JSON_INDEX_FILE).expect("exists"), "the JSON index goes once this one is stored");
+
+        // Without this version's index, an earlier version's is read.
+        output.delete(INDEX_FILE).expect("delete");
+        output.put(JSON_INDEX_FILE, json).expect("put");
+        output.delete(&Manifest::path("20260112T100500000Z-00000002")).expect("delete");
+        let index = IngestedIndex::load(&output, true).expect("load");
+        assert_eq!(index.get("a.csv").map(|f| f.last_modified.to_rfc3339()), Some("2026-01-12T09:00:00+00:00".into()));
     }
 }

@@ -81,7 +81,8 @@ fn expire(
         return Ok(expiry);
     }
     if !expiry.runs.is_empty() {
-        IngestedIndex::load(output)?.save_retained(output)?;
+        // Every manifest folded in, listed, before any is deleted.
+        IngestedIndex::load(output, false)?.save_retained(output)?;
     }
     let started_at = Utc::now();
     let run_id = new_run_id(started_at);
