@@ -89,9 +89,8 @@ impl Engine for LocalEngine {
             finished.deferred = tally;
             finished.gold_dates.extend(dates);
         }
-        // One date at a time; polars and the file reads parallelize within it.
-        for &date in &finished.gold_dates {
-            let (path, rows) = gold_partition(run, self.budget, date)?;
+        let dates = finished.gold_dates.par_iter().map(|&date| DateSources::list(run, date)).collect::<Result<_>>()?;
+        for (path, rows) in gold_partitions(run, self.budget, dates)? {
             finished.gold_rows += rows;
             outputs.push(path);
         }
@@ -110,6 +109,42 @@ const MAX_GOLD_PASSES: f64 = 24.0;
 const MINUTES_PER_DAY: i64 = 24 * 60;
 const MINUTE_MICROS: i64 = 60_000_000;
 
+/// One date's silver event files: committed ones (none on a full refresh)
+/// and this run's staged ones.
+struct DateSources {
+    date: i32,
+    committed: Vec<Entry>,
+    staged: Vec<Entry>,
+}
+
+impl DateSources {
+    fn list(run: &RunContext, date: i32) -> Result<Self> {
+        let output = run.output;
+        let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+        let committed = if run.full_refresh { Vec::new() } else { tables::live_entries(output, &dir)? };
+        let staged = output.parquet_entries(&layout::staged(run.run_id, &dir))?;
+        Ok(Self { date, committed, staged })
+    }
+
+    /// The most gold may hold in memory to aggregate the date in one pass.
+    fn most_bytes(&self) -> f64 {
+        self.committed.iter().chain(&self.staged).map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE
+    }
+}
+
+/// Stages the dates' gold partitions, returning each one's path and rows
+/// in the order of `dates`. When all of them fit the budget at once (a
+/// scheduled run's few dates, late data included) they are computed side
+/// by side: much of a small date's work (a gold file's decoding, merging
+/// and encoding) runs on one core. Else one at a time, each with the whole
+/// budget; polars and the file reads parallelize within a date.
+fn gold_partitions(run: &RunContext, budget: usize, dates: Vec<DateSources>) -> Result<Vec<(String, u64)>> {
+    match dates.iter().map(DateSources::most_bytes).sum::<f64>() <= budget as f64 {
+        true => dates.into_par_iter().map(|date| gold_partition(run, budget, date)).collect(),
+        false => dates.into_iter().map(|date| gold_partition(run, budget, date)).collect(),
+    }
+}
+
 /// Stages one date's gold partition, recomputed from all of its clean
 /// events: committed ones plus this run's staged ones. When the date
 /// already has a gold partition, only its rows (service, minute) that this
@@ -118,12 +153,10 @@ const MINUTE_MICROS: i64 = 60_000_000;
 /// is read in as many passes as keep the events aggregated within `budget`
 /// (assuming they are spread evenly over its rows), each a range of its
 /// minutes (a minute's events are never split). Returns its path and rows.
-fn gold_partition(run: &RunContext, budget: usize, date: i32) -> Result<(String, u64)> {
+fn gold_partition(run: &RunContext, budget: usize, sources: DateSources) -> Result<(String, u64)> {
     let output = run.output;
-    let dir = layout::partition(SILVER_EVENTS, "event_date", &format_date(date));
+    let DateSources { date, committed, staged } = sources;
     let path = layout::gold_file(&format_date(date), run.run_id);
-    let committed = if run.full_refresh { Vec::new() } else { tables::live_entries(output, &dir)? };
-    let staged = output.parquet_entries(&layout::staged(run.run_id, &dir))?;
     let previous = match committed.is_empty() {
         true => None,
         false => previous_gold(output, date)?.map(|p| output.get_parquet(&p, None)).transpose()?,
