@@ -3,7 +3,12 @@
 each delivering FILES small CSV files of EVENTS events in all, with a share
 of late events (up to LATE_DAYS old) and of repeated event ids (a retry:
 the same row again, which rule 5 rejects). Each run is `pipeline run` on
-the same output, as cron would start it.
+the same output, as cron would start it. Each delivery is a folder of its
+own, named in delivery order, and runs list the input incrementally
+(`incremental_listing`), with a full listing every 288th run: the default
+`full_listing_hours` at this cadence (the runs take minutes of real time,
+so the pipeline's own clock would never call for one). `--listing full`
+lists the whole input every run.
 
 Per window of runs it prints the median and maximum wall, the highest peak
 RSS, the median seconds of the stages whose work grows with history (gold
@@ -22,7 +27,8 @@ median wall is above R times the first's.
 
 Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
          [--events E] [--late-share S] [--late-days D] [--repeat-share S]
-         [--compact-min-files M] [--max-ratio R] [--seed S]
+         [--compact-min-files M] [--listing incremental|full] [--max-ratio R]
+         [--seed S]
 Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
        removed at the end unless KEEP=1).
 """
@@ -52,6 +58,8 @@ LAYERS = {
 GOLD = "gold/service_minute_metrics"
 LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
 CADENCE = datetime.timedelta(minutes=5)
+# Runs between full listings: the default full_listing_hours (24) at CADENCE.
+FULL_LISTING_EVERY = 288
 
 
 def parse_args():
@@ -64,6 +72,7 @@ def parse_args():
     p.add_argument("--late-days", type=float, default=2.0)
     p.add_argument("--repeat-share", type=float, default=0.01)
     p.add_argument("--compact-min-files", type=int, default=16)
+    p.add_argument("--listing", choices=["incremental", "full"], default="incremental")
     p.add_argument("--max-ratio", type=float)
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args()
@@ -188,7 +197,9 @@ def main():
     start = clock - CADENCE * args.runs
     print(f"{args.runs} runs at a 5-minute cadence, {args.files} CSV files and {args.events} events a run, "
           f"{args.late_share:.0%} late by up to {args.late_days:g} days, {args.repeat_share:.0%} repeated ids; "
-          f"compact_min_files {args.compact_min_files}; work in {work}", flush=True)
+          f"compact_min_files {args.compact_min_files}; {args.listing} listing"
+          f"{f' (in full every {FULL_LISTING_EVERY} runs)' if args.listing == 'incremental' else ''}; "
+          f"work in {work}", flush=True)
     header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "median gold / dedupe / discover s",
               "most files in a partition", "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB",
               "open gold table ms")
@@ -197,7 +208,9 @@ def main():
     recent, window, medians, worst_files = [], [], [], 0
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
-        window.append(run_pipeline(pipeline, inbox, out, env))
+        incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
+        run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
+        window.append(run_pipeline(pipeline, inbox, out, run_env))
         worst_files = max(worst_files, most_files_in_a_partition(out))
         if len(window) == args.window or run == args.runs - 1:
             walls = [w for w, _, _ in window]

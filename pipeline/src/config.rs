@@ -185,6 +185,14 @@ section! {
         /// this size with ids spilled under `_staging`; gold reads a date in as
         /// many passes as it needs to stay within it (README, "Memory").
         memory_budget_mb: u64 = 512, env "MINUTELY_MEMORY_BUDGET_MB", within 1..=1 << 20;
+        /// List only the newest part of the input: from the folder of the
+        /// greatest path ingested so far on. For inboxes whose paths sort in
+        /// delivery order (dated folders); a full listing still runs every
+        /// `full_listing_hours` (README "Incremental listing").
+        incremental_listing: bool = false, env "MINUTELY_INCREMENTAL_LISTING";
+        /// With `incremental_listing`: the most hours between full listings,
+        /// which find files delivered under paths that sort before the newest.
+        full_listing_hours: u64 = 24, env "MINUTELY_FULL_LISTING_HOURS", within 1..=87_600;
     }
     lists {
         /// Extra chrono `strftime` patterns tried after the built-in timestamp

@@ -721,8 +721,9 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
                 let target = entry.path().canonicalize().map_err(io(entry.path()))?;
                 dir.canonicalize().map_err(io(dir.to_path_buf()))?.starts_with(target)
             };
-            if !looped {
-                folders.push((entry.path(), local_child(&path, name, &entry)?));
+            let child = local_child(&path, name, &entry)?;
+            if !looped && after.is_none_or(|after| may_hold_after(&child, after)) {
+                folders.push((entry.path(), child));
             }
         } else if !is_interrupted_write(name) {
             let location = local_child(&path, name, &entry)?;
@@ -744,6 +745,15 @@ fn walk_local(dir: &std::path::Path, path: Path, after: Option<&Path>, found: &m
     })?;
     found.extend(below.into_iter().flatten());
     Ok(())
+}
+
+/// Whether the folder at `folder` may hold a path that sorts after
+/// `after`. All of its paths start with `folder/`: none does when that
+/// sorts before `after` and is not a prefix of it (then `after` decides
+/// the comparison within `folder/`'s length).
+fn may_hold_after(folder: &Path, after: &Path) -> bool {
+    let prefix = format!("{folder}/");
+    prefix.as_str() >= after.as_ref() || after.as_ref().starts_with(&prefix)
 }
 
 /// The entries of the local folder `dir`; `None` when there is no such
@@ -921,6 +931,24 @@ mod tests {
         assert_eq!(names(&after), names(&ours)[2..], "only what sorts after");
         assert!(s.list("nowhere").expect("a missing folder").is_empty());
         assert!(s.list("l/001.json").expect("a file").is_empty(), "a file is not a folder, as in object_store");
+    }
+
+    #[test]
+    fn a_local_listing_after_a_path_does_not_read_folders_that_sort_before_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Storage::open(&dir.path().to_string_lossy(), false).expect("open");
+        for path in
+            ["in/0001/a.csv", "in/0002/a.csv", "in/0002/b/c.csv", "in/0002-x/a.csv", "in/0003/a.csv", "in/z.csv"]
+        {
+            s.put(path, "x").expect("put");
+        }
+        // A name the walk refuses, in a folder that sorts before: reading it fails the listing.
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"\xff.csv");
+        std::fs::write(dir.path().join("in/0001").join(bad), "x").expect("write");
+        assert!(s.list("in").is_err(), "a full listing reads 0001");
+        let after = s.list_after("in", Some("in/0002")).expect("0001 is not read");
+        assert_eq!(names(&after), ["in/0002-x/a.csv", "in/0002/a.csv", "in/0002/b/c.csv", "in/0003/a.csv", "in/z.csv"]);
     }
 
     #[test]

@@ -475,3 +475,50 @@ fn a_log_another_writer_extended_stops_the_run_and_publishes_nothing() {
     assert!(staging_is_empty(&out));
     assert!(manifests(&out).pop().expect("a manifest").contains(r#""status": "failed""#));
 }
+
+/// The input paths a run's manifest lists as ingested.
+fn ingested_paths(manifest: &serde_json::Value) -> Vec<String> {
+    let files = manifest["files"].as_array().expect("files");
+    files.iter().map(|f| f["path"].as_str().expect("path").to_string()).collect()
+}
+
+/// With incremental listing a run lists the input from the folder of the
+/// greatest path ingested on: a file delivered under a folder that sorts
+/// before it waits for the next full listing (here: a run without it),
+/// and a file delivered into that newest folder is still found.
+#[test]
+fn incremental_listing_reads_from_the_newest_folder_and_a_full_listing_finds_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dataset(dir.path());
+    assert!(files.len() >= 5, "{files:?}");
+    // Delivers file `n` into `folder`, under a name no other file has.
+    let deliver_into = |folder: &str, n: usize| {
+        let name = format!("f{n}-{}", files[n].file_name().expect("a file name").to_string_lossy());
+        let to = dir.path().join("inbox").join(folder).join(&name);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(dir.path().join("all").join(&files[n]), to).expect("copy");
+        format!("{folder}/{name}")
+    };
+    let incremental = ["--incremental-listing", "true"];
+    let first = [deliver_into("d002", 0), deliver_into("d003", 1)];
+    let out = run(dir.path(), "inbox", "out", &incremental);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut want = first.to_vec();
+    want.sort();
+    assert_eq!(ingested_paths(&newest_manifest(&dir.path().join("out"))), want, "the first run lists everything");
+
+    let newest = deliver_into("d003", 2);
+    let later = deliver_into("d004", 3);
+    let before = deliver_into("d001", 4);
+    let out = run(dir.path(), "inbox", "out", &incremental);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut want = vec![newest, later];
+    want.sort();
+    assert_eq!(ingested_paths(&newest_manifest(&dir.path().join("out"))), want, "d001 is not listed");
+
+    let out = run(dir.path(), "inbox", "out", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(ingested_paths(&newest_manifest(&dir.path().join("out"))), [before], "a full listing finds d001");
+    let out = run(dir.path(), "inbox", "out", &incremental);
+    assert!(text(&out).contains("Nothing new"), "{}", text(&out));
+}

@@ -135,8 +135,20 @@ impl Run<'_> {
     /// Event files under the input root not already ingested with this content.
     fn discover(&mut self, lock: &Lock) -> Result<Vec<Candidate>> {
         self.totals.ingested = IngestedIndex::load(&self.ctx.output, lock.after_clean_release())?;
+        // Incremental listing (README "Incremental listing"): only the
+        // newest part of the input, between full listings.
+        let settings = &self.ctx.config.pipeline;
+        let incremental = settings.incremental_listing && !self.ctx.options.full_refresh;
+        let index = &mut self.totals.ingested;
+        let start = match incremental {
+            true => index.incremental_start(settings.full_listing_hours, self.ctx.started_at).map(str::to_owned),
+            false => None,
+        };
+        if start.is_none() && settings.incremental_listing {
+            index.record_full_listing(self.ctx.started_at);
+        }
         let mut candidates = Vec::new();
-        for entry in self.ctx.input.list("")? {
+        for entry in self.ctx.input.list_after("", start.as_deref())? {
             let Some(kind) = input::classify(&entry.relative) else { continue };
             let known = if self.ctx.options.full_refresh { None } else { self.totals.ingested.get(&entry.relative) };
             // Same size and modification time as an ingested file: same content.
@@ -146,7 +158,13 @@ impl Run<'_> {
             }
             candidates.push(Candidate { known_hash: known.map(|k| k.content_hash.clone()), entry, kind });
         }
-        info!(candidates = candidates.len(), skipped = self.totals.files_skipped, "Discovered input files.");
+        let listed_from = start.as_deref().unwrap_or("the input's root");
+        info!(
+            candidates = candidates.len(),
+            skipped = self.totals.files_skipped,
+            listed_from,
+            "Discovered input files."
+        );
         Ok(candidates)
     }
 

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
@@ -52,6 +52,10 @@ pub(crate) struct IngestedIndex {
     through_run: Option<String>,
     /// By input path; the newest committed run's record wins.
     files: BTreeMap<String, IngestedFile>,
+    /// When the last run that committed listed the whole input (runs with
+    /// incremental listing list only its newest part in between).
+    #[serde(default)]
+    listed_in_full_at: Option<DateTime<Utc>>,
     /// Whether anything was folded in since the index was read.
     #[serde(skip)]
     changed: bool,
@@ -67,6 +71,10 @@ pub(crate) struct IngestedIndex {
 struct Stored<S> {
     through_run: Option<S>,
     files: Vec<(S, u64, i64, S)>,
+    /// In nanoseconds since the epoch; absent in indexes stored before
+    /// incremental listing.
+    #[serde(default)]
+    listed_in_full_at: Option<i64>,
 }
 
 impl IngestedIndex {
@@ -149,7 +157,12 @@ impl IngestedIndex {
         let files = stored.files.into_iter().map(|(path, size, nanos, content_hash)| {
             (path, IngestedFile { size, last_modified: DateTime::from_timestamp_nanos(nanos), content_hash })
         });
-        Ok(Self { through_run: stored.through_run, files: files.collect(), ..Self::default() })
+        Ok(Self {
+            through_run: stored.through_run,
+            files: files.collect(),
+            listed_in_full_at: stored.listed_in_full_at.map(DateTime::from_timestamp_nanos),
+            ..Self::default()
+        })
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -159,7 +172,11 @@ impl IngestedIndex {
             let nanos = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
             (path.as_str(), f.size, nanos, f.content_hash.as_str())
         });
-        let stored = Stored { through_run: self.through_run.as_deref(), files: files.collect() };
+        let stored = Stored {
+            through_run: self.through_run.as_deref(),
+            files: files.collect(),
+            listed_in_full_at: self.listed_in_full_at.and_then(|at| at.timestamp_nanos_opt()),
+        };
         // Strings and integers always encode.
         rmp_serde::to_vec(&stored).unwrap_or_default()
     }
@@ -171,6 +188,28 @@ impl IngestedIndex {
 
     pub fn get(&self, path: &str) -> Option<&IngestedFile> {
         self.files.get(path)
+    }
+
+    /// Where an incremental listing at `now` starts: the folder of the
+    /// greatest path ingested so far (by bytes), the newest when paths sort
+    /// in delivery order. `None` calls for a full listing: the last one is
+    /// `full_listing_hours` old (or in the future, or unknown), nothing was
+    /// ingested in a folder yet, or the folder's name holds a character
+    /// that listings escape (it might not sort as listed paths do).
+    pub(crate) fn incremental_start(&self, full_listing_hours: u64, now: DateTime<Utc>) -> Option<&str> {
+        let period = TimeDelta::hours(full_listing_hours.min(i32::MAX as u64) as i64);
+        let fresh = self.listed_in_full_at.is_some_and(|at| (TimeDelta::zero()..period).contains(&(now - at)));
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_.=:+@,/".contains(&b);
+        let newest = self.files.keys().next_back()?;
+        let folder = newest.rsplit_once('/').map(|(folder, _)| folder);
+        folder.filter(|folder| fresh && folder.bytes().all(plain))
+    }
+
+    /// Notes that this run listed the whole input; stored with the index
+    /// when the run commits (or finds nothing new).
+    pub(crate) fn record_full_listing(&mut self, at: DateTime<Utc>) {
+        self.listed_in_full_at = Some(at);
+        self.changed = true;
     }
 
     /// Stores the index if anything was folded in since it was read.
@@ -278,8 +317,48 @@ mod tests {
             let last_modified = DateTime::from_timestamp_nanos(nanos);
             index.files.insert(path.into(), IngestedFile { size: 7, last_modified, content_hash: format!("h{nanos}") });
         }
+        index.record_full_listing(DateTime::from_timestamp_nanos(1_765_000_000_987_654_321));
         let back = IngestedIndex::decode(&index.encode()).expect("decodes");
-        assert_eq!((back.through_run, back.files), (index.through_run, index.files));
+        assert_eq!(
+            (back.through_run, back.files, back.listed_in_full_at),
+            (index.through_run, index.files, index.listed_in_full_at)
+        );
+    }
+
+    #[test]
+    fn an_index_stored_without_a_listing_time_reads_as_never_listed_in_full() {
+        #[derive(Serialize)]
+        struct Earlier<'a> {
+            through_run: Option<&'a str>,
+            files: Vec<(&'a str, u64, i64, &'a str)>,
+        }
+        let files = vec![("2026/12/06/a.csv", 1, 0, "h1"), ("2026/12/05/b.csv", 1, 0, "h2")];
+        let bytes = rmp_serde::to_vec(&Earlier { through_run: Some("r1"), files }).expect("encodes");
+        let mut index = IngestedIndex::decode(&bytes).expect("an earlier version's index decodes");
+        let now = DateTime::from_timestamp_nanos(1_765_000_000_000_000_000);
+        assert_eq!(index.incremental_start(24, now), None, "a full listing first");
+        index.record_full_listing(now);
+        assert_eq!(index.incremental_start(24, now), Some("2026/12/06"));
+    }
+
+    #[test]
+    fn an_incremental_listing_starts_at_the_newest_folder_until_a_full_listing_is_due() {
+        let mut index = IngestedIndex::default();
+        let at = DateTime::from_timestamp_nanos(1_765_000_000_000_000_000);
+        let hours = |h: i64| at + TimeDelta::hours(h);
+        index.record_full_listing(at);
+        assert_eq!(index.incremental_start(24, at), None, "nothing ingested yet");
+        let file = IngestedFile { size: 1, last_modified: at, content_hash: "h".into() };
+        index.files.insert("a.csv".into(), file.clone());
+        assert_eq!(index.incremental_start(24, at), None, "only files at the root");
+        for path in ["d=2026-12-05/run-0001/a.csv", "d=2026-12-06/run-0002/b.csv", "d=2026-12-06/run-0002/a.csv"] {
+            index.files.insert(path.into(), file.clone());
+        }
+        assert_eq!(index.incremental_start(24, hours(23)), Some("d=2026-12-06/run-0002"));
+        assert_eq!(index.incremental_start(24, hours(24)), None, "a full listing is due");
+        assert_eq!(index.incremental_start(24, hours(-1)), None, "the last full listing is in the future");
+        index.files.insert("d=2026-12-07/run #3/a.csv".into(), file);
+        assert_eq!(index.incremental_start(24, at), None, "a name that listings escape");
     }
 
     #[test]
