@@ -692,7 +692,8 @@ fn local_e_tag(metadata: &std::fs::Metadata, modified: std::time::SystemTime) ->
 }
 
 /// The files under the local folder `dir` (whose object path is `path`)
-/// that sort after `after`, recursively, with their object paths as
+/// that sort after `after`, recursively (a subfolder that can hold none
+/// is not read), with their object paths as
 /// object_store names them and without the temporary files of writes in
 /// flight. Each file's metadata is read while its folder is open, and
 /// subfolders are walked after it is closed, so a walk holds one open

@@ -52,8 +52,8 @@ pub(crate) struct IngestedIndex {
     through_run: Option<String>,
     /// By input path; the newest committed run's record wins.
     files: BTreeMap<String, IngestedFile>,
-    /// When the last run that committed listed the whole input (runs with
-    /// incremental listing list only its newest part in between).
+    /// When a run with incremental listing on last listed the whole input
+    /// and stored this index (runs in between list only its newest part).
     #[serde(default)]
     listed_in_full_at: Option<DateTime<Utc>>,
     /// Whether anything was folded in since the index was read.

@@ -155,6 +155,7 @@ fn gold_partitions(run: &RunContext, budget: usize, dates: Vec<DateSources>) -> 
 /// minutes (a minute's events are never split). Returns its path and rows.
 fn gold_partition(run: &RunContext, budget: usize, sources: DateSources) -> Result<(String, u64)> {
     let output = run.output;
+    let most_bytes = sources.most_bytes();
     let DateSources { date, committed, staged } = sources;
     let path = layout::gold_file(&format_date(date), run.run_id);
     let previous = match committed.is_empty() {
@@ -177,8 +178,7 @@ fn gold_partition(run: &RunContext, budget: usize, sources: DateSources) -> Resu
         (Some(previous), Some(touched)) => touched.len() as f64 / previous.height().max(touched.len()) as f64,
         _ => 1.0,
     };
-    let bytes = sources.iter().map(|e| e.size).sum::<u64>() as f64 * GOLD_BYTES_PER_SILVER_BYTE * kept;
-    let passes = (bytes / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
+    let passes = (most_bytes * kept / budget as f64).ceil().clamp(1.0, MAX_GOLD_PASSES) as i64;
     let span = (MINUTES_PER_DAY + passes - 1) / passes * MINUTE_MICROS;
     let day_start = i64::from(date) * MINUTES_PER_DAY * MINUTE_MICROS;
     // Unless a pass takes every event of the date, a file is read by its
