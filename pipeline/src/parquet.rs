@@ -35,9 +35,12 @@ use polars_arrow::array::{DictionaryArray, MutableBinaryViewArray, PrimitiveArra
 use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::compute::concatenate::concatenate;
 use polars_arrow::datatypes::IntegerType;
+use polars_arrow::bitmap::Bitmap;
+use polars_buffer::Buffer;
 use polars_parquet::parquet::error::ParquetError;
-use polars_parquet::parquet::metadata::{FileMetadata, RowGroupMetadata};
+use polars_parquet::parquet::metadata::{ColumnChunkMetadata, FileMetadata, RowGroupMetadata};
 use polars_parquet::parquet::statistics::Statistics;
+use polars_parquet::read::{BasicDecompressor, Filter, PageReader, column_iter_to_arrays};
 use polars_parquet::write::{
     CompressedPage, CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FileWriter, Version,
     WriteOptions, ZstdLevel, array_to_columns, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
@@ -53,6 +56,10 @@ pub(crate) const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// Fewest rows of the arrays a plain column is written from (each one
 /// page or more), unless the row group has fewer.
 const MIN_PAGE_ROWS: usize = 2048;
+
+/// Rows per page of the columns [`encode`] is asked to write in small
+/// pages: about 8 KiB of 64-bit values.
+pub(crate) const PAGE_ROWS: usize = 1024;
 
 /// Columns written without a dictionary, whatever layer they are in: in
 /// bronze and silver their values are mostly distinct (`event_id`,
@@ -73,11 +80,14 @@ const NO_MIN_MAX: [&str; 3] = ["timestamp", EXTRA, RAW];
 /// statistics (null counts only on [`NO_MIN_MAX`]), row groups of
 /// `group_rows` ([`ROW_GROUP_ROWS`] unless a reader prunes them finer).
 /// (Distinct counts are left out: computing them hashes every value and
-/// no reader uses them for pruning.)
+/// no reader uses them for pruning.) The plain columns named in `paged`
+/// are written in pages of [`PAGE_ROWS`] rows, each with its own
+/// statistics, for readers that decode only some of a group's pages
+/// ([`decode_pages`]); other columns get pages of up to 1 MiB.
 ///
 /// The frame's chunks are not gathered first; see [`arrays`] for how
 /// each column is taken.
-pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> PolarsResult<Vec<u8>> {
+pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize, paged: &[&str]) -> PolarsResult<Vec<u8>> {
     let group_rows = group_rows.max(1);
     let schema = df.schema().to_arrow(CompatLevel::newest());
     let parquet_schema = to_parquet_schema(&schema)?;
@@ -87,7 +97,7 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> Pola
         compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(zstd_level)?)),
         data_page_size: None,
     };
-    let plans: Vec<(Vec<Encoding>, WriteOptions)> = schema
+    let plans: Vec<(Vec<Encoding>, WriteOptions, Option<usize>)> = schema
         .iter_values()
         .map(|field| {
             let name = field.name.as_str();
@@ -100,7 +110,7 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> Pola
                 options.statistics.min_value = false;
                 options.statistics.max_value = false;
             }
-            (encoding, options)
+            (encoding, options, paged.contains(&name).then_some(PAGE_ROWS))
         })
         .collect();
     let mut buffer = Vec::new();
@@ -112,10 +122,10 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> Pola
             .par_iter()
             .zip(parquet_schema.fields())
             .zip(&plans)
-            .map(|((column, parquet_type), (encoding, options))| {
+            .map(|((column, parquet_type), (encoding, options, page_rows))| {
                 // Pages by leaf column (one for the flat columns of the layers).
                 let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
-                for (array, encoding) in arrays(column.as_materialized_series(), encoding)? {
+                for (array, encoding) in arrays(column.as_materialized_series(), encoding, *page_rows)? {
                     let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, &encoding)?;
                     leaves.resize_with(chunk_leaves.len(), Vec::new);
                     for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
@@ -138,18 +148,30 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize) -> Pola
     Ok(buffer)
 }
 
-/// A row group's column as the arrays to encode, with their encodings: a
-/// plain column chunk by chunk ([`gathered_small`]); a string column that may get a dictionary
-/// as one dictionary array built from its chunks ([`string_dictionary`]);
-/// any other column gathered into one array, for polars to decide.
-fn arrays(series: &Series, encoding: &[Encoding]) -> PolarsResult<Vec<(ArrayRef, Vec<Encoding>)>> {
+/// A row group's column as the arrays to encode (each one page or more),
+/// with their encodings: a plain column chunk by chunk
+/// ([`gathered_small`]), cut into arrays of `page_rows` when given; a
+/// string column that may get a dictionary as one dictionary array built
+/// from its chunks ([`string_dictionary`]); any other column gathered
+/// into one array, for polars to decide.
+fn arrays(
+    series: &Series,
+    encoding: &[Encoding],
+    page_rows: Option<usize>,
+) -> PolarsResult<Vec<(ArrayRef, Vec<Encoding>)>> {
     let chunks = || {
         (0..series.n_chunks())
             .filter(|&i| !series.chunks()[i].is_empty())
             .map(|i| series.to_arrow(i, CompatLevel::newest()))
     };
     let plain = |chunks: Vec<ArrayRef>| {
-        Ok(gathered_small(chunks)?.into_iter().map(|array| (array, vec![Encoding::Plain])).collect())
+        let arrays = gathered_small(chunks)?;
+        let rows = page_rows.unwrap_or(usize::MAX).max(1);
+        let pages = arrays.into_iter().flat_map(|array| {
+            let len = array.len();
+            (0..len).step_by(rows).map(move |offset| array.sliced(offset, rows.min(len - offset)))
+        });
+        Ok(pages.map(|array| (array, vec![Encoding::Plain])).collect())
     };
     match encoding {
         [Encoding::Plain] => plain(chunks().collect()),
@@ -350,14 +372,109 @@ pub(crate) fn chunk_ranges(
     size: u64,
 ) -> Vec<Range<u64>> {
     let mut ranges = vec![0..4.min(size), size.saturating_sub(8)..size];
-    for (_, group) in footer.row_groups.iter().enumerate().filter(|(i, _)| keep(*i)) {
-        for chunk in group.parquet_columns() {
-            if chunk.descriptor().path_in_schema.first().is_some_and(|c| columns.contains(&c.as_str())) {
-                ranges.push(chunk.byte_range());
-            }
-        }
-    }
+    ranges.extend(chunks(footer, keep, |name| columns.contains(&name)).map(|chunk| chunk.byte_range()));
     ranges
+}
+
+/// The column chunks of the row groups `keep` selects (by position)
+/// whose top-level column's name is `read`, in file order.
+pub(crate) fn chunks<'a>(
+    footer: &'a FileMetadata,
+    keep: impl Fn(usize) -> bool + 'a,
+    read: impl Fn(&str) -> bool + 'a,
+) -> impl Iterator<Item = &'a ColumnChunkMetadata> + 'a {
+    let groups = footer.row_groups.iter().enumerate().filter(move |(i, _)| keep(*i));
+    groups.flat_map(|(_, group)| group.parquet_columns()).filter(move |chunk| top_level(chunk).is_some_and(&read))
+}
+
+/// The name of the top-level column a column chunk belongs to.
+fn top_level(chunk: &ColumnChunkMetadata) -> Option<&str> {
+    chunk.descriptor().path_in_schema.first().map(|name| name.as_str())
+}
+
+/// Top-level `columns` of the rows of the row groups `keep` selects (by
+/// position) whose pages of `by`, a 64-bit integer or timestamp column,
+/// are `needed`, in file order: each of `by`'s data pages is offered as a
+/// [`RowGroup`] of its rows (the file's) and bounds (from its statistics;
+/// `None` when it has none). Only the pages that hold such
+/// rows are decompressed and decoded, in every column: a file written
+/// with small pages of `by` ([`encode`]'s `paged`, ordered by it) gives
+/// a reader that needs a few of a group's rows those pages, not the
+/// group. `chunk` gives the bytes of a column chunk from its byte range
+/// in the file. `None` when no page is needed.
+pub(crate) fn decode_pages(
+    footer: &FileMetadata,
+    keep: impl Fn(usize) -> bool,
+    columns: &[&str],
+    by: &str,
+    needed: impl Fn(&RowGroup) -> bool,
+    chunk: impl Fn(Range<u64>) -> Option<Bytes>,
+) -> PolarsResult<Option<DataFrame>> {
+    let schema = polars_parquet::read::infer_schema(footer)?;
+    let bytes = |meta: &ColumnChunkMetadata| {
+        let missing = || PolarsError::ComputeError(format!("the bytes of column chunk {:?}", meta.byte_range()).into());
+        chunk(meta.byte_range()).map(Buffer::from_owner).ok_or_else(missing)
+    };
+    let mut frames = Vec::new();
+    let groups = footer.row_groups.iter().zip(group_rows(footer)).enumerate();
+    for (_, (group, first)) in groups.filter(|(i, _)| keep(*i)) {
+        let of = |name: &str| group.parquet_columns().iter().find(|chunk| top_level(chunk) == Some(name));
+        let rows = group.num_rows();
+        let filter = match of(by) {
+            None => None,
+            Some(meta) => {
+                let mask = page_mask(meta, bytes(meta)?, first.start, &needed)?;
+                match mask.set_bits() {
+                    0 => continue,
+                    set if set == rows => None,
+                    _ => Some(Filter::Mask(mask.into())),
+                }
+            }
+        };
+        let height = filter.as_ref().map_or(rows, |filter| filter.num_rows(rows));
+        let decoded = columns
+            .iter()
+            .map(|&name| {
+                let unknown = || PolarsError::ColumnNotFound(name.to_string().into());
+                let (meta, field) = of(name).zip(schema.get(name)).ok_or_else(unknown)?;
+                let pages = PageReader::new(Cursor::new(bytes(meta)?), meta, Vec::new(), usize::MAX);
+                let decompressor = BasicDecompressor::new(pages, Vec::new());
+                let primitive = &meta.descriptor().descriptor.primitive_type;
+                let (arrays, _) = column_iter_to_arrays(vec![decompressor], vec![primitive], field.clone(), filter.clone())?;
+                Ok(Series::try_from((field.name.clone(), arrays))?.into_column())
+            })
+            .collect::<PolarsResult<Vec<Column>>>()?;
+        frames.push(DataFrame::new(height, decoded)?);
+    }
+    let mut frames = frames.into_iter();
+    let Some(mut df) = frames.next() else { return Ok(None) };
+    for frame in frames {
+        df.vstack_mut_owned(frame)?;
+    }
+    Ok(Some(df))
+}
+
+/// One bit a row of a column chunk whose group starts at row `first` of
+/// its file: set when the data page holding it is `needed` by its rows
+/// (the file's) and bounds. Only the page headers are read.
+fn page_mask(
+    meta: &ColumnChunkMetadata,
+    bytes: Buffer<u8>,
+    first: usize,
+    needed: impl Fn(&RowGroup) -> bool,
+) -> PolarsResult<Bitmap> {
+    let mut mask = MutableBitmap::with_capacity(meta.num_values().max(0) as usize);
+    for page in PageReader::new(Cursor::new(bytes), meta, Vec::new(), usize::MAX) {
+        let CompressedPage::Data(page) = page? else { continue };
+        let bounds = match page.statistics() {
+            Some(Ok(Statistics::Int64(s))) => s.min_value.zip(s.max_value),
+            _ => None,
+        };
+        let start = first + mask.len();
+        let rows = page.num_values();
+        mask.extend_constant(rows, needed(&RowGroup { rows: start..start + rows, bounds }));
+    }
+    Ok(mask.into())
 }
 
 #[cfg(test)]
@@ -425,7 +542,7 @@ mod tests {
     #[test]
     fn frames_read_back_equal_with_plain_columns_plain() {
         let df = frame();
-        let bytes = encode(&df, 1, ROW_GROUP_ROWS).expect("encode");
+        let bytes = encode(&df, 1, ROW_GROUP_ROWS, &[]).expect("encode");
         let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
         assert_eq!(back.schema(), df.schema());
         assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
@@ -446,12 +563,12 @@ mod tests {
         let whole = frame();
         let pieces = in_pieces(&whole);
         assert!(pieces.column("event_id").expect("event_id").n_chunks() > 1, "not in pieces");
-        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS, &[]).expect("encode");
         let back = decode(Bytes::from(bytes.clone()), None).expect("decode");
         assert!(back.equals_missing(&whole), "{back:?}\n{whole:?}");
         let mut rechunked = pieces.clone();
         rechunked.rechunk_mut();
-        assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1, ROW_GROUP_ROWS).expect("encode")));
+        assert_eq!(statistics(&bytes), statistics(&encode(&rechunked, 1, ROW_GROUP_ROWS, &[]).expect("encode")));
     }
 
     #[test]
@@ -462,7 +579,7 @@ mod tests {
         let df =
             DataFrame::new(n, vec![constant, distinct.with_name("event_type".into()).into_column()]).expect("frame");
         let pieces = in_pieces_of(&df, &[0, 3_000, 3_000, 7_777, n]);
-        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS, &[]).expect("encode");
         assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
         let metadata = read_metadata(&mut Cursor::new(&bytes)).expect("metadata");
         let dictionaries: Vec<bool> =
@@ -479,7 +596,7 @@ mod tests {
         let bounds: Vec<usize> = (0..=n).step_by(10).collect();
         let pieces = in_pieces_of(&df, &bounds);
         assert_eq!(pieces.column("_source_line").expect("column").n_chunks(), 1_000);
-        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS).expect("encode");
+        let bytes = encode(&pieces, 1, ROW_GROUP_ROWS, &[]).expect("encode");
         assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
         // A page (header, zstd frame) per 10 rows would about double the column.
         let size = |bytes: &[u8]| {
@@ -488,13 +605,13 @@ mod tests {
         };
         let mut whole = pieces.clone();
         whole.rechunk_mut();
-        assert!(size(&bytes) < size(&encode(&whole, 1, ROW_GROUP_ROWS).expect("encode")) * 11 / 10);
+        assert!(size(&bytes) < size(&encode(&whole, 1, ROW_GROUP_ROWS, &[]).expect("encode")) * 11 / 10);
     }
 
     #[test]
     fn free_text_has_null_counts_but_no_min_max() {
         let df = frame();
-        for group in statistics(&encode(&df, 1, ROW_GROUP_ROWS).expect("encode")) {
+        for group in statistics(&encode(&df, 1, ROW_GROUP_ROWS, &[]).expect("encode")) {
             for (name, statistics) in group {
                 let Statistics::Binary(s) = statistics else { continue };
                 let free_text = NO_MIN_MAX.contains(&name.as_str());
@@ -507,14 +624,14 @@ mod tests {
     #[test]
     fn an_empty_frame_keeps_its_schema() {
         let df = frame().clear();
-        let back = decode(Bytes::from(encode(&df, 1, ROW_GROUP_ROWS).expect("encode")), None).expect("decode");
+        let back = decode(Bytes::from(encode(&df, 1, ROW_GROUP_ROWS, &[]).expect("encode")), None).expect("decode");
         assert_eq!((back.height(), back.schema()), (0, df.schema()));
     }
 
     #[test]
     fn row_groups_give_their_rows_and_bounds_and_a_footer_of_some_decodes_only_their_rows() {
         let df = frame();
-        let bytes = Bytes::from(encode(&df, 1, 100_000).expect("encode"));
+        let bytes = Bytes::from(encode(&df, 1, 100_000, &[]).expect("encode"));
         let footer = read_metadata(&mut Cursor::new(bytes.clone())).expect("footer");
         let groups = row_groups(&footer, "event_time");
         let times = df.column("event_time").expect("time").datetime().expect("datetime").physical().clone();
@@ -532,5 +649,57 @@ mod tests {
         let rows = decode_with(bytes, Some(middle), Some(&columns)).expect("decode");
         let expected = df.slice(100_000, 200_000).select(columns).expect("select");
         assert!(rows.equals_missing(&expected));
+    }
+
+    /// Pages of `event_time` (1,024 rows, with bounds), then every gold
+    /// input column of only the pages a reader needs, in file order.
+    #[test]
+    fn of_a_file_with_small_pages_only_the_needed_pages_are_decoded() {
+        let df = frame();
+        let columns = ["service", "event_time", "latency_ms", "status_code"];
+        let bytes = Bytes::from(encode(&df, 1, 100_000, &["event_time", "latency_ms"]).expect("encode"));
+        let footer = read_metadata(&mut Cursor::new(bytes.clone())).expect("footer");
+        let chunk = |range: Range<u64>| Some(bytes.slice(range.start as usize..range.end as usize));
+        let times = df.column("event_time").expect("time").datetime().expect("datetime").physical().clone();
+        let offered = std::cell::RefCell::new(Vec::new());
+        let wanted = [5_000, 150_000, 299_999];
+        let needed = |page: &RowGroup| {
+            offered.borrow_mut().push(page.clone());
+            wanted.iter().any(|row| page.rows.contains(row))
+        };
+        let rows = decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode").expect("rows");
+        let pages = offered.into_inner();
+        // Every row offered once, in pages of up to 1,024 rows that do not span groups, with their bounds.
+        assert_eq!(pages.first().map(|p| p.rows.start), Some(0));
+        assert!(pages.windows(2).all(|w| w[0].rows.end == w[1].rows.start));
+        assert_eq!(pages.last().map(|p| p.rows.end), Some(df.height()));
+        assert!(pages.iter().all(|p| p.rows.len() <= PAGE_ROWS && p.rows.start / 100_000 == (p.rows.end - 1) / 100_000));
+        for page in &pages {
+            let slice = times.slice(page.rows.start as i64, page.rows.len());
+            assert_eq!(page.bounds, slice.min().zip(slice.max()), "{:?}", page.rows);
+        }
+        let expected = [4_096..5_120, 149_152..150_176, 299_328..300_000].map(|r| df.slice(r.start as i64, r.len()));
+        let expected = concat_frames(&expected).select(columns).expect("select");
+        assert!(rows.equals_missing(&expected));
+        // All pages of the kept groups, or none.
+        let all = decode_pages(&footer, |i| i == 1, &columns, "event_time", |_| true, chunk).expect("decode");
+        let second = df.slice(100_000, 100_000).select(columns).expect("select");
+        assert!(all.expect("rows").equals_missing(&second));
+        assert!(decode_pages(&footer, |_| true, &columns, "event_time", |_| false, chunk).expect("decode").is_none());
+        // A column written in pages of 1 MiB: a needed page is the group.
+        let whole = Bytes::from(encode(&df, 1, 100_000, &[]).expect("encode"));
+        let footer = read_metadata(&mut Cursor::new(whole.clone())).expect("footer");
+        let chunk = |range: Range<u64>| Some(whole.slice(range.start as usize..range.end as usize));
+        let needed = |page: &RowGroup| page.rows.contains(&150_000);
+        let rows = decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode");
+        assert!(rows.expect("rows").equals_missing(&second));
+    }
+
+    fn concat_frames(frames: &[DataFrame]) -> DataFrame {
+        let mut all = frames[0].clone();
+        for frame in &frames[1..] {
+            all.vstack_mut(frame).expect("stack");
+        }
+        all
     }
 }

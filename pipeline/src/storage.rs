@@ -5,6 +5,7 @@
 //! Calls are synchronous at this edge: each blocks on a shared tokio runtime,
 //! so rayon workers can read and write without being async themselves.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -431,13 +432,21 @@ impl Storage {
 
     /// Writes a frame as one zstd-compressed Parquet object with statistics.
     pub fn put_parquet(&self, relative: &str, df: &DataFrame) -> Result<u64> {
-        self.put_parquet_in_groups(relative, df, parquet::ROW_GROUP_ROWS)
+        self.put_parquet_in_groups(relative, df, parquet::ROW_GROUP_ROWS, &[])
     }
 
-    /// [`Storage::put_parquet`] with row groups of `group_rows` rows: finer
-    /// groups for a file whose readers skip groups by their statistics.
-    pub(crate) fn put_parquet_in_groups(&self, relative: &str, df: &DataFrame, group_rows: usize) -> Result<u64> {
-        let bytes = parquet::encode(df, self.zstd_level, group_rows).map_err(|source| Error::Parquet {
+    /// [`Storage::put_parquet`] with row groups of `group_rows` rows, and
+    /// small pages for the plain columns in `paged`: finer groups and
+    /// pages for a file whose readers skip them by their statistics
+    /// ([`Storage::get_parquet_pages`]).
+    pub(crate) fn put_parquet_in_groups(
+        &self,
+        relative: &str,
+        df: &DataFrame,
+        group_rows: usize,
+        paged: &[&str],
+    ) -> Result<u64> {
+        let bytes = parquet::encode(df, self.zstd_level, group_rows, paged).map_err(|source| Error::Parquet {
             action: "encode",
             path: relative.to_string(),
             source,
@@ -528,6 +537,29 @@ impl Storage {
             action: "read",
             path: entry.relative.clone(),
             source,
+        })
+    }
+
+    /// Top-level `columns` of the rows of `entry`'s row groups that `keep`
+    /// selects (by position) whose pages of the integer or timestamp
+    /// column `by` are `needed` by their bounds (see
+    /// [`parquet::decode_pages`]); `None` when no page is. `footer` is the
+    /// file's; only the kept groups' chunks of `columns` and `by` are read.
+    pub(crate) fn get_parquet_pages(
+        &self,
+        entry: &Entry,
+        footer: &polars_parquet::parquet::metadata::FileMetadata,
+        columns: &[&str],
+        keep: impl Fn(usize) -> bool,
+        by: &str,
+        needed: impl Fn(&parquet::RowGroup) -> bool,
+    ) -> Result<Option<DataFrame>> {
+        let read = |name: &str| columns.contains(&name) || name == by;
+        let ranges: Vec<_> = parquet::chunks(footer, &keep, read).map(|chunk| chunk.byte_range()).collect();
+        let chunks: HashMap<u64, Bytes> =
+            ranges.iter().map(|range| range.start).zip(self.get_ranges(&entry.relative, &ranges)?).collect();
+        parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned()).map_err(|source| {
+            Error::Parquet { action: "read", path: entry.relative.clone(), source }
         })
     }
 

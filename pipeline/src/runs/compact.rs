@@ -30,6 +30,7 @@ use crate::frames::concat_frames;
 use crate::gold;
 use crate::layout::{self, SILVER_EVENTS};
 use crate::parquet::ROW_GROUP_ROWS;
+use crate::silver::columns::{EVENT_TIME, LATENCY_MS};
 use crate::storage::{Entry, Storage};
 use crate::tables::{Kept, TABLES};
 
@@ -52,6 +53,13 @@ pub(crate) fn compact_output(config: &PipelineConfig, options: &RunOptions) -> R
 /// again for the minutes a run added events to, reads only the groups
 /// whose statistics hold one of them (README, "A scheduled pipeline over time").
 const SILVER_GROUP_ROWS: usize = 8 * 1024;
+
+/// The plain columns of a merged silver events file that are written in
+/// small pages, each with its event times' bounds: of a group, gold
+/// decodes only the pages around the minutes a run touched (README,
+/// "A scheduled pipeline over time"). The other columns gold reads
+/// (`service`, `status_code`) are dictionary keys, a few bits a row.
+const SILVER_PAGED: [&str; 2] = [EVENT_TIME, LATENCY_MS];
 
 /// Which partitions a compaction looks at.
 pub(crate) enum Scope<'a> {
@@ -89,11 +97,11 @@ pub(super) fn compact(
     for (n, merge) in merges.iter().enumerate() {
         let path = format!("{}/part-{run_id}-compact-{n:05}.parquet", merge.partition);
         let df = read_all(output, &merge.files)?;
-        let (df, group_rows) = match merge.partition.starts_with(&format!("{SILVER_EVENTS}/")) {
-            true => (gold::by_minute(df)?, SILVER_GROUP_ROWS),
-            false => (df, ROW_GROUP_ROWS),
+        let (df, group_rows, paged) = match merge.partition.starts_with(&format!("{SILVER_EVENTS}/")) {
+            true => (gold::by_minute(df)?, SILVER_GROUP_ROWS, SILVER_PAGED.as_slice()),
+            false => (df, ROW_GROUP_ROWS, [].as_slice()),
         };
-        output.put_parquet_in_groups(&layout::staged(&run_id, &path), &df, group_rows)?;
+        output.put_parquet_in_groups(&layout::staged(&run_id, &path), &df, group_rows, paged)?;
         outputs.extend(id_index::stage(output, &run_id, &path, &df)?);
         outputs.push(path);
         compacted.extend(merge.files.iter().map(|f| f.relative.clone()));

@@ -488,7 +488,7 @@ mod tests {
         let ids: Vec<String> = (0..20_000).map(|i| format!("{:032x}", silver::fingerprint(&format!("e{i}")))).collect();
         let output = memory();
         let df = events(&ids.iter().map(String::as_str).collect::<Vec<_>>());
-        output.put_parquet_in_groups("f.parquet", &df, 5_000).expect("put");
+        output.put_parquet_in_groups("f.parquet", &df, 5_000, &[]).expect("put");
         let file = output.list("").expect("list").into_iter().next().expect("the file");
         assert!(file.size > FOOTER_READ, "{} bytes", file.size);
         let read = ids_of_rows(&output, &file, &[7_500, 16_000, 16_001]).expect("read");

@@ -129,7 +129,7 @@ mod tests {
     use super::*;
 
     fn footer(df: &DataFrame) -> FileMetadata {
-        let bytes = crate::parquet::encode(df, 1, crate::parquet::ROW_GROUP_ROWS).expect("encode");
+        let bytes = crate::parquet::encode(df, 1, crate::parquet::ROW_GROUP_ROWS, &[]).expect("encode");
         polars_parquet::parquet::read::read_metadata(&mut Cursor::new(bytes)).expect("footer")
     }
 

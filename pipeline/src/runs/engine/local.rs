@@ -250,9 +250,11 @@ fn groups_of(footer: FileMetadata) -> Groups {
 
 /// The gold input columns of the rows of `entry`'s row groups that are
 /// `needed`; `None` when none is. `planned` is its footer and groups when
-/// they were read before (then only the needed chunks are read); else the
-/// file is fetched whole once and they come from its bytes. The needed
-/// groups are decoded in one pass, with a footer that lists only them.
+/// they were read before: then only the needed chunks are read, and of
+/// them only the pages whose event times are `needed` too are decoded.
+/// Else the file (a small one) is fetched whole once, its groups come
+/// from its bytes, and the needed ones are decoded in one pass, with a
+/// footer that lists only them.
 fn read_groups(
     output: &Storage,
     entry: &Entry,
@@ -279,8 +281,9 @@ fn read_groups(
             let only_needed = Some(Arc::new(parquet::with_groups(footer, keep)));
             parquet::decode_with(bytes, only_needed, Some(columns)).map(Some).map_err(unreadable)
         }
-        // Only the needed groups' chunks of the gold input columns.
-        None => output.get_parquet_groups(entry, footer, columns, keep).map(Some),
+        // Of the needed groups' chunks of the gold input columns, only the
+        // pages whose event times are needed (a merged file's are small).
+        None => output.get_parquet_pages(entry, footer, columns, keep, EVENT_TIME, &needed),
     }
 }
 
@@ -311,7 +314,7 @@ mod tests {
             ],
         )
         .expect("frame");
-        output.put_parquet_in_groups("events.parquet", &df, 10).expect("put");
+        output.put_parquet_in_groups("events.parquet", &df, 10, &[EVENT_TIME]).expect("put");
         output.list("").expect("list").into_iter().next().expect("the file")
     }
 
