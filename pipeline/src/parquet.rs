@@ -32,10 +32,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use polars::prelude::*;
 use polars_arrow::array::{DictionaryArray, MutableBinaryViewArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::bitmap::Bitmap;
 use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::compute::concatenate::concatenate;
 use polars_arrow::datatypes::IntegerType;
-use polars_arrow::bitmap::Bitmap;
 use polars_buffer::Buffer;
 use polars_parquet::parquet::error::ParquetError;
 use polars_parquet::parquet::metadata::{ColumnChunkMetadata, FileMetadata, RowGroupMetadata};
@@ -427,7 +427,7 @@ pub(crate) fn decode_pages(
                 match mask.set_bits() {
                     0 => continue,
                     set if set == rows => None,
-                    _ => Some(Filter::Mask(mask.into())),
+                    _ => Some(Filter::Mask(mask)),
                 }
             }
         };
@@ -440,7 +440,8 @@ pub(crate) fn decode_pages(
                 let pages = PageReader::new(Cursor::new(bytes(meta)?), meta, Vec::new(), usize::MAX);
                 let decompressor = BasicDecompressor::new(pages, Vec::new());
                 let primitive = &meta.descriptor().descriptor.primitive_type;
-                let (arrays, _) = column_iter_to_arrays(vec![decompressor], vec![primitive], field.clone(), filter.clone())?;
+                let (arrays, _) =
+                    column_iter_to_arrays(vec![decompressor], vec![primitive], field.clone(), filter.clone())?;
                 Ok(Series::try_from((field.name.clone(), arrays))?.into_column())
             })
             .collect::<PolarsResult<Vec<Column>>>()?;
@@ -667,13 +668,16 @@ mod tests {
             offered.borrow_mut().push(page.clone());
             wanted.iter().any(|row| page.rows.contains(row))
         };
-        let rows = decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode").expect("rows");
+        let rows =
+            decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode").expect("rows");
         let pages = offered.into_inner();
         // Every row offered once, in pages of up to 1,024 rows that do not span groups, with their bounds.
         assert_eq!(pages.first().map(|p| p.rows.start), Some(0));
         assert!(pages.windows(2).all(|w| w[0].rows.end == w[1].rows.start));
         assert_eq!(pages.last().map(|p| p.rows.end), Some(df.height()));
-        assert!(pages.iter().all(|p| p.rows.len() <= PAGE_ROWS && p.rows.start / 100_000 == (p.rows.end - 1) / 100_000));
+        assert!(
+            pages.iter().all(|p| p.rows.len() <= PAGE_ROWS && p.rows.start / 100_000 == (p.rows.end - 1) / 100_000)
+        );
         for page in &pages {
             let slice = times.slice(page.rows.start as i64, page.rows.len());
             assert_eq!(page.bounds, slice.min().zip(slice.max()), "{:?}", page.rows);

@@ -558,9 +558,8 @@ impl Storage {
         let ranges: Vec<_> = parquet::chunks(footer, &keep, read).map(|chunk| chunk.byte_range()).collect();
         let chunks: HashMap<u64, Bytes> =
             ranges.iter().map(|range| range.start).zip(self.get_ranges(&entry.relative, &ranges)?).collect();
-        parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned()).map_err(|source| {
-            Error::Parquet { action: "read", path: entry.relative.clone(), source }
-        })
+        parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned())
+            .map_err(|source| Error::Parquet { action: "read", path: entry.relative.clone(), source })
     }
 
     /// Bytes `ranges` of an object, in one call: a remote store coalesces
