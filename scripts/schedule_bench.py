@@ -17,18 +17,21 @@ input and loads the ingested-files index), the most Parquet files in one
 partition of bronze, silver and rejects, the number of table versions and
 the size of the Delta logs, of `_state/` and of `_runs/`, and how long
 python `deltalake` takes to open the gold table. Then the last window's median wall over the
-first's, and a check that the layers equal those of one run over the same
-files (gold exactly, bronze, silver and rejects as sets of rows, run ids
-and ingestion times aside).
+first's; the same comparison paired (PAIRS more runs each on a copy of
+the output halfway through the first window and on one of the final
+output, taken in turn, so that a shared machine's load, which moves over
+the minutes between the windows, weighs on both alike); and a check that the
+layers equal those of one run over the same files (gold exactly, bronze,
+silver and rejects as sets of rows, run ids and ingestion times aside).
 
 It exits 1 when the layers differ or a partition holds more than twice
 `compact_min_files` files; with --max-ratio R also when the last window's
-median wall is above R times the first's.
+median wall, or the paired median, is above R times the first's.
 
 Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
          [--events E] [--late-share S] [--late-days D] [--repeat-share S]
          [--compact-min-files M] [--listing incremental|full] [--max-ratio R]
-         [--seed S]
+         [--pairs PAIRS] [--seed S]
 Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
        removed at the end unless KEEP=1).
 """
@@ -74,6 +77,7 @@ def parse_args():
     p.add_argument("--compact-min-files", type=int, default=16)
     p.add_argument("--listing", choices=["incremental", "full"], default="incremental")
     p.add_argument("--max-ratio", type=float)
+    p.add_argument("--pairs", type=int, default=48, help="paired runs at the end (0: none)")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args()
 
@@ -185,6 +189,31 @@ def mib(n):
     return f"{n / 2**20:.1f}"
 
 
+def paired_walls(pipeline, work, env, args, states):
+    """Walls of `args.pairs` more scheduled runs on a copy of each of
+    `states` (an output, the simulated time it was at and its recent
+    rows), the copies' runs taken in turn so that both see the machine as
+    it is at the same moment. Both get the same deliveries (the same
+    seeds, each at its own time) into an inbox of their own, and each
+    continues its schedule, compactions included, as it would have."""
+    walls = [[] for _ in states]
+    copies = []
+    for i, (output, now, recent) in enumerate(states):
+        copy = os.path.join(work, f"paired-{i}")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(output, os.path.join(copy, "out"), symlinks=True)
+        copies.append((copy, now, list(recent)))
+    env = dict(env, MINUTELY_INCREMENTAL_LISTING="true")
+    for pair in range(args.pairs):
+        for i, (copy, now, recent) in enumerate(copies):
+            inbox, out = os.path.join(copy, "inbox"), os.path.join(copy, "out")
+            deliver(inbox, 900_000 + pair, now + CADENCE * pair, args, random.Random(pair), recent)
+            walls[i].append(run_pipeline(pipeline, inbox, out, env)[0])
+    for copy, _, _ in copies:
+        shutil.rmtree(copy)
+    return walls
+
+
 def main():
     args = parse_args()
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
@@ -206,11 +235,18 @@ def main():
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header), flush=True)
     recent, window, medians, worst_files = [], [], [], 0
+    # The output halfway through the first window, and when it was, for
+    # the paired runs at the end.
+    early_run = min(args.window, args.runs) // 2
+    early = (os.path.join(work, "early"), start + CADENCE * early_run, [])
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
         run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
         window.append(run_pipeline(pipeline, inbox, out, run_env))
+        if run + 1 == early_run:
+            shutil.copytree(out, early[0], symlinks=True)
+            early[2].extend(recent)
         worst_files = max(worst_files, most_files_in_a_partition(out))
         if len(window) == args.window or run == args.runs - 1:
             walls = [w for w, _, _ in window]
@@ -229,6 +265,16 @@ def main():
     print(f"last window's median wall / first window's: {ratio:.2f}")
     if args.max_ratio is not None and ratio > args.max_ratio:
         failures.append(f"median wall ratio {ratio:.2f} is above {args.max_ratio}")
+    if args.pairs > 0 and early_run > 0:
+        late = (out, start + CADENCE * args.runs, recent)
+        paired = paired_walls(pipeline, work, env, args, [early, late])
+        shutil.rmtree(early[0])
+        ratio = statistics.median(paired[1]) / statistics.median(paired[0])
+        print(f"paired: {args.pairs} more runs each on a copy of the output after run {early_run - 1} and one "
+              f"after run {args.runs - 1}, in turn: median wall {statistics.median(paired[0]):.3f} s and "
+              f"{statistics.median(paired[1]):.3f} s, ratio {ratio:.2f}")
+        if args.max_ratio is not None and ratio > args.max_ratio:
+            failures.append(f"paired median wall ratio {ratio:.2f} is above {args.max_ratio}")
     print(f"most files in one partition after any run: {worst_files} "
           f"(bound: 2 × compact_min_files = {2 * args.compact_min_files})")
     if worst_files > 2 * args.compact_min_files:
