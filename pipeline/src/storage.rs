@@ -18,7 +18,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 /// The version of an object, for [`Storage::update`].
@@ -192,12 +192,21 @@ impl Storage {
         self.local_root.as_deref()
     }
 
+    /// The object path of `relative`, a name as [`Storage::list`] gives
+    /// it. On an object store (and `memory://`) that is the key itself,
+    /// whatever characters it holds (`%`, `#`, spaces, non-ASCII), so that
+    /// a listed key is read back as listed; only a part no key may be
+    /// (`.`, `..`, control characters) is escaped. object_store's local
+    /// store finds a file by undoing its path's escapes, so a local name
+    /// is escaped.
     fn path(&self, relative: &str) -> Path {
-        let mut path = self.prefix.clone();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.clone().join(part);
+        let parts = relative.split('/').filter(|p| !p.is_empty());
+        match self.local_root {
+            Some(_) => parts.fold(self.prefix.clone(), |path, part| path.join(part)),
+            None => parts.fold(self.prefix.clone(), |path, part| {
+                path.join(PathPart::parse(part).unwrap_or_else(|_| PathPart::from(part)))
+            }),
         }
-        path
     }
 
     fn relative(&self, path: &Path) -> String {
@@ -856,6 +865,24 @@ mod tests {
         assert_eq!((bytes.as_ref(), version), (b"3".as_slice(), second));
     }
 
+    /// Keys as a user's tools name them: a listed key is read back, and
+    /// is written under the name given.
+    #[test]
+    fn object_store_keys_with_any_characters_are_read_back_as_listed() {
+        let s = Storage::open(&format!("memory://keys-{}", uuid::Uuid::new_v4()), true).expect("memory");
+        let keys = ["in/%41.csv", "in/a%b.csv", "in/données.csv", "in/x~1 [2]#3.csv"];
+        for key in keys {
+            s.put(key, key.to_string()).expect("put");
+        }
+        let listed = s.list("in").expect("list");
+        assert_eq!(names(&listed), keys);
+        for entry in &listed {
+            let read = s.get_if_match(&entry.relative, entry.e_tag.as_deref()).expect("read");
+            assert_eq!(read.as_deref(), Some(entry.relative.as_bytes()), "{}", entry.relative);
+        }
+        assert_eq!(names(&s.list_after("in", Some("in/a%b.csv")).expect("list after")), keys[2..]);
+    }
+
     #[test]
     fn parquet_entries_are_data_files_not_those_under_underscore_folders_below() {
         let s = Storage::open("memory://storage-test/entries", true).expect("memory");
@@ -952,9 +979,9 @@ mod tests {
                 "l/sub/004.json"
             ]
         );
-        // (A listed name holding an escape is not read back by `get_if_match`:
-        // `Storage::path` escapes its `%` again. Local input is read by its
-        // file path; the layers' names hold no escapes.)
+        // (A listed local name holding an escape is not read back by
+        // `get_if_match`: `Storage::path` escapes its `%` again. Local input
+        // is read by its file path; the layers' names hold no escapes.)
         for entry in ours.iter().filter(|e| !e.relative.contains('%')) {
             let read = s.get_if_match(&entry.relative, entry.e_tag.as_deref()).expect("read");
             assert_eq!(read.as_deref(), Some(b"x".as_slice()), "{}: its listed version is current", entry.relative);
