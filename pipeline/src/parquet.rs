@@ -407,47 +407,51 @@ pub(crate) fn decode_pages(
     keep: impl Fn(usize) -> bool,
     columns: &[&str],
     by: &str,
-    needed: impl Fn(&RowGroup) -> bool,
-    chunk: impl Fn(Range<u64>) -> Option<Bytes>,
+    needed: impl Fn(&RowGroup) -> bool + Sync,
+    chunk: impl Fn(Range<u64>) -> Option<Bytes> + Sync,
 ) -> PolarsResult<Option<DataFrame>> {
     let schema = polars_parquet::read::infer_schema(footer)?;
     let bytes = |meta: &ColumnChunkMetadata| {
         let missing = || PolarsError::ComputeError(format!("the bytes of column chunk {:?}", meta.byte_range()).into());
         chunk(meta.byte_range()).map(Buffer::from_owner).ok_or_else(missing)
     };
-    let mut frames = Vec::new();
-    let groups = footer.row_groups.iter().zip(group_rows(footer)).enumerate();
-    for (_, (group, first)) in groups.filter(|(i, _)| keep(*i)) {
-        let of = |name: &str| group.parquet_columns().iter().find(|chunk| top_level(chunk) == Some(name));
-        let rows = group.num_rows();
-        let filter = match of(by) {
-            None => None,
-            Some(meta) => {
-                let mask = page_mask(meta, bytes(meta)?, first.start, &needed)?;
-                match mask.set_bits() {
-                    0 => continue,
-                    set if set == rows => None,
-                    _ => Some(Filter::Mask(mask)),
+    let groups: Vec<_> =
+        footer.row_groups.iter().zip(group_rows(footer)).enumerate().filter(|(i, _)| keep(*i)).collect();
+    // Groups on every core, as polars' reader does; each in file order.
+    let frames = groups
+        .into_par_iter()
+        .map(|(_, (group, first))| {
+            let of = |name: &str| group.parquet_columns().iter().find(|chunk| top_level(chunk) == Some(name));
+            let rows = group.num_rows();
+            let filter = match of(by) {
+                None => None,
+                Some(meta) => {
+                    let mask = page_mask(meta, bytes(meta)?, first.start, &needed)?;
+                    match mask.set_bits() {
+                        0 => return Ok(None),
+                        set if set == rows => None,
+                        _ => Some(Filter::Mask(mask)),
+                    }
                 }
-            }
-        };
-        let height = filter.as_ref().map_or(rows, |filter| filter.num_rows(rows));
-        let decoded = columns
-            .iter()
-            .map(|&name| {
-                let unknown = || PolarsError::ColumnNotFound(name.to_string().into());
-                let (meta, field) = of(name).zip(schema.get(name)).ok_or_else(unknown)?;
-                let pages = PageReader::new(Cursor::new(bytes(meta)?), meta, Vec::new(), usize::MAX);
-                let decompressor = BasicDecompressor::new(pages, Vec::new());
-                let primitive = &meta.descriptor().descriptor.primitive_type;
-                let (arrays, _) =
-                    column_iter_to_arrays(vec![decompressor], vec![primitive], field.clone(), filter.clone())?;
-                Ok(Series::try_from((field.name.clone(), arrays))?.into_column())
-            })
-            .collect::<PolarsResult<Vec<Column>>>()?;
-        frames.push(DataFrame::new(height, decoded)?);
-    }
-    let mut frames = frames.into_iter();
+            };
+            let height = filter.as_ref().map_or(rows, |filter| filter.num_rows(rows));
+            let decoded = columns
+                .iter()
+                .map(|&name| {
+                    let unknown = || PolarsError::ColumnNotFound(name.to_string().into());
+                    let (meta, field) = of(name).zip(schema.get(name)).ok_or_else(unknown)?;
+                    let pages = PageReader::new(Cursor::new(bytes(meta)?), meta, Vec::new(), usize::MAX);
+                    let decompressor = BasicDecompressor::new(pages, Vec::new());
+                    let primitive = &meta.descriptor().descriptor.primitive_type;
+                    let (arrays, _) =
+                        column_iter_to_arrays(vec![decompressor], vec![primitive], field.clone(), filter.clone())?;
+                    Ok(Series::try_from((field.name.clone(), arrays))?.into_column())
+                })
+                .collect::<PolarsResult<Vec<Column>>>()?;
+            DataFrame::new(height, decoded).map(Some)
+        })
+        .collect::<PolarsResult<Vec<Option<DataFrame>>>>()?;
+    let mut frames = frames.into_iter().flatten();
     let Some(mut df) = frames.next() else { return Ok(None) };
     for frame in frames {
         df.vstack_mut_owned(frame)?;
@@ -662,15 +666,16 @@ mod tests {
         let footer = read_metadata(&mut Cursor::new(bytes.clone())).expect("footer");
         let chunk = |range: Range<u64>| Some(bytes.slice(range.start as usize..range.end as usize));
         let times = df.column("event_time").expect("time").datetime().expect("datetime").physical().clone();
-        let offered = std::cell::RefCell::new(Vec::new());
+        let offered = std::sync::Mutex::new(Vec::new());
         let wanted = [5_000, 150_000, 299_999];
         let needed = |page: &RowGroup| {
-            offered.borrow_mut().push(page.clone());
+            offered.lock().expect("not poisoned").push(page.clone());
             wanted.iter().any(|row| page.rows.contains(row))
         };
         let rows =
             decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode").expect("rows");
-        let pages = offered.into_inner();
+        let mut pages = offered.into_inner().expect("not poisoned");
+        pages.sort_by_key(|page| page.rows.start);
         // Every row offered once, in pages of up to 1,024 rows that do not span groups, with their bounds.
         assert_eq!(pages.first().map(|p| p.rows.start), Some(0));
         assert!(pages.windows(2).all(|w| w[0].rows.end == w[1].rows.start));

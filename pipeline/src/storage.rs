@@ -561,7 +561,7 @@ impl Storage {
         columns: &[&str],
         keep: impl Fn(usize) -> bool,
         by: &str,
-        needed: impl Fn(&parquet::RowGroup) -> bool,
+        needed: impl Fn(&parquet::RowGroup) -> bool + Sync,
     ) -> Result<Option<DataFrame>> {
         let read = |name: &str| columns.contains(&name) || name == by;
         let ranges: Vec<_> = parquet::chunks(footer, &keep, read).map(|chunk| chunk.byte_range()).collect();

@@ -259,7 +259,7 @@ fn read_groups(
     output: &Storage,
     entry: &Entry,
     planned: Option<&Groups>,
-    needed: impl Fn(&RowGroup) -> bool,
+    needed: impl Fn(&RowGroup) -> bool + Sync,
 ) -> Result<Option<DataFrame>> {
     let unreadable = |source| Error::Parquet { action: "read", path: entry.relative.clone(), source };
     let read_now;
