@@ -1,7 +1,7 @@
 //! Layer files as Parquet bytes, and back.
 //!
 //! Encoding goes below polars' `ParquetWriter` for what it does not offer
-//! (polars 0.55):
+//! (polars 0.55), and one decoder below its reader:
 //!
 //! - **An encoding per column.** polars tries a dictionary on every string
 //!   and most number columns: it estimates each column's cardinality by
@@ -20,6 +20,11 @@
 //!   small ones) and string dictionaries are built from the chunks
 //!   ([`string_dictionary`]).
 //! - **No min/max on free text** ([`NO_MIN_MAX`]).
+//! - **Small pages, and reading only some.** Columns a reader filters on
+//!   can be written in pages of [`PAGE_ROWS`] rows, each with its own
+//!   statistics ([`encode`]'s `paged`); [`decode_pages`] then decompresses
+//!   and decodes, in every column, only the pages whose statistics a
+//!   reader needs. polars' reader decodes whole row groups.
 //!
 //! Everything else is polars' own: the Arrow-to-Parquet schema (and the
 //! Arrow schema in the footer that polars and pyarrow read types from),
