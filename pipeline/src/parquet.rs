@@ -324,14 +324,17 @@ pub(crate) fn row_groups(footer: &FileMetadata, column: &str) -> Vec<RowGroup> {
     let rows = group_rows(footer);
     let groups = footer.row_groups.iter().zip(rows);
     groups
-        .map(|(group, rows)| {
-            let bounds = match column_statistics(footer, group, column) {
-                Some(Statistics::Int64(s)) => s.min_value.zip(s.max_value),
-                _ => None,
-            };
-            RowGroup { rows, bounds }
-        })
+        .map(|(group, rows)| RowGroup { rows, bounds: column_statistics(footer, group, column).and_then(int64_bounds) })
         .collect()
+}
+
+/// The least and greatest value statistics give a 64-bit integer or
+/// timestamp column (a timestamp's µs), if they give both.
+fn int64_bounds(statistics: Statistics) -> Option<(i64, i64)> {
+    match statistics {
+        Statistics::Int64(s) => s.min_value.zip(s.max_value),
+        _ => None,
+    }
 }
 
 /// The rows of each of a file's row groups, from its footer.
@@ -406,7 +409,7 @@ fn top_level(chunk: &ColumnChunkMetadata) -> Option<&str> {
 /// with small pages of `by` ([`encode`]'s `paged`, ordered by it) gives
 /// a reader that needs a few of a group's rows those pages, not the
 /// group. `chunk` gives the bytes of a column chunk from its byte range
-/// in the file. `None` when no page is needed.
+/// in the file. One frame a group with a needed page, in file order.
 pub(crate) fn decode_pages(
     footer: &FileMetadata,
     keep: impl Fn(usize) -> bool,
@@ -414,7 +417,7 @@ pub(crate) fn decode_pages(
     by: &str,
     needed: impl Fn(&RowGroup) -> bool + Sync,
     chunk: impl Fn(Range<u64>) -> Option<Bytes> + Sync,
-) -> PolarsResult<Option<DataFrame>> {
+) -> PolarsResult<Vec<DataFrame>> {
     let schema = polars_parquet::read::infer_schema(footer)?;
     let bytes = |meta: &ColumnChunkMetadata| {
         let missing = || PolarsError::ComputeError(format!("the bytes of column chunk {:?}", meta.byte_range()).into());
@@ -456,12 +459,7 @@ pub(crate) fn decode_pages(
             DataFrame::new(height, decoded).map(Some)
         })
         .collect::<PolarsResult<Vec<Option<DataFrame>>>>()?;
-    let mut frames = frames.into_iter().flatten();
-    let Some(mut df) = frames.next() else { return Ok(None) };
-    for frame in frames {
-        df.vstack_mut_owned(frame)?;
-    }
-    Ok(Some(df))
+    Ok(frames.into_iter().flatten().collect())
 }
 
 /// One bit a row of a column chunk whose group starts at row `first` of
@@ -476,10 +474,7 @@ fn page_mask(
     let mut mask = MutableBitmap::with_capacity(meta.num_values().max(0) as usize);
     for page in PageReader::new(Cursor::new(bytes), meta, Vec::new(), usize::MAX) {
         let CompressedPage::Data(page) = page? else { continue };
-        let bounds = match page.statistics() {
-            Some(Ok(Statistics::Int64(s))) => s.min_value.zip(s.max_value),
-            _ => None,
-        };
+        let bounds = page.statistics().and_then(Result::ok).and_then(int64_bounds);
         let start = first + mask.len();
         let rows = page.num_values();
         mask.extend_constant(rows, needed(&RowGroup { rows: start..start + rows, bounds }));
@@ -489,6 +484,7 @@ fn page_mask(
 
 #[cfg(test)]
 mod tests {
+    use crate::frames::concat_frames;
     use polars_parquet::parquet::metadata::ColumnChunkMetadata;
     use polars_parquet::parquet::read::read_metadata;
 
@@ -677,8 +673,8 @@ mod tests {
             offered.lock().expect("not poisoned").push(page.clone());
             wanted.iter().any(|row| page.rows.contains(row))
         };
-        let rows =
-            decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode").expect("rows");
+        let rows = decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode");
+        let rows = concat_frames(rows).expect("concat");
         let mut pages = offered.into_inner().expect("not poisoned");
         pages.sort_by_key(|page| page.rows.start);
         // Every row offered once, in pages of up to 1,024 rows that do not span groups, with their bounds.
@@ -693,27 +689,21 @@ mod tests {
             assert_eq!(page.bounds, slice.min().zip(slice.max()), "{:?}", page.rows);
         }
         let expected = [4_096..5_120, 149_152..150_176, 299_328..300_000].map(|r| df.slice(r.start as i64, r.len()));
-        let expected = concat_frames(&expected).select(columns).expect("select");
+        let expected = concat_frames(expected.to_vec()).expect("concat").select(columns).expect("select");
         assert!(rows.equals_missing(&expected));
         // All pages of the kept groups, or none.
         let all = decode_pages(&footer, |i| i == 1, &columns, "event_time", |_| true, chunk).expect("decode");
         let second = df.slice(100_000, 100_000).select(columns).expect("select");
-        assert!(all.expect("rows").equals_missing(&second));
-        assert!(decode_pages(&footer, |_| true, &columns, "event_time", |_| false, chunk).expect("decode").is_none());
+        assert_eq!(all.len(), 1);
+        assert!(all[0].equals_missing(&second));
+        assert!(decode_pages(&footer, |_| true, &columns, "event_time", |_| false, chunk).expect("decode").is_empty());
         // A column written in pages of 1 MiB: a needed page is the group.
         let whole = Bytes::from(encode(&df, 1, 100_000, &[]).expect("encode"));
         let footer = read_metadata(&mut Cursor::new(whole.clone())).expect("footer");
         let chunk = |range: Range<u64>| Some(whole.slice(range.start as usize..range.end as usize));
         let needed = |page: &RowGroup| page.rows.contains(&150_000);
         let rows = decode_pages(&footer, |_| true, &columns, "event_time", needed, chunk).expect("decode");
-        assert!(rows.expect("rows").equals_missing(&second));
-    }
-
-    fn concat_frames(frames: &[DataFrame]) -> DataFrame {
-        let mut all = frames[0].clone();
-        for frame in &frames[1..] {
-            all.vstack_mut(frame).expect("stack");
-        }
-        all
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].equals_missing(&second));
     }
 }

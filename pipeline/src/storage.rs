@@ -27,6 +27,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::frames::concat_frames;
 use crate::{parquet, pool};
 
 /// Bytes [`Storage::parquet_footer`] reads from an object's end in one
@@ -567,8 +568,13 @@ impl Storage {
         let ranges: Vec<_> = parquet::chunks(footer, &keep, read).map(|chunk| chunk.byte_range()).collect();
         let chunks: HashMap<u64, Bytes> =
             ranges.iter().map(|range| range.start).zip(self.get_ranges(&entry.relative, &ranges)?).collect();
-        parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned())
-            .map_err(|source| Error::Parquet { action: "read", path: entry.relative.clone(), source })
+        let frames =
+            parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned())
+                .map_err(|source| Error::Parquet { action: "read", path: entry.relative.clone(), source })?;
+        match frames.is_empty() {
+            true => Ok(None),
+            false => concat_frames(frames).map(Some),
+        }
     }
 
     /// Bytes `ranges` of an object, in one call: a remote store coalesces
