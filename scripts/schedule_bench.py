@@ -244,7 +244,7 @@ def main():
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
         run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
         window.append(run_pipeline(pipeline, inbox, out, run_env))
-        if run + 1 == early_run:
+        if args.pairs > 0 and run + 1 == early_run:
             shutil.copytree(out, early[0], symlinks=True)
             early[2].extend(recent)
         worst_files = max(worst_files, most_files_in_a_partition(out))
