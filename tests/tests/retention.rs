@@ -70,7 +70,7 @@ fn vacuum_expires_partitions_as_table_versions_and_old_input_is_never_ingested_a
     assert_eq!(manifest_count(&out), 2, "the first run's manifest expired");
 
     // Even without the ingested-files index, the expired manifest's input is known.
-    std::fs::remove_file(out.join("_state/ingested.msgpack")).expect("drop the index");
+    std::fs::remove_dir_all(out.join("_state/ingested")).expect("drop the index");
     let again = run_into(dir.path(), "out-in", "out", &[], &[]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("Nothing new"), "no file is ingested again: {}", text(&again));

@@ -203,7 +203,8 @@ fn temporary_files_of_interrupted_writes_are_removed_by_the_next_run() {
     let planted = [
         "_lock#1",
         "_runs/20260101T000000000Z-00000000.json#2",
-        "_state/ingested.msgpack#3",
+        "_state/ingested/recent.msgpack#3",
+        "_state/ingested-retained.msgpack#6",
         "gold/service_minute_metrics/_delta_log/00000000000000000009.json#4",
         "silver/events/_delta_log/_last_checkpoint#5",
     ];

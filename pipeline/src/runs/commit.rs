@@ -154,7 +154,12 @@ pub(super) fn recover_staging(output: &Storage, lock: &Lock, log: LogPolicy) -> 
 /// states. Staged files are moved into place whole.
 fn direct_write_dirs() -> Vec<String> {
     let parent = |file: &str| file.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
-    let mut dirs = vec![parent(LOCK_FILE), RUNS_DIR.to_string(), parent(ingested_index::INDEX_FILE)];
+    let mut dirs = vec![
+        parent(LOCK_FILE),
+        RUNS_DIR.to_string(),
+        parent(ingested_index::RETAINED_FILE),
+        ingested_index::INDEX_DIR.to_string(),
+    ];
     dirs.extend(tables::log_dirs());
     dirs
 }

@@ -150,7 +150,10 @@ impl Run<'_> {
         let mut candidates = Vec::new();
         for entry in self.ctx.input.list_after("", start.as_deref())? {
             let Some(kind) = input::classify(&entry.relative) else { continue };
-            let known = if self.ctx.options.full_refresh { None } else { self.totals.ingested.get(&entry.relative) };
+            let known = match self.ctx.options.full_refresh {
+                true => None,
+                false => self.totals.ingested.lookup(&self.ctx.output, &entry.relative)?,
+            };
             // Same size and modification time as an ingested file: same content.
             if known.is_some_and(|k| k.size == entry.size && k.last_modified == entry.last_modified) {
                 self.totals.files_skipped += 1;

@@ -1,42 +1,65 @@
-//! The ingested-files index, `_state/ingested.msgpack`: every input file
-//! that committed runs ingested (path, size, modification time, content
-//! hash), folded from the manifests up to one run.
+//! The ingested-files index: every input file that committed runs
+//! ingested (path, size, modification time, content hash), folded from the
+//! manifests up to one run.
 //!
 //! It is a cache of `_runs/`: a run reads it plus only the manifests newer
 //! than it, so finding what is already ingested costs O(new runs), not
 //! O(run history) (one run every 5 minutes is ~100k manifests a year).
-//! It is written after the manifest, whole, in MessagePack: every run
-//! reads and writes it, and at a few thousand files JSON cost a scheduled
-//! run more time than anything else that grows with its history.
-//! A missing, stale or unreadable index only means reading more manifests.
-//! After a clean stop on a local folder (see [`IngestedIndex::load`]) the
-//! manifests are not even listed. Before `pipeline vacuum` deletes expired
-//! manifests it also stores a copy, [`RETAINED_FILE`], which a run reads
-//! when the index is missing or unreadable: without it, rebuilding from the
-//! manifests left would forget what the expired ones ingested, and that
-//! input would be ingested again. The JSON files of earlier versions are
-//! still read.
+//! It is stored in MessagePack, in two parts under `_state/ingested/`:
+//!
+//! - `recent.msgpack`, the files folded in since the base was sealed. Every
+//!   run that ingests reads and rewrites it, so it stays small: at
+//!   [`MERGE_AT`] files it is merged into a new base.
+//! - `base-<run>.msgpack`, sealed: everything folded in through that run.
+//!   The recent part names it and its greatest path. It is read only when
+//!   a run looks up a path not after that one (input paths mostly sort in
+//!   delivery order, so this is the daily full listing), and when
+//!   `pipeline vacuum` stores the retained copy below. A new base gets a
+//!   new name and the old one goes only after the recent part names the
+//!   new one, so a run killed in between leaves a complete index.
+//!
+//! A missing, stale or unreadable index only means reading more manifests:
+//! a base the recent part names but that cannot be read is rebuilt from
+//! them. After a clean stop on a local folder (see [`IngestedIndex::load`])
+//! the manifests are not even listed. Before `pipeline vacuum` deletes
+//! expired manifests it also stores a whole copy, [`RETAINED_FILE`], which
+//! a run reads when the index is missing or unreadable: without it,
+//! rebuilding from the manifests left would forget what the expired ones
+//! ingested, and that input would be ingested again. Earlier versions'
+//! whole-index files (`_state/ingested.msgpack`, and in JSON) are still
+//! read, and deleted once this index is stored.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::manifest::{Manifest, RUNS_DIR};
 use crate::error::Result;
 use crate::storage::Storage;
 
-pub(crate) const INDEX_FILE: &str = "_state/ingested.msgpack";
+/// The folder of the index's two parts.
+pub(crate) const INDEX_DIR: &str = "_state/ingested";
 
-/// The copy of the index stored before manifests are expired.
+/// The recent part; it names the base it extends.
+pub(crate) const INDEX_FILE: &str = "_state/ingested/recent.msgpack";
+
+/// The copy of the whole index stored before manifests are expired.
 pub(crate) const RETAINED_FILE: &str = "_state/ingested-retained.msgpack";
 
-/// The index and its retained copy as earlier versions stored them, in JSON.
-/// One of them that writes the index again makes this file newer than
-/// [`INDEX_FILE`].
-const JSON_INDEX_FILE: &str = "_state/ingested.json";
+/// The whole index as earlier versions stored it, in MessagePack and in
+/// JSON, and the JSON retained copy. One of them that writes the index
+/// again recreates its file, so one that is there means such a run may
+/// have run since this index was stored.
+const LEGACY_FILES: [&str; 2] = ["_state/ingested.msgpack", "_state/ingested.json"];
 const JSON_RETAINED_FILE: &str = "_state/ingested-retained.json";
+
+/// Files the recent part holds before it is merged into a new base: small
+/// enough to read and rewrite every run in well under a millisecond,
+/// large enough that merging (reading and writing the whole index) is
+/// rare: about a week of runs at 5 minutes with two files each.
+const MERGE_AT: usize = 2048;
 
 /// What an earlier run ingested at one input path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,23 +73,40 @@ pub(crate) struct IngestedFile {
 pub(crate) struct IngestedIndex {
     /// The newest run folded in; manifests after it are read on load.
     through_run: Option<String>,
-    /// By input path; the newest committed run's record wins.
+    /// By input path, the files folded in since the base was sealed; the
+    /// newest committed run's record wins, over the base's too.
     files: BTreeMap<String, IngestedFile>,
     /// When a run with incremental listing on last listed the whole input
     /// and stored this index (runs in between list only its newest part).
     #[serde(default)]
     listed_in_full_at: Option<DateTime<Utc>>,
+    /// The sealed part the recent one extends, if any.
+    #[serde(skip)]
+    base: Option<Base>,
     /// Whether anything was folded in since the index was read.
     #[serde(skip)]
     changed: bool,
-    /// Whether an earlier version's JSON index is there, to be deleted
-    /// when this one is stored (a stale copy must not outlive it).
+    /// Earlier versions' index files that are there, to be deleted when
+    /// this one is stored (a stale copy must not outlive it).
     #[serde(skip)]
-    json_left: bool,
+    legacy_left: Vec<&'static str>,
 }
 
-/// The index as stored: files sorted by path, with their modification
-/// times in nanoseconds since the epoch (read back as the same instant).
+/// A sealed part of the index.
+#[derive(Debug)]
+struct Base {
+    /// Its path in the output.
+    file: String,
+    /// The greatest path in it: no path after this one is in it.
+    greatest: String,
+    /// Its files, once read.
+    files: Option<BTreeMap<String, IngestedFile>>,
+}
+
+/// A part of the index as stored: files sorted by path, with their
+/// modification times in nanoseconds since the epoch (read back as the
+/// same instant). A base and the retained copy have no `base`, and are
+/// then what earlier versions stored as the whole index.
 #[derive(Serialize, Deserialize)]
 struct Stored<S> {
     through_run: Option<S>,
@@ -75,45 +115,67 @@ struct Stored<S> {
     /// incremental listing.
     #[serde(default)]
     listed_in_full_at: Option<i64>,
+    /// The base this recent part extends: its path and greatest path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<(S, S)>,
 }
 
 impl IngestedIndex {
     /// The index as of the newest manifest: the stored index, then every
-    /// manifest written after the run it was stored through.
+    /// manifest written after the run it was stored through. Its base is
+    /// read only when a lookup needs it.
     ///
     /// `after_clean_release` says the last holder of the output's lock
     /// finished its command and let go ([`super::lock::Lock::release`]).
     /// A run releases only after storing the index through its own
     /// manifest, so then no manifest is newer than the stored index and
     /// `_runs/` is not listed (a folder of one file a run). Unless an
-    /// earlier version's JSON index is there: that version may have run
-    /// since, without updating this index.
+    /// earlier version's index is there: that version may have run since,
+    /// without updating this index.
     pub fn load(output: &Storage, after_clean_release: bool) -> Result<Self> {
-        let json_left = output.exists(JSON_INDEX_FILE)?;
-        let stored = Self::stored(output, INDEX_FILE)?;
-        let current = stored.is_some() && after_clean_release && !json_left;
-        let mut index = match stored {
+        let mut legacy_left = Vec::new();
+        for file in LEGACY_FILES {
+            if output.exists(file)? {
+                legacy_left.push(file);
+            }
+        }
+        let recent = Self::stored(output, INDEX_FILE)?;
+        let current = recent.is_some() && after_clean_release && legacy_left.is_empty();
+        let mut index = match recent {
             Some(index) => index,
-            None => match Self::stored(output, JSON_INDEX_FILE)? {
-                Some(index) => index,
-                None => match Self::stored(output, RETAINED_FILE)? {
-                    Some(index) => index,
-                    None => Self::stored(output, JSON_RETAINED_FILE)?.unwrap_or_default(),
-                },
-            },
+            // Stored with this run, as this version stores it.
+            None => Self { changed: true, ..Self::whole(output)? },
         };
-        index.json_left = json_left;
+        index.legacy_left = legacy_left;
         if current {
             debug!(files = index.files.len(), "Loaded the ingested-files index, current since the last clean stop.");
             return Ok(index);
         }
-        let after = index.through_run.as_deref().map(Manifest::path);
+        index.fold_newer(output)?;
+        Ok(index)
+    }
+
+    /// The whole index without the recent part: an earlier version's, else
+    /// the retained copy, else nothing; [`Self::fold_newer`] adds the
+    /// manifests after it.
+    fn whole(output: &Storage) -> Result<Self> {
+        for file in LEGACY_FILES.into_iter().chain([RETAINED_FILE, JSON_RETAINED_FILE]) {
+            if let Some(index) = Self::stored(output, file)? {
+                return Ok(index);
+            }
+        }
+        Ok(Self::default())
+    }
+
+    /// Folds in every manifest written after the newest run folded in.
+    fn fold_newer(&mut self, output: &Storage) -> Result<()> {
+        let after = self.through_run.as_deref().map(Manifest::path);
         let newer = output.list_after(RUNS_DIR, after.as_deref())?;
         for entry in newer.iter().filter(|e| e.relative.ends_with(".json")) {
-            index.fold(&Manifest::from_json(&output.get(&entry.relative)?, &entry.relative)?);
+            self.fold(&Manifest::from_json(&output.get(&entry.relative)?, &entry.relative)?);
         }
-        debug!(files = index.files.len(), manifests_read = newer.len(), "Loaded the ingested-files index.");
-        Ok(index)
+        debug!(files = self.files.len(), manifests_read = newer.len(), "Loaded the ingested-files index.");
+        Ok(())
     }
 
     /// Adds a run's manifest (its files count only if it committed). Files
@@ -135,7 +197,7 @@ impl IngestedIndex {
         self.changed = true;
     }
 
-    /// The index stored at `path` (MessagePack, or JSON for an earlier
+    /// The part stored at `path` (MessagePack, or JSON for an earlier
     /// version's file); `None` when there is none or it cannot be read.
     fn stored(output: &Storage, path: &str) -> Result<Option<Self>> {
         let Some(bytes) = output.get_opt(path)? else { return Ok(None) };
@@ -161,12 +223,15 @@ impl IngestedIndex {
             through_run: stored.through_run,
             files: files.collect(),
             listed_in_full_at: stored.listed_in_full_at.map(DateTime::from_timestamp_nanos),
+            base: stored.base.map(|(file, greatest)| Base { file, greatest, files: None }),
             ..Self::default()
         })
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let files = self.files.iter().map(|(path, f)| {
+    /// A part as stored: the recent one names its `base`; a base and the
+    /// retained copy name none.
+    fn encode(&self, files: &BTreeMap<String, IngestedFile>, base: Option<&Base>) -> Vec<u8> {
+        let files = files.iter().map(|(path, f)| {
             // A time outside 1677–2262 is stored as the earliest: it then
             // never matches, and the file is hashed to compare its content.
             let nanos = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
@@ -176,6 +241,7 @@ impl IngestedIndex {
             through_run: self.through_run.as_deref(),
             files: files.collect(),
             listed_in_full_at: self.listed_in_full_at.and_then(|at| at.timestamp_nanos_opt()),
+            base: base.map(|b| (b.file.as_str(), b.greatest.as_str())),
         };
         // Strings and integers always encode.
         rmp_serde::to_vec(&stored).unwrap_or_default()
@@ -186,8 +252,41 @@ impl IngestedIndex {
         !self.changed
     }
 
-    pub fn get(&self, path: &str) -> Option<&IngestedFile> {
-        self.files.get(path)
+    /// What was ingested at `path`, reading the base first if it may hold
+    /// the path.
+    pub(crate) fn lookup(&mut self, output: &Storage, path: &str) -> Result<Option<&IngestedFile>> {
+        let in_base = self.base.as_ref().is_some_and(|b| b.files.is_none() && path <= b.greatest.as_str());
+        if in_base && !self.files.contains_key(path) {
+            self.read_base(output)?;
+        }
+        Ok(self.get(path))
+    }
+
+    /// What was ingested at `path`, as far as the parts read so far know.
+    fn get(&self, path: &str) -> Option<&IngestedFile> {
+        let base = || self.base.as_ref()?.files.as_ref()?.get(path);
+        self.files.get(path).or_else(base)
+    }
+
+    /// Reads the base if it is not read yet. One that is missing or
+    /// unreadable is replaced by the whole index rebuilt without it (an
+    /// earlier version's, the retained copy, the manifests), which is
+    /// stored with this run.
+    fn read_base(&mut self, output: &Storage) -> Result<()> {
+        let Some(base) = self.base.as_mut().filter(|b| b.files.is_none()) else { return Ok(()) };
+        match Self::stored(output, &base.file)? {
+            Some(stored) => base.files = Some(stored.files),
+            None => {
+                warn!(base = base.file, "The ingested-files index's base is missing; rebuilding the index.");
+                let mut rebuilt = Self::whole(output)?;
+                rebuilt.fold_newer(output)?;
+                rebuilt.listed_in_full_at = self.listed_in_full_at;
+                rebuilt.legacy_left = std::mem::take(&mut self.legacy_left);
+                rebuilt.changed = true;
+                *self = rebuilt;
+            }
+        }
+        Ok(())
     }
 
     /// Where an incremental listing at `now` starts: the folder of the
@@ -200,7 +299,8 @@ impl IngestedIndex {
         let period = TimeDelta::hours(full_listing_hours.min(i32::MAX as u64) as i64);
         let fresh = self.listed_in_full_at.is_some_and(|at| (TimeDelta::zero()..period).contains(&(now - at)));
         let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_.=:+@,/".contains(&b);
-        let newest = self.files.keys().next_back()?;
+        let recent = self.files.keys().next_back().map(String::as_str);
+        let newest = recent.max(self.base.as_ref().map(|b| b.greatest.as_str()))?;
         let folder = newest.rsplit_once('/').map(|(folder, _)| folder);
         folder.filter(|folder| fresh && folder.bytes().all(plain))
     }
@@ -212,25 +312,68 @@ impl IngestedIndex {
         self.changed = true;
     }
 
-    /// Stores the index if anything was folded in since it was read.
+    /// Stores the index if anything was folded in since it was read,
+    /// merging the recent part into a new base once it holds
+    /// [`MERGE_AT`] files.
     pub(crate) fn save(&mut self, output: &Storage) -> Result<()> {
+        self.save_merging_at(output, MERGE_AT)
+    }
+
+    fn save_merging_at(&mut self, output: &Storage, merge_at: usize) -> Result<()> {
         if self.changed {
-            output.put(INDEX_FILE, self.encode())?;
+            let merged = self.files.len() >= merge_at;
+            if merged {
+                self.merge(output)?;
+            }
+            output.put(INDEX_FILE, self.encode(&self.files, self.base.as_ref()))?;
             self.changed = false;
+            if merged {
+                self.delete_other_bases(output)?;
+            }
         }
-        if self.json_left {
-            output.delete(JSON_INDEX_FILE)?;
-            self.json_left = false;
+        for file in self.legacy_left.drain(..) {
+            output.delete(file)?;
         }
         Ok(())
     }
 
-    /// Stores the index and its retained copy, before manifests it folded
-    /// in are deleted.
+    /// Seals everything folded in as a new base, leaving the recent part
+    /// empty. The old base stays until the recent part is stored.
+    fn merge(&mut self, output: &Storage) -> Result<()> {
+        self.read_base(output)?;
+        let mut files = self.base.take().and_then(|b| b.files).unwrap_or_default();
+        files.append(&mut self.files);
+        let Some(greatest) = files.keys().next_back().cloned() else { return Ok(()) };
+        let file = format!("{INDEX_DIR}/base-{}.msgpack", self.through_run.as_deref().unwrap_or("none"));
+        output.put(&file, self.encode(&files, None))?;
+        info!(files = files.len(), file, "Sealed a new base of the ingested-files index.");
+        self.base = Some(Base { file, greatest, files: Some(files) });
+        Ok(())
+    }
+
+    /// Deletes the bases the stored recent part does not name: the one a
+    /// merge replaced, and any a killed merge left.
+    fn delete_other_bases(&self, output: &Storage) -> Result<()> {
+        let current = self.base.as_ref().map(|b| b.file.as_str());
+        for entry in output.list(INDEX_DIR)? {
+            let name = entry.relative.rsplit('/').next().unwrap_or("");
+            if name.starts_with("base-") && Some(entry.relative.as_str()) != current {
+                output.delete(&entry.relative)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the whole index as the retained copy, before manifests it
+    /// folded in are deleted, and the index itself, merged into a new base.
     pub(crate) fn save_retained(&mut self, output: &Storage) -> Result<()> {
-        output.put(RETAINED_FILE, self.encode())?;
         self.changed = true;
-        self.save(output)
+        self.merge(output)?;
+        let empty = BTreeMap::new();
+        let whole = self.base.as_ref().and_then(|b| b.files.as_ref()).unwrap_or(&empty);
+        output.put(RETAINED_FILE, self.encode(whole, None))?;
+        self.save_merging_at(output, usize::MAX)?;
+        self.delete_other_bases(output)
     }
 }
 
@@ -318,7 +461,7 @@ mod tests {
             index.files.insert(path.into(), IngestedFile { size: 7, last_modified, content_hash: format!("h{nanos}") });
         }
         index.record_full_listing(DateTime::from_timestamp_nanos(1_765_000_000_987_654_321));
-        let back = IngestedIndex::decode(&index.encode()).expect("decodes");
+        let back = IngestedIndex::decode(&index.encode(&index.files, None)).expect("decodes");
         assert_eq!(
             (back.through_run, back.files, back.listed_in_full_at),
             (index.through_run, index.files, index.listed_in_full_at)
@@ -375,17 +518,168 @@ mod tests {
         // An earlier version's JSON index beside it: that version may have run since.
         let json = r#"{"through_run":"20260112T100000000Z-00000001","files":{"a.csv":{"size":1,
             "last_modified":"2026-01-12T09:00:00Z","content_hash":"h1"}}}"#;
-        output.put(JSON_INDEX_FILE, json).expect("put");
+        output.put(LEGACY_FILES[1], json).expect("put");
         let mut index = IngestedIndex::load(&output, true).expect("load");
         assert_eq!(paths(&index), ["a.csv", "b.csv"], "listed despite the clean release");
         index.save(&output).expect("save");
-        assert!(!output.exists(JSON_INDEX_FILE).expect("exists"), "the JSON index goes once this one is stored");
+        assert!(!output.exists(LEGACY_FILES[1]).expect("exists"), "the JSON index goes once this one is stored");
 
         // Without this version's index, an earlier version's is read.
         output.delete(INDEX_FILE).expect("delete");
-        output.put(JSON_INDEX_FILE, json).expect("put");
+        output.put(LEGACY_FILES[1], json).expect("put");
         output.delete(&Manifest::path("20260112T100500000Z-00000002")).expect("delete");
         let index = IngestedIndex::load(&output, true).expect("load");
         assert_eq!(index.get("a.csv").map(|f| f.last_modified.to_rfc3339()), Some("2026-01-12T09:00:00+00:00".into()));
+    }
+
+    fn hashes(index: &IngestedIndex) -> Vec<(String, String)> {
+        let base = index.base.as_ref().and_then(|b| b.files.clone()).unwrap_or_default();
+        let mut files = base.into_iter().chain(index.files.clone()).collect::<BTreeMap<_, _>>();
+        files.iter_mut().map(|(p, f)| (p.clone(), std::mem::take(&mut f.content_hash))).collect()
+    }
+
+    fn run_id(n: u32) -> String {
+        format!("20260112T10{:02}{:02}000Z-{n:08}", n / 60, n % 60)
+    }
+
+    /// Runs 1..=n, each ingesting `d<n/10>/f<n>.csv`; run 3 ingests `d0/f1.csv`
+    /// again with new content.
+    fn write_runs(output: &Storage, runs: std::ops::RangeInclusive<u32>) {
+        for n in runs {
+            let path = format!("d{:02}/f{n:03}.csv", n / 10);
+            let mut files = vec![(path.as_str(), "h1")];
+            if n == 3 {
+                files.push(("d00/f001.csv", "h2"));
+            }
+            write(output, &manifest(&run_id(n), RunStatus::Succeeded, &files));
+        }
+    }
+
+    fn bases(output: &Storage) -> Vec<String> {
+        let entries = output.list(INDEX_DIR).expect("list");
+        entries.into_iter().map(|e| e.relative).filter(|p| p.contains("/base-")).collect()
+    }
+
+    #[test]
+    fn a_merged_index_equals_the_manifests_and_reads_its_base_only_for_paths_it_may_hold() {
+        let output = Storage::open("memory://ingested-index-merged", true).expect("memory");
+        write_runs(&output, 1..=5);
+        let mut index = IngestedIndex::load(&output, false).expect("load");
+        let want = hashes(&index);
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0], ("d00/f001.csv".into(), "h2".into()), "a later run's record wins");
+        index.save_merging_at(&output, 4).expect("save");
+        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(5))]);
+
+        // Later runs go to the recent part, over the base's records.
+        write_runs(&output, 6..=7);
+        write(&output, &manifest(&run_id(8), RunStatus::Succeeded, &[("d00/f002.csv", "h3")]));
+        let mut index = IngestedIndex::load(&output, false).expect("load");
+        index.save_merging_at(&output, 4).expect("save");
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        assert!(index.base.as_ref().is_some_and(|b| b.files.is_none()), "the base is not read on load");
+        let all = {
+            let mut all = IngestedIndex::default();
+            for n in 1..=8 {
+                let path = Manifest::path(&run_id(n));
+                all.fold(&Manifest::from_json(&output.get(&path).expect("get"), &path).expect("manifest"));
+            }
+            hashes(&all)
+        };
+
+        // A path after the base's greatest is looked up without reading it.
+        assert_eq!(index.lookup(&output, "d09/new.csv").expect("lookup"), None);
+        assert_eq!(index.lookup(&output, "d00/f002.csv").expect("lookup").map(|f| f.content_hash.as_str()), Some("h3"));
+        assert!(index.base.as_ref().is_some_and(|b| b.files.is_none()), "recent paths did not read the base");
+        assert_eq!(index.incremental_start(24, Utc::now()), None, "no full listing recorded");
+        index.record_full_listing(Utc::now());
+        assert_eq!(index.incremental_start(24, Utc::now()), Some("d00"), "the greatest path of both parts");
+        assert_eq!(index.lookup(&output, "d00/f004.csv").expect("lookup").map(|f| f.content_hash.as_str()), Some("h1"));
+        assert!(index.base.as_ref().is_some_and(|b| b.files.is_some()), "an older path reads the base");
+        assert_eq!(hashes(&index), all, "base and recent part equal every manifest folded in");
+
+        // A base that is gone: the index is rebuilt from the manifests.
+        output.delete(&bases(&output)[0]).expect("delete");
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        assert!(index.is_stored());
+        assert_eq!(index.lookup(&output, "d00/f004.csv").expect("lookup").map(|f| f.content_hash.as_str()), Some("h1"));
+        assert!(!index.is_stored(), "the rebuilt index is stored with the run");
+        assert_eq!(hashes(&index), all);
+        index.save_merging_at(&output, 4).expect("save");
+        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(8))]);
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        index.read_base(&output).expect("read");
+        assert_eq!(hashes(&index), all);
+    }
+
+    #[test]
+    fn a_merge_killed_before_the_recent_part_is_stored_leaves_the_old_base_in_use() {
+        let output = Storage::open("memory://ingested-index-killed-merge", true).expect("memory");
+        write_runs(&output, 1..=4);
+        IngestedIndex::load(&output, false).expect("load").save_merging_at(&output, 4).expect("save");
+        write_runs(&output, 5..=8);
+        let mut index = IngestedIndex::load(&output, false).expect("load");
+        let want = hashes(&{
+            let mut all = IngestedIndex::load(&output, false).expect("load");
+            all.read_base(&output).expect("read");
+            all
+        });
+        // The new base is written; the recent part that would name it is not.
+        index.merge(&output).expect("merge");
+        assert_eq!(bases(&output).len(), 2);
+        let mut index = IngestedIndex::load(&output, false).expect("load");
+        assert_eq!(
+            index.base.as_ref().map(|b| b.file.clone()),
+            Some(format!("{INDEX_DIR}/base-{}.msgpack", run_id(4)))
+        );
+        index.read_base(&output).expect("read");
+        assert_eq!(hashes(&index), want);
+        index.save_merging_at(&output, 4).expect("save");
+        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(8))], "the left base goes");
+    }
+
+    #[test]
+    fn the_retained_copy_is_the_whole_index_as_earlier_versions_read_it() {
+        let output = Storage::open("memory://ingested-index-retained", true).expect("memory");
+        write_runs(&output, 1..=4);
+        IngestedIndex::load(&output, false).expect("load").save_merging_at(&output, 2).expect("save");
+        write_runs(&output, 5..=6);
+        let mut index = IngestedIndex::load(&output, false).expect("load");
+        index.save_retained(&output).expect("save");
+        let want = hashes(&index);
+        assert_eq!(want.len(), 6);
+        #[derive(Deserialize)]
+        struct Earlier {
+            through_run: Option<String>,
+            files: Vec<(String, u64, i64, String)>,
+            listed_in_full_at: Option<i64>,
+        }
+        let bytes = output.get(RETAINED_FILE).expect("get");
+        let earlier: Earlier = rmp_serde::from_slice(&bytes).expect("an earlier version reads it");
+        assert_eq!((earlier.through_run, earlier.files.len(), earlier.listed_in_full_at), (Some(run_id(6)), 6, None));
+
+        // Without the index and the manifests, the retained copy is the index.
+        output.delete_all(INDEX_DIR).expect("delete");
+        output.delete_all(RUNS_DIR).expect("delete");
+        let index = IngestedIndex::load(&output, false).expect("load");
+        assert_eq!(hashes(&index), want);
+    }
+
+    #[test]
+    fn an_earlier_versions_whole_index_is_read_and_replaced() {
+        let output = Storage::open("memory://ingested-index-legacy", true).expect("memory");
+        write_runs(&output, 1..=3);
+        let mut earlier = IngestedIndex::load(&output, false).expect("load");
+        let want = hashes(&earlier);
+        output.put(LEGACY_FILES[0], earlier.encode(&earlier.files, None)).expect("put");
+        earlier.files.clear();
+        output.delete_all(RUNS_DIR).expect("delete");
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        assert_eq!(hashes(&index), want);
+        index.save_merging_at(&output, 2).expect("save");
+        assert!(!output.exists(LEGACY_FILES[0]).expect("exists"), "replaced by this version's index");
+        let mut index = IngestedIndex::load(&output, true).expect("load");
+        index.read_base(&output).expect("read");
+        assert_eq!(hashes(&index), want);
     }
 }
