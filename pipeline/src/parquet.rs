@@ -19,6 +19,10 @@
 //!   are written chunk by chunk ([`gathered_small`] only joins runs of
 //!   small ones) and string dictionaries are built from the chunks
 //!   ([`string_dictionary`]).
+//! - **One zstd context a thread** ([`compressed`]). polars' compressor
+//!   creates a context for every page, and creating one runs `cpuid`,
+//!   which a virtual machine traps (about 7 µs each on the 2-core VM the
+//!   README's figures come from): more than compressing a small page.
 //! - **No min/max on free text** ([`NO_MIN_MAX`]).
 //! - **Small pages, and reading only some.** Columns a reader filters on
 //!   can be written in pages of [`PAGE_ROWS`] rows, each with its own
@@ -30,6 +34,7 @@
 //! Arrow schema in the footer that polars and pyarrow read types from),
 //! page encoders, statistics and the file layout.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
@@ -42,13 +47,16 @@ use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::compute::concatenate::concatenate;
 use polars_arrow::datatypes::IntegerType;
 use polars_buffer::Buffer;
-use polars_parquet::parquet::error::ParquetError;
+use polars_parquet::parquet::CowBuffer;
+use polars_parquet::parquet::compression::Compression;
 use polars_parquet::parquet::metadata::{ColumnChunkMetadata, FileMetadata, RowGroupMetadata};
+use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
 use polars_parquet::parquet::statistics::Statistics;
 use polars_parquet::read::{BasicDecompressor, Filter, PageReader, column_iter_to_arrays};
 use polars_parquet::write::{
-    CompressedPage, CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FileWriter, Version,
-    WriteOptions, ZstdLevel, array_to_columns, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
+    CompressedDataPage, CompressedPage, CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter, Page,
+    Version, WriteOptions, ZstdLevel, array_to_columns, fallible_streaming_iterator, get_dtype_encoding,
+    to_parquet_schema,
 };
 use rayon::prelude::*;
 
@@ -134,10 +142,8 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize, paged: 
                     let chunk_leaves = array_to_columns(array, parquet_type.clone(), *options, &encoding)?;
                     leaves.resize_with(chunk_leaves.len(), Vec::new);
                     for (pages, leaf) in leaves.iter_mut().zip(chunk_leaves) {
-                        let leaf = leaf.map(|page| page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string())));
-                        let compressed = Compressor::new_from_vec(leaf, options.compression, Vec::new());
-                        for page in compressed {
-                            pages.push(page?);
+                        for page in leaf {
+                            pages.push(compressed(page?, zstd_level)?);
                         }
                     }
                 }
@@ -151,6 +157,59 @@ pub(crate) fn encode(df: &DataFrame, zstd_level: i32, group_rows: usize, paged: 
     }
     writer.end(None)?;
     Ok(buffer)
+}
+
+thread_local! {
+    /// The thread's zstd context, with the level it was made for.
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// `page` (version 1) compressed with zstd at `level` by the thread's
+/// context, made once a thread and level (see the module's notes): what
+/// polars' `Compressor` writes, but for the context.
+fn compressed(page: Page, level: i32) -> PolarsResult<CompressedPage> {
+    if let Page::Data(data) = &page
+        && !matches!(data.header(), DataPageHeader::V1(_))
+    {
+        // Version 2 keeps a page's levels uncompressed; [`encode`] writes version 1.
+        polars_bail!(ComputeError: "a version 2 data page to compress");
+    }
+    let compress = |bytes: &[u8]| -> PolarsResult<Vec<u8>> {
+        ZSTD.with_borrow_mut(|slot| {
+            if slot.as_ref().is_none_or(|(made_for, _)| *made_for != level) {
+                *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+            }
+            let (_, compressor) = slot.as_mut().expect("made above");
+            Ok(compressor.compress(bytes)?)
+        })
+    };
+    Ok(match page {
+        Page::Data(data) => {
+            let compressed = compress(data.buffer())?;
+            let rows = data.num_rows.ok_or_else(|| polars_err!(ComputeError: "a data page without its rows"))?;
+            let (header, size, descriptor) = (data.header().clone(), data.buffer().len(), data.descriptor);
+            let page = CompressedDataPage::new(
+                header,
+                CowBuffer::Owned(compressed),
+                Compression::Zstd,
+                size,
+                descriptor,
+                rows,
+            );
+            CompressedPage::Data(page)
+        }
+        Page::Dict(dict) => {
+            let compressed = CowBuffer::Owned(compress(&dict.buffer)?);
+            let size = dict.buffer.len();
+            CompressedPage::Dict(CompressedDictPage::new(
+                compressed,
+                Compression::Zstd,
+                size,
+                dict.num_values,
+                dict.is_sorted,
+            ))
+        }
+    })
 }
 
 /// A row group's column as the arrays to encode (each one page or more),
@@ -543,6 +602,21 @@ mod tests {
             (c.descriptor().path_in_schema[0].to_string(), statistics)
         };
         metadata.row_groups.iter().map(|group| group.parquet_columns().iter().map(column).collect()).collect()
+    }
+
+    #[test]
+    fn each_file_is_compressed_at_its_own_level_though_the_context_is_reused() {
+        let df = frame();
+        let sizes: Vec<usize> = [1, 19, 1, 19]
+            .into_iter()
+            .map(|level| {
+                let bytes = encode(&df, level, ROW_GROUP_ROWS, &[]).expect("encode");
+                assert!(decode(Bytes::from(bytes.clone()), None).expect("decode").equals_missing(&df));
+                bytes.len()
+            })
+            .collect();
+        assert_eq!((sizes[0], sizes[1]), (sizes[2], sizes[3]), "the same bytes at the same level: {sizes:?}");
+        assert!(sizes[1] < sizes[0], "level 19 compresses more than level 1: {sizes:?}");
     }
 
     #[test]
