@@ -21,8 +21,8 @@
 //!   ([`string_dictionary`]).
 //! - **One zstd context a thread** ([`compressed`]). polars' compressor
 //!   creates a context for every page, and creating one runs `cpuid`,
-//!   which a virtual machine traps (about 7 µs each on the 2-core VM the
-//!   README's figures come from): more than compressing a small page.
+//!   which a virtual machine traps to its hypervisor: on a VM that can
+//!   take longer than compressing a small page.
 //! - **No min/max on free text** ([`NO_MIN_MAX`]).
 //! - **Small pages, and reading only some.** Columns a reader filters on
 //!   can be written in pages of [`PAGE_ROWS`] rows, each with its own
