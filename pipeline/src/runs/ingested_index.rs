@@ -538,6 +538,14 @@ mod tests {
         files.iter_mut().map(|(p, f)| (p.clone(), std::mem::take(&mut f.content_hash))).collect()
     }
 
+    /// What the stored index holds, base included, read as a run after a
+    /// clean stop (`current`) or not.
+    fn stored_hashes(output: &Storage, current: bool) -> Vec<(String, String)> {
+        let mut index = IngestedIndex::load(output, current).expect("load");
+        index.read_base(output).expect("read the base");
+        hashes(&index)
+    }
+
     fn run_id(n: u32) -> String {
         format!("20260112T10{:02}{:02}000Z-{n:08}", n / 60, n % 60)
     }
@@ -607,9 +615,7 @@ mod tests {
         assert_eq!(hashes(&index), all);
         index.save_merging_at(&output, 4).expect("save");
         assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(8))]);
-        let mut index = IngestedIndex::load(&output, true).expect("load");
-        index.read_base(&output).expect("read");
-        assert_eq!(hashes(&index), all);
+        assert_eq!(stored_hashes(&output, true), all);
     }
 
     #[test]
@@ -619,11 +625,7 @@ mod tests {
         IngestedIndex::load(&output, false).expect("load").save_merging_at(&output, 4).expect("save");
         write_runs(&output, 5..=8);
         let mut index = IngestedIndex::load(&output, false).expect("load");
-        let want = hashes(&{
-            let mut all = IngestedIndex::load(&output, false).expect("load");
-            all.read_base(&output).expect("read");
-            all
-        });
+        let want = stored_hashes(&output, false);
         // The new base is written; the recent part that would name it is not.
         index.merge(&output).expect("merge");
         assert_eq!(bases(&output).len(), 2);
@@ -678,8 +680,6 @@ mod tests {
         assert_eq!(hashes(&index), want);
         index.save_merging_at(&output, 2).expect("save");
         assert!(!output.exists(LEGACY_FILES[0]).expect("exists"), "replaced by this version's index");
-        let mut index = IngestedIndex::load(&output, true).expect("load");
-        index.read_base(&output).expect("read");
-        assert_eq!(hashes(&index), want);
+        assert_eq!(stored_hashes(&output, true), want);
     }
 }
