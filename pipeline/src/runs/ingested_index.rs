@@ -58,7 +58,7 @@ const JSON_RETAINED_FILE: &str = "_state/ingested-retained.json";
 /// Files the recent part holds before it is merged into a new base: small
 /// enough to read and rewrite every run in well under a millisecond,
 /// large enough that merging (reading and writing the whole index) is
-/// rare: about a week of runs at 5 minutes with two files each.
+/// rare: every 3–4 days of runs at 5 minutes with two files each.
 const MERGE_AT: usize = 2048;
 
 /// What an earlier run ingested at one input path.
@@ -344,7 +344,7 @@ impl IngestedIndex {
         let mut files = self.base.take().and_then(|b| b.files).unwrap_or_default();
         files.append(&mut self.files);
         let Some(greatest) = files.keys().next_back().cloned() else { return Ok(()) };
-        let file = format!("{INDEX_DIR}/base-{}.msgpack", self.through_run.as_deref().unwrap_or("none"));
+        let file = base_file(self.through_run.as_deref().unwrap_or("none"));
         output.put(&file, self.encode(&files, None))?;
         info!(files = files.len(), file, "Sealed a new base of the ingested-files index.");
         self.base = Some(Base { file, greatest, files: Some(files) });
@@ -375,6 +375,11 @@ impl IngestedIndex {
         self.save_merging_at(output, usize::MAX)?;
         self.delete_other_bases(output)
     }
+}
+
+/// The path of the base sealed through run `run_id`.
+fn base_file(run_id: &str) -> String {
+    format!("{INDEX_DIR}/base-{run_id}.msgpack")
 }
 
 #[cfg(test)]
@@ -577,7 +582,7 @@ mod tests {
         assert_eq!(want.len(), 5);
         assert_eq!(want[0], ("d00/f001.csv".into(), "h2".into()), "a later run's record wins");
         index.save_merging_at(&output, 4).expect("save");
-        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(5))]);
+        assert_eq!(bases(&output), [base_file(&run_id(5))]);
 
         // Later runs go to the recent part, over the base's records.
         write_runs(&output, 6..=7);
@@ -614,7 +619,7 @@ mod tests {
         assert!(!index.is_stored(), "the rebuilt index is stored with the run");
         assert_eq!(hashes(&index), all);
         index.save_merging_at(&output, 4).expect("save");
-        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(8))]);
+        assert_eq!(bases(&output), [base_file(&run_id(8))]);
         assert_eq!(stored_hashes(&output, true), all);
     }
 
@@ -630,14 +635,11 @@ mod tests {
         index.merge(&output).expect("merge");
         assert_eq!(bases(&output).len(), 2);
         let mut index = IngestedIndex::load(&output, false).expect("load");
-        assert_eq!(
-            index.base.as_ref().map(|b| b.file.clone()),
-            Some(format!("{INDEX_DIR}/base-{}.msgpack", run_id(4)))
-        );
+        assert_eq!(index.base.as_ref().map(|b| b.file.clone()), Some(base_file(&run_id(4))));
         index.read_base(&output).expect("read");
         assert_eq!(hashes(&index), want);
         index.save_merging_at(&output, 4).expect("save");
-        assert_eq!(bases(&output), [format!("{INDEX_DIR}/base-{}.msgpack", run_id(8))], "the left base goes");
+        assert_eq!(bases(&output), [base_file(&run_id(8))], "the left base goes");
     }
 
     #[test]
@@ -671,10 +673,9 @@ mod tests {
     fn an_earlier_versions_whole_index_is_read_and_replaced() {
         let output = Storage::open("memory://ingested-index-legacy", true).expect("memory");
         write_runs(&output, 1..=3);
-        let mut earlier = IngestedIndex::load(&output, false).expect("load");
+        let earlier = IngestedIndex::load(&output, false).expect("load");
         let want = hashes(&earlier);
         output.put(LEGACY_FILES[0], earlier.encode(&earlier.files, None)).expect("put");
-        earlier.files.clear();
         output.delete_all(RUNS_DIR).expect("delete");
         let mut index = IngestedIndex::load(&output, true).expect("load");
         assert_eq!(hashes(&index), want);
