@@ -290,40 +290,59 @@ pub(crate) fn sorted(metrics: DataFrame) -> Result<DataFrame> {
 /// (aggregated from every clean event of those rows), sorted by service,
 /// minute. Other rows' events did not change, so neither did the rows:
 /// the result equals aggregating the whole date again.
+///
+/// Both are sorted by service, minute (unless `previous` is a partition
+/// another writer left), so the result is one gather of `previous`' kept
+/// rows and `fresh`'s rows in merged order. A scheduled run replaces a
+/// few rows of each full date it touches: filtering the partition first,
+/// then gathering, would copy every column twice.
 pub(crate) fn replace_rows(previous: DataFrame, fresh: DataFrame, touched: &Touched) -> Result<DataFrame> {
-    let rows = services(&previous, SERVICE)?.iter().zip(micros(&previous, MINUTE)?.iter());
-    let keep: BooleanChunked = rows.map(|row| !matches!(row, (Some(s), Some(m)) if touched.contains(s, m))).collect();
-    let mut merged = previous.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
-    let order = merged_order(&merged, &fresh)?;
+    let order = merged_order(&previous, &fresh, touched)?;
+    let mut merged = previous;
     merged.vstack_mut_owned(fresh).map_err(Error::polars("merging recomputed gold minutes"))?;
     match order {
-        Some(order) => merged.take(&order).map_err(Error::polars("merging recomputed gold minutes")),
-        None => sorted(merged),
+        Merged::Sorted(order) => merged.take(&order).map_err(Error::polars("merging recomputed gold minutes")),
+        Merged::Unsorted(keep) => {
+            let kept = merged.filter(&keep).map_err(Error::polars("keeping untouched gold minutes"))?;
+            sorted(kept)
+        }
     }
 }
 
-/// The order of `a`'s rows then `b`'s, both sorted by service, minute, that
-/// sorts them all: a merge, cheaper than sorting. `None` when either is
-/// not sorted (`a` can be a partition another writer left).
-fn merged_order(a: &DataFrame, b: &DataFrame) -> Result<Option<IdxCa>> {
+/// Which rows of `a` then `b` a partition keeps ([`replace_rows`]).
+enum Merged {
+    /// `a`'s untouched rows and all of `b`'s, in order (positions in `a`
+    /// then `b`): a merge of two sorted lists, cheaper than sorting.
+    Sorted(IdxCa),
+    /// One bit a row of `a` then `b`, set for the rows kept, when either
+    /// is not sorted by service, minute; they are sorted once kept.
+    Unsorted(BooleanChunked),
+}
+
+/// The rows of `a` (a gold partition) then `b` (recomputed rows) that a
+/// partition keeps: `b`'s, and `a`'s that are not `touched`.
+fn merged_order(a: &DataFrame, b: &DataFrame, touched: &Touched) -> Result<Merged> {
     let keys = |df| -> Result<Vec<_>> { Ok(services(df, SERVICE)?.iter().zip(micros(df, MINUTE)?.iter()).collect()) };
     let (a, b) = (keys(a)?, keys(b)?);
-    if a.is_sorted() && b.is_sorted() {
-        let mut order = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            if j == b.len() || (i < a.len() && a[i] <= b[j]) {
-                order.push(i as IdxSize);
-                i += 1;
-            } else {
-                order.push((a.len() + j) as IdxSize);
-                j += 1;
-            }
-        }
-        Ok(Some(IdxCa::from_vec(PlSmallStr::EMPTY, order)))
-    } else {
-        Ok(None)
+    let kept = |key: &(Option<&str>, Option<i64>)| !matches!(key, (Some(s), Some(m)) if touched.contains(s, *m));
+    if !(a.is_sorted() && b.is_sorted()) {
+        let keep = a.iter().map(kept).chain(std::iter::repeat_n(true, b.len()));
+        return Ok(Merged::Unsorted(keep.collect()));
     }
+    let mut order = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && !kept(&a[i]) {
+            i += 1;
+        } else if j == b.len() || (i < a.len() && a[i] <= b[j]) {
+            order.push(i as IdxSize);
+            i += 1;
+        } else {
+            order.push((a.len() + j) as IdxSize);
+            j += 1;
+        }
+    }
+    Ok(Merged::Sorted(IdxCa::from_vec(PlSmallStr::EMPTY, order)))
 }
 
 /// A text column.
