@@ -585,7 +585,7 @@ impl Storage {
     }
 
     /// Bytes `range` of an object.
-    fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+    pub(crate) fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
         let path = self.path(relative);
         runtime().block_on(self.store.get_range(&path, range)).map_err(Error::storage(self.describe(relative)))
     }

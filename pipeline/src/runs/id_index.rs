@@ -1,7 +1,7 @@
 //! Event id indexes: beside each silver events file a local run writes,
 //! the sorted 64-bit prefixes of its rows' event id fingerprints, and the
 //! row each came from, at `_state/event_ids/event_date=D/<file stem>.ids`
-//! (12 bytes an event).
+//! (12 bytes an event, and about 1.4 more for a filter and fences).
 //!
 //! Rule 5 for a small run only asks which of its own ids were committed
 //! before ([`crate::silver::Load::Probe`]). An index answers that for a
@@ -16,14 +16,21 @@
 //! format (prefixes without rows) sends a hit to the whole column.
 //!
 //! A large index (a merged file's, up to a day of events) is not read
-//! whole for a few candidates: only windows around the places their
-//! prefixes are expected at ([`index_lookup`]): tens of KiB per
-//! candidate, not megabytes.
+//! whole for a run's candidates. Its head holds a membership [`filter`]
+//! and every [`FENCE_EVERY`]th prefix: the head is read, and only for the
+//! candidates the filter passes (their duplicates, and about 1% of the
+//! others) the entries between the fences around them
+//! ([`filtered_lookup`]). An index of the second format, which has no
+//! head, is read by windows around the places its candidates' prefixes
+//! are expected at ([`windowed_lookup`]), or whole when those would cover
+//! half of it.
 //!
 //! Indexes are staged and published with their silver files, and deleted
 //! with them (a file a full refresh replaced or compaction merged).
 //! [`committed_ids`]
 //! reads a date's committed ids through them, for both engines' rule 5.
+
+mod filter;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -44,11 +51,57 @@ use crate::tables;
 /// The first bytes of an index file of the first format: the magic, then
 /// the sorted prefixes (8 bytes each, little-endian).
 const MAGIC_V1: &[u8; 8] = b"mnids01\n";
-/// The first bytes of an index file of the format written now: the magic,
-/// the sorted prefixes, then each prefix's row in its file (4 bytes each,
-/// in the prefixes' order).
-const MAGIC: &[u8; 8] = b"mnids02\n";
-const HEADER: u64 = MAGIC.len() as u64;
+/// The first bytes of an index file of the second format: the magic, the
+/// sorted prefixes, then each prefix's row in its file (4 bytes each, in
+/// the prefixes' order).
+const MAGIC_V2: &[u8; 8] = b"mnids02\n";
+const HEADER_V2: u64 = MAGIC_V2.len() as u64;
+/// The first bytes of an index file of the format written now; see
+/// [`Layout`].
+const MAGIC: &[u8; 8] = b"mnids03\n";
+/// The magic and the number of entries.
+const HEADER: u64 = MAGIC.len() as u64 + 8;
+/// Entries from one fence (a prefix repeated in the index's head) to the
+/// next.
+const FENCE_EVERY: u64 = 64;
+
+/// Where the sections of an index of the format written now begin (all
+/// numbers little-endian): after the [`HEADER`], the [`filter`] of its
+/// prefixes, the fences (the prefix of every [`FENCE_EVERY`]th entry,
+/// from the first), the sorted prefixes (8 bytes each), then each
+/// prefix's row in its file (4 bytes each, in the prefixes' order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Layout {
+    n: u64,
+    fences: u64,
+    prefixes: u64,
+    rows: u64,
+    size: u64,
+}
+
+impl Layout {
+    /// The layout of an index of `n` entries.
+    fn of(n: u64) -> Self {
+        let fences = HEADER + filter::bytes_for(n);
+        let prefixes = fences + 8 * n.div_ceil(FENCE_EVERY);
+        let rows = prefixes + 8 * n;
+        Self { n, fences, prefixes, rows, size: rows + 4 * n }
+    }
+
+    /// The layout of an index of `size` bytes, if one has that size: an
+    /// index grows with its entries, so their number is bisected.
+    fn of_size(size: u64) -> Option<Self> {
+        let (mut low, mut high) = (0, size / 12 + 1);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match Self::of(mid).size < size {
+                true => low = mid + 1,
+                false => high = mid,
+            }
+        }
+        Some(Self::of(low)).filter(|layout| layout.size == size)
+    }
+}
 
 /// The index path of a silver events file (relative to the output root),
 /// or `None` for any other path.
@@ -79,11 +132,21 @@ fn encode(df: &DataFrame) -> Result<Vec<u8>> {
     let mut entries: Vec<(u64, u32)> =
         ids.iter().enumerate().filter_map(|(row, id)| Some((prefix(silver::fingerprint(id?)), row as u32))).collect();
     entries.sort_unstable();
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 12 * entries.len());
+    Ok(bytes_of(&entries))
+}
+
+/// The index bytes of `entries`, (prefix, row) sorted.
+fn bytes_of(entries: &[(u64, u32)]) -> Vec<u8> {
+    let layout = Layout::of(entries.len() as u64);
+    let mut bytes = Vec::with_capacity(layout.size as usize);
     bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&layout.n.to_le_bytes());
+    bytes.extend(filter::build(entries.iter().map(|(p, _)| *p), layout.n));
+    let fences = entries.iter().step_by(FENCE_EVERY as usize);
+    fences.for_each(|(p, _)| bytes.extend_from_slice(&p.to_le_bytes()));
     entries.iter().for_each(|(p, _)| bytes.extend_from_slice(&p.to_le_bytes()));
     entries.iter().for_each(|(_, row)| bytes.extend_from_slice(&row.to_le_bytes()));
-    Ok(bytes)
+    bytes
 }
 
 fn prefix(fingerprint: u128) -> u64 {
@@ -91,7 +154,7 @@ fn prefix(fingerprint: u128) -> u64 {
 }
 
 /// What an index tells of its file for some candidate ids.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Found {
     /// None of them is in the file.
     Nothing,
@@ -144,12 +207,12 @@ impl<'a> Window<'a> {
 }
 
 /// Looks the prefixes `wanted` up in `windows` of an index of `n` entries,
-/// each in the window around its expected place; `None` when one of them
+/// each in the window that holds entry `place(p)`; `None` when one of them
 /// is not settled there (see [`Window::entries_of`]).
-fn lookup(windows: &[Window], n: u64, wanted: &[u64]) -> Option<Found> {
+fn lookup(windows: &[Window], n: u64, wanted: &[u64], place: impl Fn(u64) -> u64) -> Option<Found> {
     let (mut hit, mut rows) = (false, Some(Vec::new()));
     for &p in wanted {
-        let at = expected_place(p, n);
+        let at = place(p);
         let window = windows.iter().find(|w| (w.start..w.end()).contains(&at))?;
         let entries = window.entries_of(p, n)?;
         if entries.is_empty() {
@@ -175,26 +238,118 @@ fn lookup(windows: &[Window], n: u64, wanted: &[u64]) -> Option<Found> {
 /// are not an index, or a damaged one (the file must be read).
 fn find(bytes: &[u8], wanted: &[u64]) -> Option<Found> {
     let (magic, rest) = bytes.split_at_checked(MAGIC.len())?;
-    let width = match magic {
-        m if m == MAGIC => 12,
-        m if m == MAGIC_V1 => 8,
+    let (prefixes, rows) = match magic {
+        m if m == MAGIC => {
+            let layout = Layout::of_size(bytes.len() as u64)?;
+            let n = rest.first_chunk::<8>().map(|n| u64::from_le_bytes(*n));
+            if n != Some(layout.n) {
+                return None;
+            }
+            let rows = &bytes[layout.rows as usize..];
+            (&bytes[layout.prefixes as usize..layout.rows as usize], Some(rows))
+        }
+        m if m == MAGIC_V2 && rest.len().is_multiple_of(12) => {
+            let (prefixes, rows) = rest.split_at(8 * (rest.len() / 12));
+            (prefixes, Some(rows))
+        }
+        m if m == MAGIC_V1 => (rest, None),
         _ => return None,
     };
-    if !rest.len().is_multiple_of(width) {
-        return None;
-    }
-    let n = rest.len() / width;
-    let (prefixes, rows) = rest.split_at(8 * n);
-    let whole = Window::new(0, prefixes, (width == 12).then_some(rows))?;
+    let whole = Window::new(0, prefixes, rows)?;
+    let n = whole.prefixes.len() as u64;
     match n {
         0 => Some(Found::Nothing),
-        _ => lookup(&[whole], n as u64, wanted),
+        _ => lookup(&[whole], n, wanted, |p| expected_place(p, n)),
     }
 }
 
 /// What the index `index` tells of its file for `probe`'s ids, as
-/// [`find`] on the whole index, reading only windows of it when that is
-/// less than half of it.
+/// [`find`] on the whole index: reading only its head and the entries
+/// around the candidates the filter passes ([`filtered_lookup`]), or, for
+/// an index of the second format, windows of it ([`windowed_lookup`]),
+/// unless it is no larger than a footer read (then it is read whole, in one
+/// request).
+fn index_lookup(output: &Storage, index: &Entry, probe: &HashSet<u128, impl BuildHasher>) -> Result<Option<Found>> {
+    let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
+    let whole = || -> Result<Option<Found>> { Ok(find(&output.get(&index.relative)?, &wanted)) };
+    if index.size <= FOOTER_READ {
+        return whole();
+    }
+    if let Some(layout) = Layout::of_size(index.size) {
+        let head = output.get_range(&index.relative, 0..layout.prefixes)?;
+        if head.starts_with(MAGIC) {
+            return match filtered_lookup(output, index, layout, &head, &wanted)? {
+                Some(found) => Ok(Some(found)),
+                None => whole(),
+            };
+        }
+    }
+    windowed_lookup(output, index, &wanted, whole)
+}
+
+/// Looks prefixes `wanted` up in an index of the format written now,
+/// `layout`, whose head (header, filter and fences) is `head`: only the
+/// prefixes the filter passes, each among the entries from the last fence
+/// below it to the first above it (one more, so that they bracket it; see
+/// [`Window::entries_of`]), read in one ranged request. `None` when that
+/// does not settle them (a damaged index: it must be read whole).
+fn filtered_lookup(
+    output: &Storage,
+    index: &Entry,
+    layout: Layout,
+    head: &[u8],
+    wanted: &[u64],
+) -> Result<Option<Found>> {
+    let n = head.get(MAGIC.len()..HEADER as usize).and_then(|n| n.try_into().ok()).map(u64::from_le_bytes);
+    let (Some(filter), Some(fences)) =
+        (head.get(HEADER as usize..layout.fences as usize), head.get(layout.fences as usize..))
+    else {
+        return Ok(None);
+    };
+    let (fences, []) = fences.as_chunks::<8>() else { return Ok(None) };
+    if n != Some(layout.n) || fences.len() as u64 != layout.n.div_ceil(FENCE_EVERY) {
+        return Ok(None);
+    }
+    let passed: Vec<u64> = wanted.iter().copied().filter(|&p| filter::may_hold(filter, p)).collect();
+    if passed.is_empty() {
+        return Ok(Some(Found::Nothing));
+    }
+    let around = |p: u64| {
+        let below = fences.partition_point(|f| u64::from_le_bytes(*f) < p).saturating_sub(1) as u64;
+        let above = fences.partition_point(|f| u64::from_le_bytes(*f) <= p) as u64;
+        below * FENCE_EVERY..(above * FENCE_EVERY + 1).min(layout.n)
+    };
+    let windows = joined(passed.iter().map(|&p| around(p)).collect());
+    let ranges: Vec<Range<u64>> = windows
+        .iter()
+        .flat_map(|w| {
+            [
+                layout.prefixes + 8 * w.start..layout.prefixes + 8 * w.end,
+                layout.rows + 4 * w.start..layout.rows + 4 * w.end,
+            ]
+        })
+        .collect();
+    let parts = output.get_ranges(&index.relative, &ranges)?;
+    let Some(read) = read_windows(&windows, &parts) else { return Ok(None) };
+    Ok(lookup(&read, layout.n, &passed, |p| around(p).start))
+}
+
+/// The windows `windows` of an index from their prefixes and rows, read
+/// in pairs as `parts`; `None` when they are not the entries asked for,
+/// or not in order (a damaged index).
+fn read_windows<'a>(windows: &[Range<u64>], parts: &'a [bytes::Bytes]) -> Option<Vec<Window<'a>>> {
+    let pairs = parts.chunks(2);
+    (windows.len() == pairs.len()).then_some(())?;
+    let read = windows.iter().zip(pairs).map(|(w, part)| {
+        let [prefixes, rows] = part else { return None };
+        Window::new(w.start, prefixes, Some(rows)).filter(|window| window.end() == w.end)
+    });
+    read.collect()
+}
+
+/// [`index_lookup`] on an index of the second format (or of the first,
+/// read whole by `whole`), reading only windows of it when that is less
+/// than half of it.
 ///
 /// An index's entries are sorted prefixes of uniformly spread
 /// fingerprints, so a prefix `p` of an index of `n` entries lies near
@@ -203,32 +358,27 @@ fn find(bytes: &[u8], wanted: &[u64]) -> Option<Found> {
 /// place [`windows`] of [`margin`] entries either side are read, with
 /// their rows. A window that does not settle its candidate (see
 /// [`Window::entries_of`]) sends the index to a whole read: the answer is
-/// exact either way. An index of the first format is read whole.
-fn index_lookup(output: &Storage, index: &Entry, probe: &HashSet<u128, impl BuildHasher>) -> Result<Option<Found>> {
-    let wanted: Vec<u64> = probe.iter().map(|id| prefix(*id)).collect();
-    let whole = || -> Result<Option<Found>> { Ok(find(&output.get(&index.relative)?, &wanted)) };
-    let entries = index.size.checked_sub(HEADER).filter(|bytes| bytes % 12 == 0).map(|bytes| bytes / 12);
-    let Some((n, windows)) = entries.and_then(|n| windows(n, &wanted).map(|w| (n, w))) else { return whole() };
-    let rows_at = HEADER + 8 * n;
+/// exact either way.
+fn windowed_lookup(
+    output: &Storage,
+    index: &Entry,
+    wanted: &[u64],
+    whole: impl Fn() -> Result<Option<Found>>,
+) -> Result<Option<Found>> {
+    let entries = index.size.checked_sub(HEADER_V2).filter(|bytes| bytes % 12 == 0).map(|bytes| bytes / 12);
+    let Some((n, windows)) = entries.and_then(|n| windows(n, wanted).map(|w| (n, w))) else { return whole() };
+    let rows_at = HEADER_V2 + 8 * n;
     let entries_and_rows = windows
         .iter()
-        .flat_map(|w| [HEADER + 8 * w.start..HEADER + 8 * w.end, rows_at + 4 * w.start..rows_at + 4 * w.end]);
-    let ranges: Vec<Range<u64>> = std::iter::once(0..HEADER).chain(entries_and_rows).collect();
+        .flat_map(|w| [HEADER_V2 + 8 * w.start..HEADER_V2 + 8 * w.end, rows_at + 4 * w.start..rows_at + 4 * w.end]);
+    let ranges: Vec<Range<u64>> = std::iter::once(0..HEADER_V2).chain(entries_and_rows).collect();
     let parts = output.get_ranges(&index.relative, &ranges)?;
     let Some((magic, parts)) = parts.split_first() else { return Ok(None) };
-    if magic.as_ref() != MAGIC {
+    if magic.as_ref() != MAGIC_V2 {
         return whole();
     }
-    let mut read = Vec::with_capacity(windows.len());
-    for (w, part) in windows.iter().zip(parts.chunks(2)) {
-        let [prefixes, rows] = part else { return Ok(None) };
-        let Some(window) = Window::new(w.start, prefixes, Some(rows)) else { return Ok(None) };
-        if window.end() != w.end {
-            return Ok(None);
-        }
-        read.push(window);
-    }
-    match lookup(&read, n, &wanted) {
+    let Some(read) = read_windows(&windows, parts) else { return Ok(None) };
+    match lookup(&read, n, wanted, |p| expected_place(p, n)) {
         Some(found) => Ok(Some(found)),
         None => whole(),
     }
@@ -251,23 +401,26 @@ fn margin(n: u64) -> u64 {
 /// cover half of it or more, and reading it whole costs no more.
 fn windows(n: u64, wanted: &[u64]) -> Option<Vec<Range<u64>>> {
     let margin = margin(n);
-    let mut around: Vec<Range<u64>> = wanted
-        .iter()
-        .map(|&p| {
-            let at = expected_place(p, n);
-            at.saturating_sub(margin)..(at + margin + 1).min(n)
-        })
-        .collect();
-    around.sort_unstable_by_key(|w| w.start);
-    let mut joined: Vec<Range<u64>> = Vec::with_capacity(around.len());
-    for window in around {
-        match joined.last_mut() {
-            Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
-            _ => joined.push(window),
-        }
-    }
+    let around = wanted.iter().map(|&p| {
+        let at = expected_place(p, n);
+        at.saturating_sub(margin)..(at + margin + 1).min(n)
+    });
+    let joined = joined(around.collect());
     let covered: u64 = joined.iter().map(|w| w.end - w.start).sum();
     (covered * 2 < n).then_some(joined)
+}
+
+/// Ranges of entries joined where they meet or overlap, in order.
+fn joined(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_unstable_by_key(|w| w.start);
+    let mut joined: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match joined.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => joined.push(range),
+        }
+    }
+    joined
 }
 
 /// Event id fingerprints committed on `date` by earlier runs, handed to
@@ -353,9 +506,9 @@ mod tests {
         probe.iter().map(|id| prefix(*id)).collect()
     }
 
-    /// Index bytes of the format written now, from entries as given.
+    /// Index bytes of the second format, from entries as given.
     fn index_bytes(prefixes: &[u64], rows: &[u32]) -> Vec<u8> {
-        let mut bytes = MAGIC.to_vec();
+        let mut bytes = MAGIC_V2.to_vec();
         prefixes.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes()));
         rows.iter().for_each(|r| bytes.extend_from_slice(&r.to_le_bytes()));
         bytes
@@ -378,7 +531,7 @@ mod tests {
     #[test]
     fn an_index_holds_exactly_its_files_ids_and_their_rows() {
         let bytes = encode(&events(&["b", "a", "c", "a"])).expect("encode");
-        assert_eq!(bytes.len(), 8 + 4 * 12);
+        assert_eq!(bytes.len(), 16 + 64 + 8 + 4 * 12, "header, a filter block, a fence, the entries");
         assert_eq!(find(&bytes, &wanted(&probe(&["a"]))), Some(Found::Rows(Some(vec![1, 3]))));
         assert_eq!(find(&bytes, &wanted(&probe(&["x", "c"]))), Some(Found::Rows(Some(vec![2]))));
         assert_eq!(find(&bytes, &wanted(&probe(&["x", "y", "A"]))), Some(Found::Nothing));
@@ -424,33 +577,90 @@ mod tests {
     }
 
     #[test]
-    fn a_large_index_is_read_by_windows_with_the_same_answers() {
+    fn a_large_index_is_read_by_its_head_and_the_entries_around_hits_with_the_same_answers() {
         let names: Vec<String> = (0..200_000).map(|i| format!("e{i}")).collect();
         let bytes = encode(&events(&names.iter().map(String::as_str).collect::<Vec<_>>())).expect("encode");
+        // The same entries in the second format, read by windows.
+        let layout = Layout::of(200_000);
+        let (prefixes, rows) = (&bytes[layout.prefixes as usize..layout.rows as usize], &bytes[layout.rows as usize..]);
+        let second = [MAGIC_V2.as_slice(), prefixes, rows].concat();
         let output = memory();
-        let entry = stored(&output, "a.ids", bytes.clone());
-        let absent: Vec<String> = (0..20).map(|i| format!("x{i}")).collect();
-        let cases: [Vec<&str>; 4] = [
+        let entries = [stored(&output, "a.ids", bytes.clone()), stored(&output, "b.ids", second.clone())];
+        let absent: Vec<String> = (0..2_000).map(|i| format!("x{i}")).collect();
+        let cases: [Vec<&str>; 5] = [
             vec!["e123456"],
-            absent.iter().map(String::as_str).collect(),
-            absent.iter().map(String::as_str).chain(["e7"]).collect(),
+            absent[..20].iter().map(String::as_str).collect(),
+            absent[..20].iter().map(String::as_str).chain(["e7"]).collect(),
             vec!["e0", "e199999"],
+            absent.iter().map(String::as_str).chain(["e5", "e150000"]).collect(),
         ];
         for ids in cases {
             let wanted: Vec<u64> = ids.iter().map(|id| prefix(silver::fingerprint(id))).collect();
-            assert!(windows(200_000, &wanted).is_some(), "read by windows");
-            let found = index_lookup(&output, &entry, &probe(&ids)).expect("read");
-            assert_eq!(found, find(&bytes, &wanted));
             let rows: Vec<u32> =
                 ids.iter().filter_map(|id| id.strip_prefix('e')).map(|i| i.parse().expect("row")).collect();
             let mut sorted = rows.clone();
             sorted.sort_unstable();
             let want = if rows.is_empty() { Found::Nothing } else { Found::Rows(Some(sorted)) };
-            assert_eq!(found, Some(want));
+            assert_eq!(find(&bytes, &wanted), Some(want.clone()));
+            assert_eq!(find(&second, &wanted), Some(want.clone()));
+            for entry in &entries {
+                assert_eq!(index_lookup(&output, entry, &probe(&ids)).expect("read"), Some(want.clone()), "{ids:?}");
+            }
         }
+        assert!(windows(200_000, &[prefix(silver::fingerprint("e7"))]).is_some(), "a few read by windows");
         // Many candidates: the windows would cover most of it; it is read whole.
         let many: Vec<u64> = names[..5_000].iter().map(|id| prefix(silver::fingerprint(id))).collect();
         assert!(windows(200_000, &many).is_none());
+    }
+
+    #[test]
+    fn every_entry_of_a_prefix_is_found_across_fences() {
+        // 100,000 spread entries, and 300 of one prefix across five fences.
+        let mut entries: Vec<(u64, u32)> =
+            (0..100_000u32).map(|i| (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)).collect();
+        let repeated = entries[40_000].0;
+        entries.extend((100_000..100_300u32).map(|row| (repeated, row)));
+        entries.sort_unstable();
+        let output = memory();
+        let entry = stored(&output, "a.ids", bytes_of(&entries));
+        assert!(entry.size > FOOTER_READ);
+        let mut want: Vec<u32> = entries.iter().filter(|(p, _)| *p == repeated).map(|(_, row)| *row).collect();
+        want.sort_unstable();
+        assert_eq!(want.len(), 301);
+        let found = index_lookup(&output, &entry, &ids_with_prefixes(&[repeated, entries[0].0, entries[100_299].0]));
+        want.extend([entries[0].1, entries[100_299].1]);
+        want.sort_unstable();
+        assert_eq!(found.expect("read"), Some(Found::Rows(Some(want))));
+    }
+
+    #[test]
+    fn an_index_with_a_damaged_head_or_entries_is_not_trusted() {
+        let mut entries: Vec<(u64, u32)> =
+            (0..100_000u32).map(|i| (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)).collect();
+        entries.sort_unstable();
+        let wanted = entries[50_000].0;
+        let layout = Layout::of(100_000);
+        let mut miscounted = bytes_of(&entries);
+        miscounted[8..16].copy_from_slice(&99_999u64.to_le_bytes());
+        let mut swapped = bytes_of(&entries);
+        let at = (layout.prefixes + 8 * 50_000) as usize;
+        let (first, second) = (swapped[at..at + 8].to_vec(), swapped[at + 8..at + 16].to_vec());
+        swapped[at..at + 8].copy_from_slice(&second);
+        swapped[at + 8..at + 16].copy_from_slice(&first);
+        let output = memory();
+        for (name, bytes) in [("miscounted.ids", miscounted), ("swapped.ids", swapped)] {
+            let entry = stored(&output, name, bytes);
+            assert_eq!(index_lookup(&output, &entry, &ids_with_prefixes(&[wanted])).expect("read"), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_sizes_layout_is_found_only_for_sizes_an_index_has() {
+        for n in [0, 1, 63, 64, 65, 52_000, 1_000_003] {
+            let layout = Layout::of(n);
+            assert_eq!(Layout::of_size(layout.size), Some(layout));
+            assert_eq!(Layout::of_size(layout.size + 1), None, "an entry adds 12 bytes or more");
+        }
     }
 
     #[test]
