@@ -349,9 +349,10 @@ fn rule_5_reads_committed_files_by_their_id_indexes_and_reads_those_without_one(
         for index in &indexes {
             let path = dir.path().join(&out).join("_state/event_ids").join(index).with_extension("ids");
             match mode {
-                "damaged" => std::fs::write(&path, b"mnids02\nabc").expect("damage"),
+                "damaged" => std::fs::write(&path, b"mnids03\nabc").expect("damage"),
                 "missing" => std::fs::remove_file(&path).expect("remove"),
-                "empty" => std::fs::write(&path, b"mnids02\n").expect("empty"),
+                // The header of an index of no entries: magic and count.
+                "empty" => std::fs::write(&path, b"mnids03\n\0\0\0\0\0\0\0\0").expect("empty"),
                 _ => {}
             }
         }
