@@ -24,6 +24,11 @@ the minutes between the windows, weighs on both alike); and a check that the
 layers equal those of one run over the same files (gold exactly, bronze,
 silver and rejects as sets of rows, run ids and ingestion times aside).
 
+With --before BIN the paired runs take a third copy, of the final output,
+run by BIN (another build): the late runs of the two builds side by side,
+on the same state and deliveries. BIN must read the output this build
+wrote; a change of a stored format is measured by two whole schedules.
+
 It exits 1 when the layers differ or a partition holds more than twice
 `compact_min_files` files; with --max-ratio R also when the last window's
 median wall, or the paired median, is above R times the first's.
@@ -31,7 +36,7 @@ median wall, or the paired median, is above R times the first's.
 Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
          [--events E] [--late-share S] [--late-days D] [--repeat-share S]
          [--compact-min-files M] [--listing incremental|full] [--max-ratio R]
-         [--pairs PAIRS] [--seed S]
+         [--pairs PAIRS] [--before BIN] [--seed S]
 Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
        removed at the end unless KEEP=1).
 """
@@ -78,6 +83,7 @@ def parse_args():
     p.add_argument("--listing", choices=["incremental", "full"], default="incremental")
     p.add_argument("--max-ratio", type=float)
     p.add_argument("--pairs", type=int, default=48, help="paired runs at the end (0: none)")
+    p.add_argument("--before", help="another build's binary, for late runs paired with this build's")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args()
 
@@ -189,33 +195,38 @@ def mib(n):
     return f"{n / 2**20:.1f}"
 
 
-def paired_walls(pipeline, work, env, args, states):
+def paired_walls(work, env, args, states):
     """Walls of `args.pairs` more scheduled runs on a copy of each of
-    `states` (an output, the simulated time it was at and its recent
-    rows), the copies' runs taken in turn so that both see the machine as
-    it is at the same moment. Both get the same deliveries (the same
-    seeds, each at its own time) into an inbox of their own, and each
-    continues its schedule, compactions included, as it would have."""
+    `states` (an output, the simulated time it was at, its recent rows
+    and the binary that runs it), the copies' runs taken in turn so that
+    all see the machine as it is at the same moment. All get the same
+    deliveries (the same seeds, each at its own time) into an inbox of
+    their own, and each continues its schedule, compactions included, as
+    it would have."""
     walls = [[] for _ in states]
     copies = []
-    for i, (output, now, recent) in enumerate(states):
+    for i, (output, now, recent, binary) in enumerate(states):
         copy = os.path.join(work, f"paired-{i}")
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(output, os.path.join(copy, "out"), symlinks=True)
-        copies.append((copy, now, list(recent)))
+        copies.append((copy, now, list(recent), binary))
     env = dict(env, MINUTELY_INCREMENTAL_LISTING="true")
     for pair in range(args.pairs):
-        for i, (copy, now, recent) in enumerate(copies):
+        for i, (copy, now, recent, binary) in enumerate(copies):
             inbox, out = os.path.join(copy, "inbox"), os.path.join(copy, "out")
             deliver(inbox, 900_000 + pair, now + CADENCE * pair, args, random.Random(pair), recent)
-            walls[i].append(run_pipeline(pipeline, inbox, out, env)[0])
-    for copy, _, _ in copies:
+            walls[i].append(run_pipeline(binary, inbox, out, env)[0])
+    for copy, _, _, _ in copies:
         shutil.rmtree(copy)
     return walls
 
 
 def main():
     args = parse_args()
+    if args.before and not (os.path.isfile(args.before) and os.access(args.before, os.X_OK)):
+        sys.exit(f"--before {args.before}: not an executable file")
+    if args.before and args.pairs <= 0:
+        sys.exit("--before compares paired runs: it needs --pairs above 0")
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
     work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
     inbox, out = os.path.join(work, "inbox"), os.path.join(work, "out")
@@ -238,7 +249,7 @@ def main():
     # The output halfway through the first window, and when it was, for
     # the paired runs at the end.
     early_run = min(args.window, args.runs) // 2
-    early = (os.path.join(work, "early"), start + CADENCE * early_run, [])
+    early = (os.path.join(work, "early"), start + CADENCE * early_run, [], pipeline)
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
@@ -266,13 +277,18 @@ def main():
     if args.max_ratio is not None and ratio > args.max_ratio:
         failures.append(f"median wall ratio {ratio:.2f} is above {args.max_ratio}")
     if args.pairs > 0 and early_run > 0:
-        late = (out, start + CADENCE * args.runs, recent)
-        paired = paired_walls(pipeline, work, env, args, [early, late])
+        late = (out, start + CADENCE * args.runs, recent, pipeline)
+        before = [(out, late[1], recent, args.before)] if args.before else []
+        paired = paired_walls(work, env, args, [early, late] + before)
         shutil.rmtree(early[0])
         ratio = statistics.median(paired[1]) / statistics.median(paired[0])
         print(f"paired: {args.pairs} more runs each on a copy of the output after run {early_run - 1} and one "
               f"after run {args.runs - 1}, in turn: median wall {statistics.median(paired[0]):.3f} s and "
               f"{statistics.median(paired[1]):.3f} s, ratio {ratio:.2f}")
+        if before:
+            print(f"late runs paired with {args.before}: median wall {statistics.median(paired[2]):.3f} s, "
+                  f"this build {statistics.median(paired[1]):.3f} s, ratio "
+                  f"{statistics.median(paired[1]) / statistics.median(paired[2]):.2f}")
         if args.max_ratio is not None and ratio > args.max_ratio:
             failures.append(f"paired median wall ratio {ratio:.2f} is above {args.max_ratio}")
     print(f"most files in one partition after any run: {worst_files} "
