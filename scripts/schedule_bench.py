@@ -225,8 +225,8 @@ def main():
     args = parse_args()
     if args.before and not (os.path.isfile(args.before) and os.access(args.before, os.X_OK)):
         sys.exit(f"--before {args.before}: not an executable file")
-    if args.before and args.pairs <= 0:
-        sys.exit("--before compares paired runs: it needs --pairs above 0")
+    if args.before and (args.pairs <= 0 or min(args.window, args.runs) < 2):
+        sys.exit("--before compares paired runs: it needs --pairs above 0, and --runs and --window of 2 or more")
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
     work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
     inbox, out = os.path.join(work, "inbox"), os.path.join(work, "out")
