@@ -62,7 +62,8 @@ const MAGIC: &[u8; 8] = b"mnids03\n";
 /// The magic and the number of entries.
 const HEADER: u64 = MAGIC.len() as u64 + 8;
 /// Entries from one fence (a prefix repeated in the index's head) to the
-/// next.
+/// next. Part of the format, as the [`filter`]'s constants are: changing
+/// one needs a new magic.
 const FENCE_EVERY: u64 = 64;
 
 /// Where the sections of an index of the format written now begin (all

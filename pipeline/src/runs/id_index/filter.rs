@@ -13,7 +13,8 @@
 //! The layout is part of the index format, so it is written out here
 //! rather than taken from a Bloom filter crate: a crate may change which
 //! bits it sets between versions, and an index written by one build would
-//! then hide duplicates from the next.
+//! then hide duplicates from the next. For the same reason a change of
+//! any constant or step below needs a new index magic.
 
 /// Filter bits an entry.
 const BITS_PER_ENTRY: u64 = 10;
