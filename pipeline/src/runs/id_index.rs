@@ -527,6 +527,14 @@ mod tests {
         output.list("").expect("list").into_iter().find(|e| e.relative == name).expect("listed")
     }
 
+    /// `n` entries (prefix, row) with prefixes spread over the range, sorted.
+    fn spread_entries(n: u32) -> Vec<(u64, u32)> {
+        let mut entries: Vec<(u64, u32)> =
+            (0..n).map(|i| (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)).collect();
+        entries.sort_unstable();
+        entries
+    }
+
     fn ids_with_prefixes(prefixes: &[u64]) -> HashSet<u128> {
         prefixes.iter().map(|p| (u128::from(*p) << 64) | 7).collect()
     }
@@ -619,8 +627,7 @@ mod tests {
     #[test]
     fn every_entry_of_a_prefix_is_found_across_fences() {
         // 100,000 spread entries, and 300 of one prefix across five fences.
-        let mut entries: Vec<(u64, u32)> =
-            (0..100_000u32).map(|i| (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)).collect();
+        let mut entries = spread_entries(100_000);
         let repeated = entries[40_000].0;
         entries.extend((100_000..100_300u32).map(|row| (repeated, row)));
         entries.sort_unstable();
@@ -638,9 +645,7 @@ mod tests {
 
     #[test]
     fn an_index_with_a_damaged_head_or_entries_is_not_trusted() {
-        let mut entries: Vec<(u64, u32)> =
-            (0..100_000u32).map(|i| (u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)).collect();
-        entries.sort_unstable();
+        let entries = spread_entries(100_000);
         let wanted = entries[50_000].0;
         let layout = Layout::of(100_000);
         let mut miscounted = bytes_of(&entries);
