@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::NaiveDate;
-use pipeline::layout::{COMMIT_MARKER, GOLD, STAGING, partition_value};
+use pipeline::layout::{COMMIT_MARKER, GOLD, STAGING, after_log, partition_value};
 use pipeline::runs::{Manifest, RUNS_DIR};
 use pipeline::storage::{Entry, Storage};
 use tracing::{info, warn};
@@ -118,8 +118,10 @@ impl Reloader {
         }
         // A partition's current file is its newest run's: replaced files kept
         // for time travel stay beside it (README "Keeping replaced files").
+        // The table's log, a commit a run, is not listed.
         let mut newest: BTreeMap<i32, Entry> = BTreeMap::new();
-        for entry in self.output.list(GOLD)?.into_iter().filter(|e| e.relative.ends_with(".parquet")) {
+        let listed = self.output.list_after(GOLD, Some(&after_log(GOLD)))?;
+        for entry in listed.into_iter().filter(|e| e.relative.ends_with(".parquet")) {
             if let Some(date) = partition_date(&entry.relative)
                 && newest.get(&date).is_none_or(|current| current.relative < entry.relative)
             {

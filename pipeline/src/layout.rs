@@ -27,6 +27,18 @@ pub(crate) const EVENT_IDS: &str = "_state/event_ids";
 pub(crate) const LAYERS: [(&str, &str); 4] =
     [(BRONZE, "ingest_date"), (SILVER_EVENTS, "event_date"), (SILVER_REJECTS, "ingest_date"), (GOLD, "event_date")];
 
+/// Where a listing of a whole layer starts ([`Storage::list_after`]) to
+/// skip its table's `_delta_log/`, which holds a commit a run: every name
+/// in the log sorts before it (`/` before `0`), every partition folder
+/// (`key=…`) after it. On S3 the log is then not listed at all, nor a
+/// local log folder read; a store without a start-after listing lists
+/// it and drops it.
+///
+/// [`Storage::list_after`]: crate::storage::Storage::list_after
+pub fn after_log(layer: &str) -> String {
+    format!("{layer}/_delta_log0")
+}
+
 /// `layer/key=date`.
 pub fn partition(layer: &str, key: &str, date: &str) -> String {
     format!("{layer}/{key}={date}")

@@ -906,6 +906,35 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_listed_after_its_log_has_its_partitions_and_no_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().to_string_lossy().to_string();
+        for location in ["memory://storage-test/after-log", local.as_str()] {
+            let s = Storage::open(location, true).expect("open");
+            for path in [
+                "t/_delta_log/00000000000000000000.json",
+                "t/_delta_log/00000000000000000100.checkpoint.parquet",
+                "t/_delta_log/_last_checkpoint",
+                "t/event_date=2026-01-01/part-a.parquet",
+                "t/event_date=2026-01-02/part-b.parquet",
+                "u/event_date=2026-01-01/part-c.parquet",
+            ] {
+                s.put(path, "x").expect("put");
+            }
+            let listed = s.list_after("t", Some(&crate::layout::after_log("t"))).expect("list");
+            let expected = ["t/event_date=2026-01-01/part-a.parquet", "t/event_date=2026-01-02/part-b.parquet"];
+            assert_eq!(names(&listed), expected, "{location}");
+        }
+        // A local walk does not read the log folder: a name there that
+        // stops a listing of the whole layer does not stop this one.
+        let s = Storage::open(&local, true).expect("open");
+        let not_utf8 = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.json");
+        std::fs::write(dir.path().join("t/_delta_log").join(not_utf8), "").expect("an odd name");
+        assert!(s.list("t").is_err(), "a whole listing reads the log");
+        assert_eq!(s.list_after("t", Some(&crate::layout::after_log("t"))).expect("list").len(), 2);
+    }
+
+    #[test]
     fn get_if_match_reads_only_the_listed_version_on_memory_and_local() {
         let dir = tempfile::tempdir().expect("temp dir");
         let local = dir.path().to_string_lossy().to_string();
