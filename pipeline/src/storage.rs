@@ -268,7 +268,20 @@ impl Storage {
         }
     }
 
+    /// An object's bytes. On a local folder the file is read on the
+    /// calling thread, as [`Storage::exists`] stats it: object_store's
+    /// local store hands every read to a thread of its runtime, which costs
+    /// more than reading a small file (a scheduled run reads many).
     pub fn get(&self, relative: &str) -> Result<Bytes> {
+        if let Some(root) = &self.local_root {
+            return local_read(root, relative, |file| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(file, &mut bytes)?;
+                Ok(vec![Bytes::from(bytes)])
+            })
+            .map(|mut parts| parts.swap_remove(0))
+            .map_err(|source| self.local_error(relative, source));
+        }
         let path = self.path(relative);
         runtime()
             .block_on(async { self.store.get(&path).await?.bytes().await })
@@ -568,26 +581,40 @@ impl Storage {
         let ranges: Vec<_> = parquet::chunks(footer, &keep, read).map(|chunk| chunk.byte_range()).collect();
         let chunks: HashMap<u64, Bytes> =
             ranges.iter().map(|range| range.start).zip(self.get_ranges(&entry.relative, &ranges)?).collect();
-        let frames =
-            parquet::decode_pages(footer, keep, columns, by, needed, |range| chunks.get(&range.start).cloned())
-                .map_err(|source| Error::Parquet { action: "read", path: entry.relative.clone(), source })?;
-        match frames.is_empty() {
-            true => Ok(None),
-            false => concat_frames(frames).map(Some),
-        }
+        decode_pages(&entry.relative, footer, columns, keep, by, needed, |range| chunks.get(&range.start).cloned())
     }
 
     /// Bytes `ranges` of an object, in one call: a remote store coalesces
     /// near ranges into fewer requests, a local file is opened once.
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
+        if let Some(root) = &self.local_root {
+            return local_read(root, relative, |file| ranges_of(file, ranges))
+                .map_err(|source| self.local_error(relative, source));
+        }
         let path = self.path(relative);
         runtime().block_on(self.store.get_ranges(&path, ranges)).map_err(Error::storage(self.describe(relative)))
     }
 
     /// Bytes `range` of an object.
     pub(crate) fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        if let Some(root) = &self.local_root {
+            return local_read(root, relative, |file| ranges_of(file, std::slice::from_ref(&range)))
+                .map(|mut parts| parts.swap_remove(0))
+                .map_err(|source| self.local_error(relative, source));
+        }
         let path = self.path(relative);
         runtime().block_on(self.store.get_range(&path, range)).map_err(Error::storage(self.describe(relative)))
+    }
+
+    /// A local read's error as object_store's local store gives it: a
+    /// missing file is `NotFound` (see [`Storage::get_opt`]).
+    fn local_error(&self, relative: &str, source: std::io::Error) -> Error {
+        let path = self.describe(relative);
+        let source = match source.kind() {
+            std::io::ErrorKind::NotFound => object_store::Error::NotFound { path: path.clone(), source: source.into() },
+            _ => object_store::Error::Generic { store: "LocalFileSystem", source: source.into() },
+        };
+        Error::storage(path)(source)
     }
 
     /// `relative` under this location, for messages.
@@ -841,6 +868,52 @@ fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Resul
     })
 }
 
+/// `read` of the file `relative` under the local folder `root`.
+fn local_read(
+    root: &std::path::Path,
+    relative: &str,
+    read: impl FnOnce(&mut std::fs::File) -> std::io::Result<Vec<Bytes>>,
+) -> std::io::Result<Vec<Bytes>> {
+    read(&mut std::fs::File::open(root.join(relative))?)
+}
+
+/// Bytes `ranges` of a file, each read whole: a range past its end is an
+/// error, as on an object store.
+fn ranges_of(file: &mut std::fs::File, ranges: &[std::ops::Range<u64>]) -> std::io::Result<Vec<Bytes>> {
+    use std::os::unix::fs::FileExt;
+    ranges
+        .iter()
+        .map(|range| {
+            let mut bytes = vec![0; usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut bytes, range.start)?;
+            Ok(Bytes::from(bytes))
+        })
+        .collect()
+}
+
+/// [`parquet::decode_pages`] of the Parquet object `relative` (for
+/// messages), its frames as one; `None` when no page is needed. `chunk`
+/// gives the bytes of a column chunk from its byte range in the object.
+pub(crate) fn decode_pages(
+    relative: &str,
+    footer: &polars_parquet::parquet::metadata::FileMetadata,
+    columns: &[&str],
+    keep: impl Fn(usize) -> bool,
+    by: &str,
+    needed: impl Fn(&parquet::RowGroup) -> bool + Sync,
+    chunk: impl Fn(std::ops::Range<u64>) -> Option<Bytes> + Sync,
+) -> Result<Option<DataFrame>> {
+    let frames = parquet::decode_pages(footer, keep, columns, by, needed, chunk).map_err(|source| Error::Parquet {
+        action: "read",
+        path: relative.to_string(),
+        source,
+    })?;
+    match frames.is_empty() {
+        true => Ok(None),
+        false => concat_frames(frames).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,6 +1005,29 @@ mod tests {
         std::fs::write(dir.path().join("t/_delta_log").join(not_utf8), "").expect("an odd name");
         assert!(s.list("t").is_err(), "a whole listing reads the log");
         assert_eq!(s.list_after("t", Some(&crate::layout::after_log("t"))).expect("list").len(), 2);
+    }
+
+    /// A local folder's reads (on the calling thread) give what an object
+    /// store's give: the bytes, ranges of them, `None` for a missing
+    /// object; and, as object_store's local store, an error for a range
+    /// past the end.
+    #[test]
+    fn reads_of_a_local_folder_equal_an_object_stores() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().to_string_lossy().to_string();
+        for location in ["memory://storage-test/reads", local.as_str()] {
+            let s = Storage::open(location, true).expect("open");
+            s.put("d/a b%20c#1.parquet", "0123456789").expect("put");
+            let name = &s.list("d").expect("list")[0].relative;
+            assert_eq!(s.get(name).expect("get").as_ref(), b"0123456789", "{location}");
+            assert_eq!(s.get_range(name, 2..5).expect("range").as_ref(), b"234", "{location}");
+            let ranges = s.get_ranges(name, &[0..1, 8..10]).expect("ranges");
+            assert_eq!(ranges.iter().map(|b| b.as_ref()).collect::<Vec<_>>(), [b"0".as_slice(), b"89"], "{location}");
+            assert_eq!(s.get_opt("d/missing.parquet").expect("get"), None, "{location}");
+        }
+        // As object_store's local store (`memory://` would give the bytes there are).
+        let s = Storage::open(&local, true).expect("open");
+        assert!(s.get_range("d/a b%20c#1.parquet", 8..11).is_err(), "a range past the end");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! (each a range of its minutes) as keep its input within the budget.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -29,7 +30,7 @@ use crate::parquet::{self, RowGroup};
 use crate::runs::id_index;
 use crate::silver::columns::{EVENT_TIME, SERVICE};
 use crate::silver::{CANDIDATE_COLUMNS, Dedupe, Evaluated, Load, timestamp::format_date};
-use crate::storage::{Entry, FOOTER_READ, Storage};
+use crate::storage::{self, Entry, FOOTER_READ, Storage};
 use crate::tables;
 
 pub(crate) struct LocalEngine {
@@ -249,12 +250,14 @@ fn groups_of(footer: FileMetadata) -> Groups {
 }
 
 /// The gold input columns of the rows of `entry`'s row groups that are
-/// `needed`; `None` when none is. `planned` is its footer and groups when
-/// they were read before: then only the needed chunks are read, and of
-/// them only the pages whose event times are `needed` too are decoded.
-/// Else the file (a small one) is fetched whole once, its groups come
-/// from its bytes, and the needed ones are decoded in one pass, with a
-/// footer that lists only them.
+/// `needed`; `None` when none is. Of those groups, only the pages whose
+/// event times are `needed` too are decoded ([`parquet::decode_pages`]; a
+/// merged file's pages are small). `planned` is its footer and groups when
+/// they were read before: then only the needed chunks are read. Else the
+/// file (a small one) is fetched whole once and its groups come from its
+/// bytes. polars' reader is not used here: on a file of a few rows, the
+/// many a scheduled run reads for a date with late data, setting it up
+/// costs several times the decoding.
 fn read_groups(
     output: &Storage,
     entry: &Entry,
@@ -278,11 +281,12 @@ fn read_groups(
     let columns = &gold::INPUT_COLUMNS;
     match fetched {
         Some(bytes) => {
-            let only_needed = Some(Arc::new(parquet::with_groups(footer, keep)));
-            parquet::decode_with(bytes, only_needed, Some(columns)).map(Some).map_err(unreadable)
+            let chunk = |range: Range<u64>| {
+                let range = usize::try_from(range.start).ok()?..usize::try_from(range.end).ok()?;
+                bytes.get(range.clone()).map(|_| bytes.slice(range))
+            };
+            storage::decode_pages(&entry.relative, footer, columns, keep, EVENT_TIME, &needed, chunk)
         }
-        // Of the needed groups' chunks of the gold input columns, only the
-        // pages whose event times are needed (a merged file's are small).
         None => output.get_parquet_pages(entry, footer, columns, keep, EVENT_TIME, &needed),
     }
 }
