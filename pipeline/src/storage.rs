@@ -274,13 +274,7 @@ impl Storage {
     /// more than reading a small file (a scheduled run reads many).
     pub fn get(&self, relative: &str) -> Result<Bytes> {
         if let Some(root) = &self.local_root {
-            return local_read(root, relative, |file| {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(file, &mut bytes)?;
-                Ok(vec![Bytes::from(bytes)])
-            })
-            .map(|mut parts| parts.swap_remove(0))
-            .map_err(|source| self.local_error(relative, source));
+            return std::fs::read(root.join(relative)).map(Bytes::from).map_err(|e| self.local_error(relative, e));
         }
         let path = self.path(relative);
         runtime()
@@ -588,8 +582,8 @@ impl Storage {
     /// near ranges into fewer requests, a local file is opened once.
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
         if let Some(root) = &self.local_root {
-            return local_read(root, relative, |file| ranges_of(file, ranges))
-                .map_err(|source| self.local_error(relative, source));
+            let read = |file: std::fs::File| ranges.iter().map(|range| read_range(&file, range)).collect();
+            return std::fs::File::open(root.join(relative)).and_then(read).map_err(|e| self.local_error(relative, e));
         }
         let path = self.path(relative);
         runtime().block_on(self.store.get_ranges(&path, ranges)).map_err(Error::storage(self.describe(relative)))
@@ -598,9 +592,8 @@ impl Storage {
     /// Bytes `range` of an object.
     pub(crate) fn get_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
         if let Some(root) = &self.local_root {
-            return local_read(root, relative, |file| ranges_of(file, std::slice::from_ref(&range)))
-                .map(|mut parts| parts.swap_remove(0))
-                .map_err(|source| self.local_error(relative, source));
+            let read = |file: std::fs::File| read_range(&file, &range);
+            return std::fs::File::open(root.join(relative)).and_then(read).map_err(|e| self.local_error(relative, e));
         }
         let path = self.path(relative);
         runtime().block_on(self.store.get_range(&path, range)).map_err(Error::storage(self.describe(relative)))
@@ -868,27 +861,13 @@ fn read_parquet(relative: &str, bytes: Bytes, columns: Option<&[&str]>) -> Resul
     })
 }
 
-/// `read` of the file `relative` under the local folder `root`.
-fn local_read(
-    root: &std::path::Path,
-    relative: &str,
-    read: impl FnOnce(&mut std::fs::File) -> std::io::Result<Vec<Bytes>>,
-) -> std::io::Result<Vec<Bytes>> {
-    read(&mut std::fs::File::open(root.join(relative))?)
-}
-
-/// Bytes `ranges` of a file, each read whole: a range past its end is an
-/// error, as on an object store.
-fn ranges_of(file: &mut std::fs::File, ranges: &[std::ops::Range<u64>]) -> std::io::Result<Vec<Bytes>> {
+/// Bytes `range` of a local file, read whole: a range past its end is an
+/// error, as in object_store's local store.
+fn read_range(file: &std::fs::File, range: &std::ops::Range<u64>) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
-    ranges
-        .iter()
-        .map(|range| {
-            let mut bytes = vec![0; usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX)];
-            file.read_exact_at(&mut bytes, range.start)?;
-            Ok(Bytes::from(bytes))
-        })
-        .collect()
+    let mut bytes = vec![0; usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, range.start)?;
+    Ok(Bytes::from(bytes))
 }
 
 /// [`parquet::decode_pages`] of the Parquet object `relative` (for
@@ -980,9 +959,8 @@ mod tests {
 
     #[test]
     fn a_layer_listed_after_its_log_has_its_partitions_and_no_log() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let local = dir.path().to_string_lossy().to_string();
-        for location in ["memory://storage-test/after-log", local.as_str()] {
+        let (dir, locations) = memory_and_local("after-log");
+        for location in &locations {
             let s = Storage::open(location, true).expect("open");
             for path in [
                 "t/_delta_log/00000000000000000000.json",
@@ -1000,7 +978,7 @@ mod tests {
         }
         // A local walk does not read the log folder: a name there that
         // stops a listing of the whole layer does not stop this one.
-        let s = Storage::open(&local, true).expect("open");
+        let s = Storage::open(&locations[1], true).expect("open");
         let not_utf8 = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.json");
         std::fs::write(dir.path().join("t/_delta_log").join(not_utf8), "").expect("an odd name");
         assert!(s.list("t").is_err(), "a whole listing reads the log");
@@ -1013,9 +991,8 @@ mod tests {
     /// past the end.
     #[test]
     fn reads_of_a_local_folder_equal_an_object_stores() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let local = dir.path().to_string_lossy().to_string();
-        for location in ["memory://storage-test/reads", local.as_str()] {
+        let (_dir, locations) = memory_and_local("reads");
+        for location in &locations {
             let s = Storage::open(location, true).expect("open");
             s.put("d/a b%20c#1.parquet", "0123456789").expect("put");
             let name = &s.list("d").expect("list")[0].relative;
@@ -1026,15 +1003,14 @@ mod tests {
             assert_eq!(s.get_opt("d/missing.parquet").expect("get"), None, "{location}");
         }
         // As object_store's local store (`memory://` would give the bytes there are).
-        let s = Storage::open(&local, true).expect("open");
+        let s = Storage::open(&locations[1], true).expect("open");
         assert!(s.get_range("d/a b%20c#1.parquet", 8..11).is_err(), "a range past the end");
     }
 
     #[test]
     fn get_if_match_reads_only_the_listed_version_on_memory_and_local() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let local = dir.path().to_string_lossy().to_string();
-        for location in ["memory://storage-test/if-match", local.as_str()] {
+        let (_dir, locations) = memory_and_local("if-match");
+        for location in &locations {
             let s = Storage::open(location, true).expect("open");
             s.put("g/data.parquet", "old").expect("put");
             let tag = s.list("g").expect("list")[0].e_tag.clone();
@@ -1050,9 +1026,8 @@ mod tests {
 
     #[test]
     fn delete_all_removes_every_object_under_a_prefix_and_the_local_folder() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let local = dir.path().to_string_lossy().to_string();
-        for location in ["memory://storage-test/delete-all", local.as_str()] {
+        let (dir, locations) = memory_and_local("delete-all");
+        for location in &locations {
             let s = Storage::open(location, true).expect("open");
             for path in ["_staging/r1/a/x.parquet", "_staging/r1/b.json", "_staging/r2/keep.json"] {
                 s.put(path, "x").expect("put");
@@ -1063,6 +1038,14 @@ mod tests {
             s.delete_all("_staging/r1").expect("deleting what is gone is not an error");
         }
         assert!(!dir.path().join("_staging/r1").exists(), "no emptied folder is left");
+    }
+
+    /// A `memory://` location named `name` and a local folder (gone with
+    /// the folder returned): tests hold both to the same behaviour.
+    fn memory_and_local(name: &str) -> (tempfile::TempDir, [String; 2]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().to_string_lossy().to_string();
+        (dir, [format!("memory://storage-test/{name}"), local])
     }
 
     /// object_store's own listing of `relative`, as entries.
