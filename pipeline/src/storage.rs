@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -19,7 +20,10 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::{Path, PathPart};
-use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{
+    GetOptions, GetRange, OBJECT_STORE_COALESCE_DEFAULT, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload,
+    coalesce_ranges,
+};
 
 /// The version of an object, for [`Storage::update`].
 pub use object_store::UpdateVersion as Version;
@@ -45,6 +49,41 @@ pub struct Storage {
     local_root: Option<PathBuf>,
     /// zstd level of the Parquet files this location writes.
     zstd_level: i32,
+    /// Requests made to the location through this handle and its clones.
+    requests: Arc<Counts>,
+}
+
+/// Requests made to a location, by kind: on an object store, the requests
+/// it received; on a local folder, the file operations that stand for
+/// them, one each (README, "Storage requests").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Requests {
+    /// Reads: of a whole object, of a range (ranges read together that lie
+    /// close on an object store are one request), of whether it exists.
+    pub get: u64,
+    /// Writes, conditional ones included.
+    pub put: u64,
+    /// Listings, one a call (S3 and GCS answer 1,000 keys a request).
+    pub list: u64,
+    /// Renames (on S3 and GCS a copy and a delete).
+    pub rename: u64,
+    /// Deletes.
+    pub delete: u64,
+}
+
+/// [`Requests`] as they are counted, from any thread.
+#[derive(Default)]
+struct Counts {
+    get: AtomicU64,
+    put: AtomicU64,
+    list: AtomicU64,
+    rename: AtomicU64,
+    delete: AtomicU64,
+}
+
+/// Adds `n` requests to `counter`.
+fn count(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The zstd level Parquet files are written with unless configured: level 1
@@ -146,6 +185,7 @@ impl Storage {
                 location: location.to_string(),
                 local_root: None,
                 zstd_level: DEFAULT_ZSTD_LEVEL,
+                requests: Arc::default(),
             });
         }
         if let Some((scheme, rest)) = location.split_once("://").filter(|(s, _)| *s != "file") {
@@ -158,6 +198,7 @@ impl Storage {
                 location: location.to_string(),
                 local_root: None,
                 zstd_level: DEFAULT_ZSTD_LEVEL,
+                requests: Arc::default(),
             });
         }
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
@@ -174,6 +215,7 @@ impl Storage {
             location: location.to_string(),
             local_root: Some(root),
             zstd_level: DEFAULT_ZSTD_LEVEL,
+            requests: Arc::default(),
         })
     }
 
@@ -186,6 +228,20 @@ impl Storage {
     /// The location as given by the user.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The requests made to this location so far through this handle and
+    /// its clones.
+    pub fn requests(&self) -> Requests {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counts = &self.requests;
+        Requests {
+            get: read(&counts.get),
+            put: read(&counts.put),
+            list: read(&counts.list),
+            rename: read(&counts.rename),
+            delete: read(&counts.delete),
+        }
     }
 
     /// The local folder behind this location, if it is one.
@@ -249,6 +305,7 @@ impl Storage {
     pub fn list_after(&self, relative: &str, after: Option<&str>) -> Result<Vec<Entry>> {
         let prefix = self.path(relative);
         let after = after.map(|after| self.path(after));
+        count(&self.requests.list, 1);
         let metas = match (&self.local_root, &after) {
             (Some(root), _) => local_list(root, relative, prefix, after.as_ref())?,
             (None, Some(after)) => collect(self.store.list_with_offset(Some(&prefix), after), &prefix)?,
@@ -273,6 +330,7 @@ impl Storage {
     /// a thread of object_store's runtime (README, "How a run reads").
     /// So are [`Storage::get_range`] and [`Storage::get_ranges`].
     pub fn get(&self, relative: &str) -> Result<Bytes> {
+        count(&self.requests.get, 1);
         if let Some(root) = &self.local_root {
             return std::fs::read(root.join(relative)).map(Bytes::from).map_err(|e| self.local_error(relative, e));
         }
@@ -293,6 +351,7 @@ impl Storage {
     /// Whether an object exists at `relative`: one `stat` on a local
     /// folder, a `HEAD` request elsewhere.
     pub(crate) fn exists(&self, relative: &str) -> Result<bool> {
+        count(&self.requests.get, 1);
         if let Some(root) = &self.local_root {
             let path = root.join(relative);
             return path.try_exists().map_err(|source| Error::Io { path, source });
@@ -311,6 +370,7 @@ impl Storage {
     pub(crate) fn get_if_match(&self, relative: &str, e_tag: Option<&str>) -> Result<Option<Bytes>> {
         let path = self.path(relative);
         let options = GetOptions { if_match: e_tag.map(str::to_string), ..GetOptions::default() };
+        count(&self.requests.get, 1);
         match runtime().block_on(async { self.store.get_opts(&path, options).await?.bytes().await }) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
@@ -324,6 +384,7 @@ impl Storage {
     /// surface as `io::Error`s wrapping [`SourceError`].
     pub(crate) fn open_read(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + Send>> {
         if let Some(root) = &self.local_root {
+            count(&self.requests.get, 1);
             let path = root.join(&entry.relative);
             let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
             return Ok(Box::new(LocalRead { file, path }));
@@ -341,6 +402,7 @@ impl Storage {
     /// Writes an object; it appears whole or not at all (local: temp file + rename).
     pub fn put(&self, relative: &str, data: impl Into<Bytes>) -> Result<()> {
         let path = self.path(relative);
+        count(&self.requests.put, 1);
         runtime()
             .block_on(self.store.put(&path, PutPayload::from(data.into())))
             .map(drop)
@@ -351,6 +413,7 @@ impl Storage {
     /// one already did (S3: `If-None-Match: *`).
     pub fn create(&self, relative: &str, data: impl Into<Bytes>) -> Result<Option<Version>> {
         let path = self.path(relative);
+        count(&self.requests.put, 1);
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), PutMode::Create.into())) {
             Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
@@ -364,6 +427,7 @@ impl Storage {
     pub(crate) fn update(&self, relative: &str, data: impl Into<Bytes>, version: &Version) -> Result<Option<Version>> {
         let path = self.path(relative);
         let mode = PutMode::Update(version.clone());
+        count(&self.requests.put, 1);
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), mode.into())) {
             Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
             Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
@@ -374,6 +438,7 @@ impl Storage {
     /// Reads an object with its version; `None` when it does not exist.
     pub(crate) fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>> {
         let path = self.path(relative);
+        count(&self.requests.get, 1);
         let result = runtime().block_on(async {
             let got = self.store.get(&path).await?;
             let version = Version { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
@@ -389,6 +454,7 @@ impl Storage {
     /// Moves an object (atomic on a local folder; copy + delete on object stores).
     pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from), self.path(to));
+        count(&self.requests.rename, 1);
         runtime().block_on(self.store.rename(&src, &dst)).map_err(Error::storage(format!("{}/{from}", self.location)))
     }
 
@@ -428,6 +494,7 @@ impl Storage {
             if !is_interrupted_write(&name.to_string_lossy()) || !entry.path().is_file() {
                 continue;
             }
+            count(&self.requests.delete, 1);
             match std::fs::remove_file(entry.path()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::Io { path: entry.path(), source: e });
@@ -441,6 +508,7 @@ impl Storage {
     /// Deletes an object; a missing one is not an error.
     pub fn delete(&self, relative: &str) -> Result<()> {
         let path = self.path(relative);
+        count(&self.requests.delete, 1);
         match runtime().block_on(self.store.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
@@ -579,14 +647,23 @@ impl Storage {
     }
 
     /// Bytes `ranges` of an object, in one call: a remote store coalesces
-    /// near ranges into fewer requests, a local file is opened once.
+    /// near ranges into fewer requests (as object_store's `get_ranges`
+    /// does, counting each), a local file is opened once and read a range
+    /// at a time.
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
         if let Some(root) = &self.local_root {
+            count(&self.requests.get, ranges.len() as u64);
             let read = |file: std::fs::File| ranges.iter().map(|range| read_range(&file, range)).collect();
             return std::fs::File::open(root.join(relative)).and_then(read).map_err(|e| self.local_error(relative, e));
         }
         let path = self.path(relative);
-        runtime().block_on(self.store.get_ranges(&path, ranges)).map_err(Error::storage(self.describe(relative)))
+        let fetch = |range| {
+            count(&self.requests.get, 1);
+            self.store.get_range(&path, range)
+        };
+        runtime()
+            .block_on(coalesce_ranges(ranges, fetch, OBJECT_STORE_COALESCE_DEFAULT))
+            .map_err(Error::storage(self.describe(relative)))
     }
 
     /// Bytes `range` of an object.
@@ -595,6 +672,7 @@ impl Storage {
             return self.get_ranges(relative, std::slice::from_ref(&range)).map(|mut parts| parts.swap_remove(0));
         }
         let path = self.path(relative);
+        count(&self.requests.get, 1);
         runtime().block_on(self.store.get_range(&path, range)).map_err(Error::storage(self.describe(relative)))
     }
 
@@ -691,6 +769,7 @@ impl std::io::Read for RangedRead {
             };
             let path = self.storage.path(&self.relative);
             let store = &self.storage.store;
+            count(&self.storage.requests.get, 1);
             let location = || format!("{}/{}", self.storage.location, self.relative);
             self.block = runtime()
                 .block_on(async { store.get_opts(&path, options).await?.bytes().await })
@@ -1004,6 +1083,31 @@ mod tests {
         // As object_store's local store (`memory://` would give the bytes there are).
         let s = Storage::open(&locations[1], true).expect("open");
         assert!(s.get_range("d/a b%20c#1.parquet", 8..11).is_err(), "a range past the end");
+    }
+
+    #[test]
+    fn requests_are_counted_by_kind_and_shared_by_clones() {
+        let (_dir, locations) = memory_and_local("requests");
+        for (location, near_ranges) in locations.iter().zip([1, 2]) {
+            let s = Storage::open(location, true).expect("open");
+            let clone = s.clone().with_zstd_level(3);
+            s.put("r/a.json", "0123456789").expect("put");
+            assert!(clone.create("r/a.json", "x").expect("create").is_none());
+            clone.list("r").expect("list");
+            s.get("r/a.json").expect("get");
+            assert_eq!(s.get_opt("r/missing.json").expect("get"), None);
+            assert!(s.exists("r/a.json").expect("exists"));
+            s.get_range("r/a.json", 2..5).expect("range");
+            // Two ranges bytes apart: one request to an object store, two reads of a local file.
+            s.get_ranges("r/a.json", &[0..1, 8..10]).expect("ranges");
+            s.rename("r/a.json", "r/b.json").expect("rename");
+            s.delete("r/b.json").expect("delete");
+            let expected = Requests { get: 4 + near_ranges, put: 2, list: 1, rename: 1, delete: 1 };
+            assert_eq!(s.requests(), expected, "{location}");
+            assert_eq!(clone.requests(), expected, "{location}: a clone counts with its original");
+            let fresh = Storage::open(location, true).expect("open");
+            assert_eq!(fresh.requests(), Requests::default(), "{location}: another handle counts apart");
+        }
     }
 
     #[test]
