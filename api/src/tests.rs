@@ -131,6 +131,7 @@ fn write_manifest_with(
         compacted: Vec::new(),
         expired: Vec::new(),
         expired_runs: Vec::new(),
+        storage_requests: None,
         error: None,
     };
     output.put(&Manifest::path(run_id), manifest.to_json()).expect("write manifest");

@@ -524,3 +524,39 @@ fn incremental_listing_reads_from_the_newest_folder_and_a_full_listing_finds_the
     let out = run(dir.path(), "inbox", "out", &incremental);
     assert!(text(&out).contains("Nothing new"), "{}", text(&out));
 }
+
+/// A run's manifest counts the requests it made to its input and output,
+/// publishing included (README "Storage requests"); a run whose publish
+/// a later run finished has no count, that run's requests being others.
+#[test]
+fn a_manifest_counts_its_runs_storage_requests_unless_another_run_published_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixture("basic"), &dir.path().join("in"));
+    let first = run(dir.path(), "in", "out", &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let [manifest] = manifests(&dir.path().join("out")).try_into().expect("one manifest");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    let requests = &manifest["storage_requests"];
+    let count = |location: &str, kind: &str| requests[location][kind].as_u64().expect("a count");
+    let listed = |key: &str| manifest[key].as_array().expect("a list").len() as u64;
+    assert_eq!(count("input", "list"), 1, "{requests}");
+    assert_eq!(count("input", "get"), listed("files"), "each ingested file read once: {requests}");
+    assert_eq!(count("input", "put") + count("input", "rename") + count("input", "delete"), 0, "{requests}");
+    assert_eq!(count("output", "rename"), listed("outputs"), "each staged file moved into place: {requests}");
+    assert!(count("output", "put") > listed("outputs"), "staged files, logs and the index: {requests}");
+
+    std::fs::write(
+        dir.path().join("in/e_late.csv"),
+        "event_id,service,event_type,timestamp,latency_ms,status_code\nlate1,checkout,request,2026-01-12T10:15:45Z,1.5,200\n",
+    )
+    .expect("write a new file");
+    let crashed = run(dir.path(), "in", "out", &["--crash-at", "tables-committed"]);
+    assert!(!crashed.status.success(), "{}", text(&crashed));
+    let finisher = run(dir.path(), "in", "out", &[]);
+    assert!(finisher.status.success(), "{}", text(&finisher));
+    let manifests = manifests(&dir.path().join("out"));
+    let [_, recovered] = manifests.as_slice() else { panic!("two manifests: {manifests:?}") };
+    let recovered: serde_json::Value = serde_json::from_str(recovered).expect("json");
+    assert_eq!(recovered["files"][0]["path"], "e_late.csv", "{recovered}");
+    assert!(recovered.get("storage_requests").is_none(), "{recovered}");
+}

@@ -15,7 +15,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::lock::{LOCK_FILE, Lock};
-use super::manifest::{Manifest, RUNS_DIR};
+use super::manifest::{Manifest, RUNS_DIR, StorageRequests};
 use super::options::{CrashPoint, RunOptions};
 use super::{id_index, ingested_index};
 use crate::error::{Error, Result};
@@ -101,6 +101,9 @@ fn publish(output: &Storage, manifest: &Manifest, options: &RunOptions, heads: O
 fn finish_publish(output: &Storage, manifest: &Manifest, options: &RunOptions) -> Result<()> {
     let run_id = &manifest.run_id;
     checkpoint(options, CrashPoint::Published)?;
+    // Publishing's requests too, when the run's own command publishes it.
+    let requests = manifest.storage_requests.map(|r| StorageRequests { output: output.requests(), ..r });
+    let manifest = &Manifest { storage_requests: requests, ..manifest.clone() };
     output.put(&Manifest::path(run_id), manifest.to_json())?;
     output.delete(&layout::staged(run_id, COMMIT_MARKER))?;
     // Published: what is left is an emptied folder (local outputs).
@@ -138,7 +141,9 @@ pub(super) fn recover_staging(output: &Storage, lock: &Lock, log: LogPolicy) -> 
             Some(bytes) => {
                 warn!(run_id, "Finishing the publish of a run that stopped after committing.");
                 let options = RunOptions { log, ..RunOptions::default() };
-                publish(output, &Manifest::from_json(&bytes, &marker)?, &options, None)?;
+                // This command's requests are not the stopped run's.
+                let manifest = Manifest { storage_requests: None, ..Manifest::from_json(&bytes, &marker)? };
+                publish(output, &manifest, &options, None)?;
             }
             None => {
                 warn!(run_id, files = files.len(), "Removing files of a run that stopped before committing.");

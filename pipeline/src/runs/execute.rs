@@ -21,7 +21,7 @@ use super::engine::{self, Engine};
 use super::ingest::Candidate;
 use super::ingested_index::IngestedIndex;
 use super::lock::Lock;
-use super::manifest::{Manifest, RunStatus, new_run_id};
+use super::manifest::{Manifest, RunStatus, StorageRequests, new_run_id};
 use super::options::{CrashPoint, RunOptions};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -220,6 +220,10 @@ impl Run<'_> {
             compacted: Vec::new(),
             expired: Vec::new(),
             expired_runs: Vec::new(),
+            storage_requests: Some(StorageRequests {
+                input: self.ctx.input.requests(),
+                output: self.ctx.output.requests(),
+            }),
             error,
         }
     }

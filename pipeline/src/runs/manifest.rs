@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::EngineKind;
 use crate::error::{Error, Result};
 use crate::silver::Counters;
-use crate::storage::Storage;
+use crate::storage::{Requests, Storage};
 
 pub const RUNS_DIR: &str = "_runs";
 
@@ -127,7 +127,20 @@ pub struct Manifest {
     /// A vacuum's: the ids of the runs whose manifests it deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expired_runs: Vec<String>,
+    /// Requests an ingesting run made to its input and output up to
+    /// writing this manifest (README "Storage requests"). Absent for a
+    /// maintenance run, for a run whose publishing a later command
+    /// finished, and in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_requests: Option<StorageRequests>,
     pub error: Option<String>,
+}
+
+/// The requests a run made to each of its two locations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageRequests {
+    pub input: Requests,
+    pub output: Requests,
 }
 
 impl Manifest {
@@ -159,6 +172,7 @@ impl Manifest {
             compacted: Vec::new(),
             expired: Vec::new(),
             expired_runs: Vec::new(),
+            storage_requests: None,
             error: None,
         }
     }

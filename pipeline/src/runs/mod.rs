@@ -21,7 +21,7 @@ mod vacuum;
 
 // The manifest is read by the api crate and the tests; the rest is the
 // command line's.
-pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, UnreadableFile};
+pub use manifest::{FileRecord, LayerRows, Manifest, RUNS_DIR, RunStatus, StorageRequests, UnreadableFile};
 
 pub(crate) use compact::compact_output;
 pub(crate) use execute::{Outcome, run};
