@@ -15,8 +15,10 @@ RSS, the median seconds of the stages whose work grows with history (gold
 and duplicate detection read the dates a run touches; discovery lists the
 input and loads the ingested-files index), the most Parquet files in one
 partition of bronze, silver and rejects, the number of table versions and
-the size of the Delta logs, of `_state/` and of `_runs/`, and how long
-python `deltalake` takes to open the gold table. Then the last window's median wall over the
+the size of the Delta logs, of `_state/` and of `_runs/`, how long
+python `deltalake` takes to open the gold table, and the median requests
+a run made to its output, by kind (from its manifest: on this local
+folder, the file operations that stand for an object store's requests). Then the last window's median wall over the
 first's; the same comparison paired (PAIRS more runs each on a copy of
 the output halfway through the first window and on one of the final
 output, taken in turn, so that a shared machine's load, which moves over
@@ -141,6 +143,18 @@ def stage(manifest, name):
         return json.load(f).get("stage_seconds", {}).get(name, 0.0)
 
 
+REQUEST_KINDS = ("get", "put", "list", "rename", "delete")
+
+
+def output_requests(manifest):
+    """The requests a run's manifest records it made to its output, by kind."""
+    if manifest is None:
+        return dict.fromkeys(REQUEST_KINDS, 0)
+    with open(manifest) as f:
+        counts = json.load(f)["storage_requests"]["output"]
+    return {kind: counts[kind] for kind in REQUEST_KINDS}
+
+
 def open_ms(root):
     """Milliseconds python deltalake takes to open a table's newest version
     and list its files: the best of three (the first also starts its runtime)."""
@@ -242,7 +256,7 @@ def main():
           f"work in {work}", flush=True)
     header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "median gold / dedupe / discover s",
               "most files in a partition", "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB",
-              "open gold table ms")
+              "open gold table ms", "median output requests get / put / list / rename / delete")
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header), flush=True)
     recent, window, medians, worst_files = [], [], [], 0
@@ -264,11 +278,13 @@ def main():
             medians.append(statistics.median(walls))
             stages = " / ".join(f"{statistics.median(stage(m, name) for _, _, m in window):.3f}"
                                 for name in ("gold", "dedupe", "discover"))
+            requests = [output_requests(m) for _, _, m in window]
+            requests = " / ".join(f"{statistics.median(r[kind] for r in requests):.0f}" for kind in REQUEST_KINDS)
             versions, logs, state, manifests, runs_size = sizes(out)
             first = run + 1 - len(window)
             print(f"| {first}–{run} | {medians[-1]:.3f} | {max(walls):.3f} | {max(r for _, r, _ in window):.0f} | "
                   f"{stages} | {most_files_in_a_partition(out)} | {versions} | {mib(logs)} | {mib(state)} | "
-                  f"{manifests} | {mib(runs_size)} | {open_ms(os.path.join(out, GOLD)):.0f} |", flush=True)
+                  f"{manifests} | {mib(runs_size)} | {open_ms(os.path.join(out, GOLD)):.0f} | {requests} |", flush=True)
             window = []
 
     failures = []

@@ -649,10 +649,10 @@ impl Storage {
     /// Bytes `ranges` of an object, in one call: a remote store coalesces
     /// near ranges into fewer requests (as object_store's `get_ranges`
     /// does, counting each), a local file is opened once and read a range
-    /// at a time.
+    /// at a time (counted as the requests an object store would get).
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
         if let Some(root) = &self.local_root {
-            count(&self.requests.get, ranges.len() as u64);
+            count(&self.requests.get, coalesced(ranges));
             let read = |file: std::fs::File| ranges.iter().map(|range| read_range(&file, range)).collect();
             return std::fs::File::open(root.join(relative)).and_then(read).map_err(|e| self.local_error(relative, e));
         }
@@ -784,6 +784,28 @@ impl std::io::Read for RangedRead {
         buf[..n].copy_from_slice(&self.block.split_to(n));
         Ok(n)
     }
+}
+
+/// How many requests object_store's `get_ranges` makes for `ranges`: one
+/// for each run of ranges less than [`OBJECT_STORE_COALESCE_DEFAULT`]
+/// apart, as its `coalesce_ranges` merges them (sorted by start).
+fn coalesced(ranges: &[std::ops::Range<u64>]) -> u64 {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable_by_key(|range| range.start);
+    let mut requests = 0;
+    let mut end: Option<u64> = None;
+    for range in sorted {
+        match end {
+            Some(last) if range.start.checked_sub(last).is_none_or(|gap| gap <= OBJECT_STORE_COALESCE_DEFAULT) => {
+                end = Some(last.max(range.end));
+            }
+            _ => {
+                requests += 1;
+                end = Some(range.end);
+            }
+        }
+    }
+    requests
 }
 
 /// An object store's listing, in full.
@@ -1088,21 +1110,23 @@ mod tests {
     #[test]
     fn requests_are_counted_by_kind_and_shared_by_clones() {
         let (_dir, locations) = memory_and_local("requests");
-        for (location, near_ranges) in locations.iter().zip([1, 2]) {
+        let far = OBJECT_STORE_COALESCE_DEFAULT + 20;
+        for location in &locations {
             let s = Storage::open(location, true).expect("open");
             let clone = s.clone().with_zstd_level(3);
-            s.put("r/a.json", "0123456789").expect("put");
+            s.put("r/a.json", vec![7u8; far as usize]).expect("put");
             assert!(clone.create("r/a.json", "x").expect("create").is_none());
             clone.list("r").expect("list");
             s.get("r/a.json").expect("get");
             assert_eq!(s.get_opt("r/missing.json").expect("get"), None);
             assert!(s.exists("r/a.json").expect("exists"));
             s.get_range("r/a.json", 2..5).expect("range");
-            // Two ranges bytes apart: one request to an object store, two reads of a local file.
-            s.get_ranges("r/a.json", &[0..1, 8..10]).expect("ranges");
+            // Near ranges are one request, as object_store merges them; far ones are two.
+            s.get_ranges("r/a.json", &[8..10, 0..1, 3..7]).expect("near ranges");
+            s.get_ranges("r/a.json", &[0..10, far - 5..far]).expect("far ranges");
             s.rename("r/a.json", "r/b.json").expect("rename");
             s.delete("r/b.json").expect("delete");
-            let expected = Requests { get: 4 + near_ranges, put: 2, list: 1, rename: 1, delete: 1 };
+            let expected = Requests { get: 7, put: 2, list: 1, rename: 1, delete: 1 };
             assert_eq!(s.requests(), expected, "{location}");
             assert_eq!(clone.requests(), expected, "{location}: a clone counts with its original");
             let fresh = Storage::open(location, true).expect("open");
