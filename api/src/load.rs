@@ -89,6 +89,7 @@ impl Reloader {
                 finished_at: manifest.finished_at,
                 reject_ratio: manifest.reject_ratio,
                 unreadable_files: manifest.unreadable_files.len(),
+                storage_requests: manifest.storage_requests.map(Box::new),
             });
         }
         if let Some(last) = listing.last() {

@@ -2,7 +2,7 @@
 //! run), with manifests read from `_runs/` when a page needs them.
 
 use chrono::{DateTime, Utc};
-use pipeline::runs::RunStatus;
+use pipeline::runs::{RunStatus, StorageRequests};
 
 /// One run, as the index keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,9 @@ pub(crate) struct RunEntry {
     pub(crate) reject_ratio: f64,
     /// Input files the run could not read.
     pub(crate) unreadable_files: usize,
+    /// The requests the run made to its input and output; kept for the
+    /// newest run only, so that a year of runs stays a few dozen bytes each.
+    pub(crate) storage_requests: Option<Box<StorageRequests>>,
 }
 
 /// Every run of the output, oldest first (run ids sort by start time).
@@ -34,6 +37,9 @@ impl RunIndex {
             self.entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         }
         self.entries.dedup_by(|a, b| a.run_id == b.run_id);
+        if let Some((_, older)) = self.entries.split_last_mut() {
+            older.iter_mut().for_each(|e| e.storage_requests = None);
+        }
     }
 
     /// The newest run, whatever its status.
@@ -79,6 +85,7 @@ mod tests {
             finished_at: DateTime::UNIX_EPOCH,
             reject_ratio: 0.0,
             unreadable_files: 0,
+            storage_requests: Some(Box::default()),
         }
     }
 
@@ -98,6 +105,8 @@ mod tests {
         assert_eq!((index.count(RunStatus::Succeeded), index.count(RunStatus::QualityGateFailed)), (2, 1));
         assert_eq!(index.find("r2").map(|e| e.status), Some(RunStatus::QualityGateFailed));
         assert!(index.find("r9").is_none());
+        let with_requests: Vec<_> = index.page(None, 0, 10).0.iter().map(|e| e.storage_requests.is_some()).collect();
+        assert_eq!(with_requests, [true, false, false, false], "requests are kept for the newest run only");
         let (page, total) = index.page(None, 10, 5);
         assert_eq!((page.len(), total), (0, 4));
     }

@@ -52,6 +52,12 @@ struct PlaceLabels {
     place: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestKindLabels {
+    location: &'static str,
+    kind: &'static str,
+}
+
 /// Every metric the server exposes.
 pub(crate) struct Telemetry {
     registry: Registry,
@@ -80,6 +86,7 @@ struct PipelineHealth {
     last_unreadable: Gauge,
     since_success: Gauge<f64, AtomicU64>,
     runs: Family<StatusLabels, Gauge>,
+    last_requests: Family<RequestKindLabels, Gauge>,
 }
 
 const STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::QualityGateFailed, RunStatus::Failed];
@@ -159,6 +166,11 @@ impl Telemetry {
             p.since_success.clone(),
         );
         pipeline.register("runs", "Runs in the output's manifests, by status", p.runs.clone());
+        pipeline.register(
+            "last_run_storage_requests",
+            "Requests the newest run made to its input or output, by kind (absent when its manifest has none)",
+            p.last_requests.clone(),
+        );
         Telemetry { registry: root, ..t }
     }
 
@@ -200,6 +212,7 @@ impl PipelineHealth {
             self.runs.get_or_create(&StatusLabels { status: status.as_str() }).set(runs.count(status) as i64);
         }
         self.last_run.clear();
+        self.last_requests.clear();
         let Some(last) = runs.newest() else { return };
         self.last_run.get_or_create(&RunLabels { run_id: last.run_id.clone() }).set(1);
         for status in STATUSES {
@@ -210,6 +223,20 @@ impl PipelineHealth {
         self.last_finished.set(last.finished_at.timestamp_millis() as f64 / 1000.0);
         self.last_reject_ratio.set(last.reject_ratio);
         self.last_unreadable.set(last.unreadable_files as i64);
+        for (location, requests) in
+            last.storage_requests.iter().flat_map(|r| [("input", r.input), ("output", r.output)])
+        {
+            let kinds = [
+                ("get", requests.get),
+                ("put", requests.put),
+                ("list", requests.list),
+                ("rename", requests.rename),
+                ("delete", requests.delete),
+            ];
+            for (kind, n) in kinds {
+                self.last_requests.get_or_create(&RequestKindLabels { location, kind }).set(n as i64);
+            }
+        }
         if let Some(success) = runs.newest_with(RunStatus::Succeeded) {
             self.since_success.set((Utc::now() - success.finished_at).num_milliseconds() as f64 / 1000.0);
         }

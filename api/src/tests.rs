@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pipeline::runs::{LayerRows, Manifest, RunStatus};
+use pipeline::runs::{LayerRows, Manifest, RunStatus, StorageRequests};
 use pipeline::storage::Storage;
 use polars::prelude::*;
 use proptest::prelude::*;
@@ -86,17 +86,20 @@ fn write_gold_as(output: &Storage, rows: &[Row], file: &str) {
 }
 
 fn write_manifest(output: &Storage, run_id: &str, status: RunStatus) {
-    write_manifest_with(output, run_id, status, chrono::DateTime::UNIX_EPOCH, 0.0, 0);
+    put_manifest(output, &manifest_with(run_id, status, chrono::DateTime::UNIX_EPOCH, 0.0, 0));
 }
 
-fn write_manifest_with(
-    output: &Storage,
+fn put_manifest(output: &Storage, manifest: &Manifest) {
+    output.put(&Manifest::path(&manifest.run_id), manifest.to_json()).expect("write manifest");
+}
+
+fn manifest_with(
     run_id: &str,
     status: RunStatus,
     finished_at: chrono::DateTime<chrono::Utc>,
     reject_ratio: f64,
     unreadable: usize,
-) {
+) -> Manifest {
     let unreadable = (0..unreadable)
         .map(|i| pipeline::runs::UnreadableFile {
             path: format!("bad-{i}.csv"),
@@ -106,7 +109,7 @@ fn write_manifest_with(
             error: "unreadable".into(),
         })
         .collect();
-    let manifest = Manifest {
+    Manifest {
         run_id: run_id.into(),
         status,
         started_at: chrono::DateTime::UNIX_EPOCH,
@@ -133,8 +136,7 @@ fn write_manifest_with(
         expired_runs: Vec::new(),
         storage_requests: None,
         error: None,
-    };
-    output.put(&Manifest::path(run_id), manifest.to_json()).expect("write manifest");
+    }
 }
 
 fn fixture_rows() -> Vec<Row> {
@@ -857,8 +859,12 @@ fn pipeline_health_comes_from_the_manifests() {
     write_manifest(&out, "r1", RunStatus::Succeeded);
     write_manifest(&out, "r2", RunStatus::Succeeded);
     let finished = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
-    write_manifest_with(&out, "r3", RunStatus::QualityGateFailed, finished, 0.4, 2);
-    let s = State::new(out, Budget::from_mb(1), Access::open());
+    let mut r3 = manifest_with("r3", RunStatus::QualityGateFailed, finished, 0.4, 2);
+    let output_requests = pipeline::storage::Requests { get: 181, put: 16, list: 25, rename: 11, delete: 3 };
+    let input_requests = pipeline::storage::Requests { get: 2, list: 1, ..Default::default() };
+    r3.storage_requests = Some(StorageRequests { input: input_requests, output: output_requests });
+    put_manifest(&out, &r3);
+    let s = State::new(out.clone(), Budget::from_mb(1), Access::open());
     s.reload().expect("reload");
     let response = block_on(warp::test::request().path("/-/metrics").reply(&crate::routes::routes(s.clone())));
     let text = String::from_utf8(response.body().to_vec()).expect("text");
@@ -878,6 +884,21 @@ fn pipeline_health_comes_from_the_manifests() {
     assert_eq!(value(r#"runs{status="succeeded"}"#), Some(2.0));
     assert_eq!(value(r#"runs{status="quality_gate_failed"}"#), Some(1.0));
     assert_eq!(value(r#"runs{status="failed"}"#), Some(0.0));
+    let requests = |location: &str, kind: &str| {
+        value(&format!(r#"last_run_storage_requests{{location="{location}",kind="{kind}"}}"#))
+    };
+    assert_eq!(requests("output", "get"), Some(181.0), "{text}");
+    assert_eq!(requests("output", "delete"), Some(3.0));
+    assert_eq!(requests("input", "list"), Some(1.0));
+    assert_eq!(requests("input", "put"), Some(0.0));
     // The server's own series keep their names.
     assert!(text.contains("minutely_api_http_requests_total") || text.contains("minutely_api_reloads_total"));
+
+    // A newest run without a count (its publish finished by a later run) has no requests series.
+    write_manifest(&out, "r4", RunStatus::Succeeded);
+    s.reload().expect("reload");
+    let response = block_on(warp::test::request().path("/-/metrics").reply(&crate::routes::routes(s.clone())));
+    let text = String::from_utf8(response.body().to_vec()).expect("text");
+    assert!(text.contains(r#"minutely_pipeline_last_run{run_id="r4"} 1"#), "{text}");
+    assert!(!text.contains("minutely_pipeline_last_run_storage_requests{"), "{text}");
 }
