@@ -98,6 +98,21 @@ fn layers_on_s3_equal_a_local_run_and_known_files_are_skipped() {
     assert_eq!(snapshot(&dir.path().join("from-s3")), reference, "S3 layers differ from a local run");
     assert!(!dir.path().join("from-s3/_lock").exists(), "the lease is released after the run");
     assert!(!dir.path().join("from-s3/_staging").exists(), "no staging left behind");
+    // A local folder counts its requests as S3 receives them (README
+    // "Storage requests"): a first run finds no checkpoint on either, and
+    // only the lock differs (on S3 a lease object written once, a file
+    // lock on a local folder).
+    let requests = |out: &str| {
+        let runs = dir.path().join(out).join("_runs");
+        let [manifest] = files_under(&runs).try_into().expect("one manifest");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(runs.join(manifest)).expect("read")).expect("json");
+        manifest["storage_requests"].clone()
+    };
+    let (on_s3, mut on_local) = (requests("from-s3"), requests("local"));
+    assert!(on_local["output"]["put"].as_u64().is_some_and(|n| n > 0), "{on_local}");
+    on_local["output"]["put"] = (on_local["output"]["put"].as_u64().unwrap_or_default() + 1).into();
+    assert_eq!(on_s3, on_local, "the same requests on S3 and on a local folder, but for the lease");
 
     let second = run(&[]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
