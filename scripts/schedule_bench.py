@@ -17,14 +17,19 @@ input and loads the ingested-files index), the most Parquet files in one
 partition of bronze, silver and rejects, the number of table versions and
 the size of the Delta logs, of `_state/` and of `_runs/`, how long
 python `deltalake` takes to open the gold table, and the median requests
-a run made to its output, by kind (from its manifest: on this local
-folder, the file operations that stand for an object store's requests). Then the last window's median wall over the
-first's; the same comparison paired (PAIRS more runs each on a copy of
+a run made to its output, by kind (from its manifest; on a local folder,
+the file operations that stand for an object store's requests). Then
+the last window's median wall over the first's; the same comparison paired (PAIRS more runs each on a copy of
 the output halfway through the first window and on one of the final
 output, taken in turn, so that a shared machine's load, which moves over
 the minutes between the windows, weighs on both alike); and a check that the
 layers equal those of one run over the same files (gold exactly, bronze,
 silver and rejects as sets of rows, run ids and ingestion times aside).
+
+With --store s3 the output is a bucket on a local S3 server (moto on
+127.0.0.1, started by scripts/s3-server.sh and stopped at the end), so
+that a run's requests are an object store's and its wall includes them;
+the inbox and the one-run reference stay local.
 
 With --before BIN the paired runs take a third copy, of the final output,
 run by BIN (another build): the late runs of the two builds side by side,
@@ -38,13 +43,12 @@ median wall, or the paired median, is above R times the first's.
 Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
          [--events E] [--late-share S] [--late-days D] [--repeat-share S]
          [--compact-min-files M] [--listing incremental|full] [--max-ratio R]
-         [--pairs PAIRS] [--before BIN] [--seed S]
+         [--pairs PAIRS] [--before BIN] [--store local|s3] [--seed S]
 Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
-       removed at the end unless KEEP=1).
+       removed at the end unless KEEP=1; an S3 output goes with its server).
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import random
@@ -56,6 +60,7 @@ import tempfile
 import time
 
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 SERVICES = ["checkout", "search", "auth", "catalog", "payments", "profile", "cart", "shipping"]
@@ -70,6 +75,82 @@ LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
 CADENCE = datetime.timedelta(minutes=5)
 # Runs between full listings: the default full_listing_hours (24) at CADENCE.
 FULL_LISTING_EVERY = 288
+S3_BUCKET = "schedule"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
+class Store:
+    """Where outputs live: local folders, or (with an S3 server's
+    endpoint) keys of S3_BUCKET. A location is a folder path or an
+    `s3://` URL, as the pipeline takes it."""
+
+    def __init__(self, endpoint=None):
+        self.endpoint = endpoint
+        self.fs = pafs.LocalFileSystem()
+        if endpoint:
+            self.fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://", 1)[1], scheme="http",
+                                        access_key=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                                        secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"], region=S3_KEYS["AWS_REGION"])
+
+    def location(self, work, name):
+        return f"s3://{S3_BUCKET}/{name}" if self.endpoint else os.path.join(work, name)
+
+    def path(self, location):
+        """A location as `self.fs` names it."""
+        return location.split("://", 1)[1] if self.endpoint else os.path.abspath(location)
+
+    def files(self, location):
+        """(path relative to `location`, size) of every file under it."""
+        root = self.path(location)
+        selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+        return [(i.path[len(root):].lstrip("/"), i.size) for i in self.fs.get_file_info(selector)
+                if i.type == pafs.FileType.File]
+
+    def read_json(self, location):
+        with self.fs.open_input_stream(self.path(location)) as f:
+            return json.loads(f.read())
+
+    def copy(self, source, to):
+        if not self.endpoint:
+            shutil.copytree(source, to, symlinks=True)
+            return
+        for relative, _ in self.files(source):
+            self.fs.copy_file(f"{self.path(source)}/{relative}", f"{self.path(to)}/{relative}")
+
+    def delete(self, location):
+        if self.endpoint:
+            self.fs.delete_dir_contents(self.path(location), missing_dir_ok=True)
+        else:
+            shutil.rmtree(location, ignore_errors=True)
+
+    def env(self):
+        """What a pipeline process needs to reach the store."""
+        return {"AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true", **S3_KEYS} if self.endpoint else {}
+
+    def open_table(self, location):
+        options = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true", **S3_KEYS} if self.endpoint else None
+        return DeltaTable(location, storage_options=options)
+
+
+def start_s3_server():
+    """moto on 127.0.0.1 with S3_BUCKET (scripts/s3-server.sh, which
+    installs it on first use); it serves until its standard input closes."""
+    server = subprocess.Popen([os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3-server.sh"), S3_BUCKET],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    if not line.startswith("ready "):
+        server.kill()
+        sys.exit(f"the S3 server did not start: {line!r}")
+    return server, line.split()[1]
+
+
+def stop(server):
+    server.stdin.close()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def parse_args():
@@ -86,6 +167,7 @@ def parse_args():
     p.add_argument("--max-ratio", type=float)
     p.add_argument("--pairs", type=int, default=48, help="paired runs at the end (0: none)")
     p.add_argument("--before", help="another build's binary, for late runs paired with this build's")
+    p.add_argument("--store", choices=["local", "s3"], default="local", help="where the output is")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args()
 
@@ -120,7 +202,7 @@ def deliver(inbox, run, now, args, rng, recent):
 
 
 def run_pipeline(pipeline, inbox, out, env):
-    """`pipeline run`; returns (wall seconds, peak RSS MiB, the run's manifest path)."""
+    """`pipeline run`; returns (wall seconds, peak RSS MiB, the run's manifest location)."""
     start = time.perf_counter()
     proc = subprocess.Popen([pipeline, "run", "--input", inbox, "--output", out],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -135,72 +217,65 @@ def run_pipeline(pipeline, inbox, out, env):
     return wall, usage.ru_maxrss / 1024, manifest
 
 
-def stage(manifest, name):
-    """Seconds a run's manifest records for one of its stages."""
-    if manifest is None:
-        return 0.0
-    with open(manifest) as f:
-        return json.load(f).get("stage_seconds", {}).get(name, 0.0)
-
-
 REQUEST_KINDS = ("get", "put", "list", "rename", "delete")
+
+
+def stage(manifest, name):
+    """Seconds a run's manifest (None: the run wrote none) records for one of its stages."""
+    return (manifest or {}).get("stage_seconds", {}).get(name, 0.0)
 
 
 def output_requests(manifest):
     """The requests a run's manifest records it made to its output, by kind."""
-    if manifest is None:
-        return dict.fromkeys(REQUEST_KINDS, 0)
-    with open(manifest) as f:
-        counts = json.load(f)["storage_requests"]["output"]
-    return {kind: counts[kind] for kind in REQUEST_KINDS}
+    counts = manifest["storage_requests"]["output"] if manifest else {}
+    return {kind: counts.get(kind, 0) for kind in REQUEST_KINDS}
 
 
-def open_ms(root):
+def open_ms(store, location):
     """Milliseconds python deltalake takes to open a table's newest version
     and list its files: the best of three (the first also starts its runtime)."""
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        DeltaTable(root).file_uris()
+        store.open_table(location).file_uris()
         times.append((time.perf_counter() - started) * 1000)
     return min(times)
 
 
-def most_files_in_a_partition(out):
+def most_files_in_a_partition(store, out):
     counts = {}
     for layer in list(LAYERS)[:3]:
-        for path in glob.glob(os.path.join(out, layer, "*=*", "*.parquet")):
-            counts[os.path.dirname(path)] = counts.get(os.path.dirname(path), 0) + 1
+        for relative, _ in store.files(f"{out}/{layer}"):
+            partition, _, name = relative.rpartition("/")
+            if "=" in partition and "/" not in partition and name.endswith(".parquet"):
+                counts[(layer, partition)] = counts.get((layer, partition), 0) + 1
     return max(counts.values(), default=0)
 
 
-def size_of(paths):
-    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+def sizes(store, out):
+    logs = [(r, n) for layer in LAYERS for r, n in store.files(f"{out}/{layer}/_delta_log") if "/" not in r]
+    versions = sum(1 for r, _ in logs if r.endswith(".json"))
+    state = store.files(f"{out}/_state")
+    runs = [(r, n) for r, n in store.files(f"{out}/_runs") if "/" not in r and r.endswith(".json")]
+    total = lambda files: sum(n for _, n in files)  # noqa: E731
+    return versions, total(logs), total(state), len(runs), total(runs)
 
 
-def sizes(out):
-    logs = [p for layer in LAYERS for p in glob.glob(os.path.join(out, layer, "_delta_log", "*"))]
-    versions = sum(1 for p in logs if p.endswith(".json"))
-    state = glob.glob(os.path.join(out, "_state", "**", "*"), recursive=True)
-    runs = glob.glob(os.path.join(out, "_runs", "*.json"))
-    return versions, size_of(logs), size_of(state), len(runs), size_of(runs)
-
-
-def rows(root):
+def rows(store, root):
     """A layer's rows as a sorted list of tuples, lineage columns aside."""
-    if not glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True):
+    if not any(r.endswith(".parquet") for r, _ in store.files(root)):
         return []
-    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    table = ds.dataset(store.path(root), filesystem=store.fs, format="parquet", partitioning="hive").to_table()
     names = sorted(n for n in table.column_names if n not in LINEAGE)
     columns = [table.column(n).to_pylist() for n in names]
     return sorted(zip(*columns), key=repr)
 
 
-def compare(out, reference):
-    """Names of the layers that differ from the reference."""
+def compare(store, out, reference):
+    """Names of the layers that differ from the reference (a local folder)."""
     differ = []
     for layer in LAYERS:
-        if rows(os.path.join(out, layer)) != rows(os.path.join(reference, layer)):
+        if rows(store, f"{out}/{layer}") != rows(Store(), os.path.join(reference, layer)):
             differ.append(layer)
     return differ
 
@@ -209,7 +284,7 @@ def mib(n):
     return f"{n / 2**20:.1f}"
 
 
-def paired_walls(work, env, args, states):
+def paired_walls(store, work, env, args, states):
     """Walls of `args.pairs` more scheduled runs on a copy of each of
     `states` (an output, the simulated time it was at, its recent rows
     and the binary that runs it), the copies' runs taken in turn so that
@@ -220,18 +295,19 @@ def paired_walls(work, env, args, states):
     walls = [[] for _ in states]
     copies = []
     for i, (output, now, recent, binary) in enumerate(states):
-        copy = os.path.join(work, f"paired-{i}")
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(output, os.path.join(copy, "out"), symlinks=True)
-        copies.append((copy, now, list(recent), binary))
+        inbox, out = os.path.join(work, f"paired-{i}", "inbox"), store.location(work, f"paired-{i}/out")
+        shutil.rmtree(os.path.dirname(inbox), ignore_errors=True)
+        store.delete(out)
+        store.copy(output, out)
+        copies.append((inbox, out, now, list(recent), binary))
     env = dict(env, MINUTELY_INCREMENTAL_LISTING="true")
     for pair in range(args.pairs):
-        for i, (copy, now, recent, binary) in enumerate(copies):
-            inbox, out = os.path.join(copy, "inbox"), os.path.join(copy, "out")
+        for i, (inbox, out, now, recent, binary) in enumerate(copies):
             deliver(inbox, 900_000 + pair, now + CADENCE * pair, args, random.Random(pair), recent)
             walls[i].append(run_pipeline(binary, inbox, out, env)[0])
-    for copy, _, _, _ in copies:
-        shutil.rmtree(copy)
+    for inbox, out, _, _, _ in copies:
+        shutil.rmtree(os.path.dirname(inbox))
+        store.delete(out)
     return walls
 
 
@@ -243,9 +319,13 @@ def main():
         sys.exit("--before compares paired runs: it needs --pairs above 0, and --runs and --window of 2 or more")
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
     work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
-    inbox, out = os.path.join(work, "inbox"), os.path.join(work, "out")
+    server, store = None, Store()
+    if args.store == "s3":
+        server, endpoint = start_s3_server()
+        store = Store(endpoint)
+    inbox, out = os.path.join(work, "inbox"), store.location(work, "out")
     env = dict(os.environ, RUST_LOG="warn", MINUTELY_COMPACT_MIN_FILES=str(args.compact_min_files),
-               MINUTELY_MAX_REJECT_RATIO="1")
+               MINUTELY_MAX_REJECT_RATIO="1", **store.env())
     rng = random.Random(args.seed)
     clock = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     start = clock - CADENCE * args.runs
@@ -253,7 +333,7 @@ def main():
           f"{args.late_share:.0%} late by up to {args.late_days:g} days, {args.repeat_share:.0%} repeated ids; "
           f"compact_min_files {args.compact_min_files}; {args.listing} listing"
           f"{f' (in full every {FULL_LISTING_EVERY} runs)' if args.listing == 'incremental' else ''}; "
-          f"work in {work}", flush=True)
+          f"work in {work}" + (f"; output on S3 at {store.endpoint} (moto)" if server else ""), flush=True)
     header = ("runs", "median wall s", "max wall s", "peak RSS MiB", "median gold / dedupe / discover s",
               "most files in a partition", "table versions", "logs MiB", "_state MiB", "manifests", "_runs MiB",
               "open gold table ms", "median output requests get / put / list / rename / delete")
@@ -263,16 +343,17 @@ def main():
     # The output halfway through the first window, and when it was, for
     # the paired runs at the end.
     early_run = min(args.window, args.runs) // 2
-    early = (os.path.join(work, "early"), start + CADENCE * early_run, [], pipeline)
+    early = (store.location(work, "early"), start + CADENCE * early_run, [], pipeline)
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
         run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
-        window.append(run_pipeline(pipeline, inbox, out, run_env))
+        wall, rss, manifest = run_pipeline(pipeline, inbox, out, run_env)
+        window.append((wall, rss, manifest and store.read_json(manifest)))
         if args.pairs > 0 and run + 1 == early_run:
-            shutil.copytree(out, early[0], symlinks=True)
+            store.copy(out, early[0])
             early[2].extend(recent)
-        worst_files = max(worst_files, most_files_in_a_partition(out))
+        worst_files = max(worst_files, most_files_in_a_partition(store, out))
         if len(window) == args.window or run == args.runs - 1:
             walls = [w for w, _, _ in window]
             medians.append(statistics.median(walls))
@@ -280,11 +361,11 @@ def main():
                                 for name in ("gold", "dedupe", "discover"))
             requests = [output_requests(m) for _, _, m in window]
             requests = " / ".join(f"{statistics.median(r[kind] for r in requests):.0f}" for kind in REQUEST_KINDS)
-            versions, logs, state, manifests, runs_size = sizes(out)
+            versions, logs, state, manifests, runs_size = sizes(store, out)
             first = run + 1 - len(window)
             print(f"| {first}–{run} | {medians[-1]:.3f} | {max(walls):.3f} | {max(r for _, r, _ in window):.0f} | "
-                  f"{stages} | {most_files_in_a_partition(out)} | {versions} | {mib(logs)} | {mib(state)} | "
-                  f"{manifests} | {mib(runs_size)} | {open_ms(os.path.join(out, GOLD)):.0f} | {requests} |", flush=True)
+                  f"{stages} | {most_files_in_a_partition(store, out)} | {versions} | {mib(logs)} | {mib(state)} | "
+                  f"{manifests} | {mib(runs_size)} | {open_ms(store, f'{out}/{GOLD}'):.0f} | {requests} |", flush=True)
             window = []
 
     failures = []
@@ -295,8 +376,8 @@ def main():
     if args.pairs > 0 and early_run > 0:
         late = (out, start + CADENCE * args.runs, recent, pipeline)
         before = [(out, late[1], recent, args.before)] if args.before else []
-        paired = paired_walls(work, env, args, [early, late] + before)
-        shutil.rmtree(early[0])
+        paired = paired_walls(store, work, env, args, [early, late] + before)
+        store.delete(early[0])
         ratio = statistics.median(paired[1]) / statistics.median(paired[0])
         print(f"paired: {args.pairs} more runs each on a copy of the output after run {early_run - 1} and one "
               f"after run {args.runs - 1}, in turn: median wall {statistics.median(paired[0]):.3f} s and "
@@ -317,10 +398,12 @@ def main():
     wall, rss, _ = run_pipeline(pipeline, inbox, reference, dict(env, MINUTELY_COMPACT_MIN_FILES="100000"))
     print(f"one run over all {args.files * args.runs} files: {wall:.2f} s, peak RSS {rss:.0f} MiB "
           f"(compared in {time.perf_counter() - started:.0f} s)")
-    differ = compare(out, reference)
+    differ = compare(store, out, reference)
     print("layers vs one run over the same files: " + (f"DIFFER: {', '.join(differ)}" if differ else
           "equal (gold exactly; bronze, silver and rejects as sets of rows)"))
     failures += [f"{layer} differs from one run over the same files" for layer in differ]
+    if server:
+        stop(server)  # the S3 output goes with it
     if os.environ.get("KEEP") != "1" and not os.environ.get("SCHEDULE_DIR"):
         shutil.rmtree(work)
     for failure in failures:
