@@ -57,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pyarrow.dataset as ds
@@ -141,6 +142,8 @@ def start_s3_server():
     if not line.startswith("ready "):
         server.kill()
         sys.exit(f"the S3 server did not start: {line!r}")
+    # Whatever else it prints is read, so that it never blocks on a full pipe.
+    threading.Thread(target=server.stdout.read, daemon=True).start()
     return server, line.split()[1]
 
 
