@@ -226,14 +226,7 @@ impl PipelineHealth {
         for (location, requests) in
             last.storage_requests.iter().flat_map(|r| [("input", r.input), ("output", r.output)])
         {
-            let kinds = [
-                ("get", requests.get),
-                ("put", requests.put),
-                ("list", requests.list),
-                ("rename", requests.rename),
-                ("delete", requests.delete),
-            ];
-            for (kind, n) in kinds {
+            for (kind, n) in requests.by_kind() {
                 self.last_requests.get_or_create(&RequestKindLabels { location, kind }).set(n as i64);
             }
         }

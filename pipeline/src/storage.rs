@@ -1,6 +1,8 @@
 //! Storage: every read and write of input and layers goes through
-//! `object_store`, so a local folder, `memory://`, S3, GCS and Azure are one
-//! code path.
+//! [`Storage`], so a local folder, `memory://`, S3, GCS and Azure are one
+//! code path: object_store's, but for a local folder's reads and listings,
+//! done on the calling thread (README, "How a run reads"). Each location
+//! counts the requests made to it ([`Requests`]).
 //!
 //! Calls are synchronous at this edge: each blocks on a shared tokio runtime,
 //! so rayon workers can read and write without being async themselves.
@@ -8,8 +10,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -50,7 +51,7 @@ pub struct Storage {
     /// zstd level of the Parquet files this location writes.
     zstd_level: i32,
     /// Requests made to the location through this handle and its clones.
-    requests: Arc<Counts>,
+    requests: Arc<Mutex<Requests>>,
 }
 
 /// Requests made to a location, by kind: on an object store, the requests
@@ -71,19 +72,12 @@ pub struct Requests {
     pub delete: u64,
 }
 
-/// [`Requests`] as they are counted, from any thread.
-#[derive(Default)]
-struct Counts {
-    get: AtomicU64,
-    put: AtomicU64,
-    list: AtomicU64,
-    rename: AtomicU64,
-    delete: AtomicU64,
-}
-
-/// Adds `n` requests to `counter`.
-fn count(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+impl Requests {
+    /// The counts with the names of their kinds, as manifests and metrics
+    /// name them.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [("get", self.get), ("put", self.put), ("list", self.list), ("rename", self.rename), ("delete", self.delete)]
+    }
 }
 
 /// The zstd level Parquet files are written with unless configured: level 1
@@ -233,15 +227,13 @@ impl Storage {
     /// The requests made to this location so far through this handle and
     /// its clones.
     pub fn requests(&self) -> Requests {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let counts = &self.requests;
-        Requests {
-            get: read(&counts.get),
-            put: read(&counts.put),
-            list: read(&counts.list),
-            rename: read(&counts.rename),
-            delete: read(&counts.delete),
-        }
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `n` requests of the kind `kind` picks (a count is not worth
+    /// failing a read for, so a poisoned lock is counted through).
+    fn count(&self, kind: fn(&mut Requests) -> &mut u64, n: u64) {
+        *kind(&mut self.requests.lock().unwrap_or_else(PoisonError::into_inner)) += n;
     }
 
     /// The local folder behind this location, if it is one.
@@ -305,7 +297,7 @@ impl Storage {
     pub fn list_after(&self, relative: &str, after: Option<&str>) -> Result<Vec<Entry>> {
         let prefix = self.path(relative);
         let after = after.map(|after| self.path(after));
-        count(&self.requests.list, 1);
+        self.count(|r| &mut r.list, 1);
         let metas = match (&self.local_root, &after) {
             (Some(root), _) => local_list(root, relative, prefix, after.as_ref())?,
             (None, Some(after)) => collect(self.store.list_with_offset(Some(&prefix), after), &prefix)?,
@@ -330,7 +322,7 @@ impl Storage {
     /// a thread of object_store's runtime (README, "How a run reads").
     /// So are [`Storage::get_range`] and [`Storage::get_ranges`].
     pub fn get(&self, relative: &str) -> Result<Bytes> {
-        count(&self.requests.get, 1);
+        self.count(|r| &mut r.get, 1);
         if let Some(root) = &self.local_root {
             return std::fs::read(root.join(relative)).map(Bytes::from).map_err(|e| self.local_error(relative, e));
         }
@@ -351,7 +343,7 @@ impl Storage {
     /// Whether an object exists at `relative`: one `stat` on a local
     /// folder, a `HEAD` request elsewhere.
     pub(crate) fn exists(&self, relative: &str) -> Result<bool> {
-        count(&self.requests.get, 1);
+        self.count(|r| &mut r.get, 1);
         if let Some(root) = &self.local_root {
             let path = root.join(relative);
             return path.try_exists().map_err(|source| Error::Io { path, source });
@@ -370,7 +362,7 @@ impl Storage {
     pub(crate) fn get_if_match(&self, relative: &str, e_tag: Option<&str>) -> Result<Option<Bytes>> {
         let path = self.path(relative);
         let options = GetOptions { if_match: e_tag.map(str::to_string), ..GetOptions::default() };
-        count(&self.requests.get, 1);
+        self.count(|r| &mut r.get, 1);
         match runtime().block_on(async { self.store.get_opts(&path, options).await?.bytes().await }) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
@@ -384,7 +376,7 @@ impl Storage {
     /// surface as `io::Error`s wrapping [`SourceError`].
     pub(crate) fn open_read(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + Send>> {
         if let Some(root) = &self.local_root {
-            count(&self.requests.get, 1);
+            self.count(|r| &mut r.get, 1);
             let path = root.join(&entry.relative);
             let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
             return Ok(Box::new(LocalRead { file, path }));
@@ -402,7 +394,7 @@ impl Storage {
     /// Writes an object; it appears whole or not at all (local: temp file + rename).
     pub fn put(&self, relative: &str, data: impl Into<Bytes>) -> Result<()> {
         let path = self.path(relative);
-        count(&self.requests.put, 1);
+        self.count(|r| &mut r.put, 1);
         runtime()
             .block_on(self.store.put(&path, PutPayload::from(data.into())))
             .map(drop)
@@ -413,7 +405,7 @@ impl Storage {
     /// one already did (S3: `If-None-Match: *`).
     pub fn create(&self, relative: &str, data: impl Into<Bytes>) -> Result<Option<Version>> {
         let path = self.path(relative);
-        count(&self.requests.put, 1);
+        self.count(|r| &mut r.put, 1);
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), PutMode::Create.into())) {
             Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
@@ -427,7 +419,7 @@ impl Storage {
     pub(crate) fn update(&self, relative: &str, data: impl Into<Bytes>, version: &Version) -> Result<Option<Version>> {
         let path = self.path(relative);
         let mode = PutMode::Update(version.clone());
-        count(&self.requests.put, 1);
+        self.count(|r| &mut r.put, 1);
         match runtime().block_on(self.store.put_opts(&path, PutPayload::from(data.into()), mode.into())) {
             Ok(put) => Ok(Some(Version { e_tag: put.e_tag, version: put.version })),
             Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
@@ -438,7 +430,7 @@ impl Storage {
     /// Reads an object with its version; `None` when it does not exist.
     pub(crate) fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>> {
         let path = self.path(relative);
-        count(&self.requests.get, 1);
+        self.count(|r| &mut r.get, 1);
         let result = runtime().block_on(async {
             let got = self.store.get(&path).await?;
             let version = Version { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
@@ -454,7 +446,7 @@ impl Storage {
     /// Moves an object (atomic on a local folder; copy + delete on object stores).
     pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from), self.path(to));
-        count(&self.requests.rename, 1);
+        self.count(|r| &mut r.rename, 1);
         runtime().block_on(self.store.rename(&src, &dst)).map_err(Error::storage(format!("{}/{from}", self.location)))
     }
 
@@ -494,7 +486,7 @@ impl Storage {
             if !is_interrupted_write(&name.to_string_lossy()) || !entry.path().is_file() {
                 continue;
             }
-            count(&self.requests.delete, 1);
+            self.count(|r| &mut r.delete, 1);
             match std::fs::remove_file(entry.path()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::Io { path: entry.path(), source: e });
@@ -508,7 +500,7 @@ impl Storage {
     /// Deletes an object; a missing one is not an error.
     pub fn delete(&self, relative: &str) -> Result<()> {
         let path = self.path(relative);
-        count(&self.requests.delete, 1);
+        self.count(|r| &mut r.delete, 1);
         match runtime().block_on(self.store.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::storage(format!("{}/{relative}", self.location))(e)),
@@ -652,13 +644,13 @@ impl Storage {
     /// at a time (counted as the requests an object store would get).
     pub(crate) fn get_ranges(&self, relative: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
         if let Some(root) = &self.local_root {
-            count(&self.requests.get, coalesced(ranges));
+            self.count(|r| &mut r.get, coalesced(ranges));
             let read = |file: std::fs::File| ranges.iter().map(|range| read_range(&file, range)).collect();
             return std::fs::File::open(root.join(relative)).and_then(read).map_err(|e| self.local_error(relative, e));
         }
         let path = self.path(relative);
         let fetch = |range| {
-            count(&self.requests.get, 1);
+            self.count(|r| &mut r.get, 1);
             self.store.get_range(&path, range)
         };
         runtime()
@@ -672,7 +664,7 @@ impl Storage {
             return self.get_ranges(relative, std::slice::from_ref(&range)).map(|mut parts| parts.swap_remove(0));
         }
         let path = self.path(relative);
-        count(&self.requests.get, 1);
+        self.count(|r| &mut r.get, 1);
         runtime().block_on(self.store.get_range(&path, range)).map_err(Error::storage(self.describe(relative)))
     }
 
@@ -769,7 +761,7 @@ impl std::io::Read for RangedRead {
             };
             let path = self.storage.path(&self.relative);
             let store = &self.storage.store;
-            count(&self.storage.requests.get, 1);
+            self.storage.count(|r| &mut r.get, 1);
             let location = || format!("{}/{}", self.storage.location, self.relative);
             self.block = runtime()
                 .block_on(async { store.get_opts(&path, options).await?.bytes().await })
