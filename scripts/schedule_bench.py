@@ -259,10 +259,9 @@ def most_files_in_a_partition(store, out):
 def sizes(store, out):
     logs = [(r, n) for layer in LAYERS for r, n in store.files(f"{out}/{layer}/_delta_log") if "/" not in r]
     versions = sum(1 for r, _ in logs if r.endswith(".json"))
-    state = store.files(f"{out}/_state")
-    runs = [(r, n) for r, n in store.files(f"{out}/_runs") if "/" not in r and r.endswith(".json")]
-    total = lambda files: sum(n for _, n in files)  # noqa: E731
-    return versions, total(logs), total(state), len(runs), total(runs)
+    state = sum(n for _, n in store.files(f"{out}/_state"))
+    runs = [n for r, n in store.files(f"{out}/_runs") if "/" not in r and r.endswith(".json")]
+    return versions, sum(n for _, n in logs), state, len(runs), sum(runs)
 
 
 def rows(store, root):
