@@ -219,6 +219,13 @@ impl Storage {
         self
     }
 
+    /// This location with a count of requests of its own, from zero: for
+    /// work whose requests are reported apart from the rest of its
+    /// command's (the compaction after a run).
+    pub(crate) fn counted_apart(&self) -> Self {
+        Self { requests: Arc::default(), ..self.clone() }
+    }
+
     /// The location as given by the user.
     pub fn location(&self) -> &str {
         &self.location

@@ -386,8 +386,8 @@ pub fn assert_same_layers(got: &Path, want: &Path, what: &str) {
     }
 }
 
-/// The newest ingesting run's manifest (compactions and vacuums ingest nothing).
-pub fn newest_manifest(out: &Path) -> serde_json::Value {
+/// Every manifest of `out`, oldest run first.
+pub fn all_manifests(out: &Path) -> Vec<serde_json::Value> {
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(out.join("_runs"))
         .expect("_runs")
         .flatten()
@@ -397,8 +397,15 @@ pub fn newest_manifest(out: &Path) -> serde_json::Value {
     manifests.sort();
     manifests
         .iter()
-        .rev()
         .map(|path| serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).expect("read")).expect("json"))
+        .collect()
+}
+
+/// The newest ingesting run's manifest (compactions and vacuums ingest nothing).
+pub fn newest_manifest(out: &Path) -> serde_json::Value {
+    all_manifests(out)
+        .into_iter()
+        .rev()
         .find(|m| ["compacted", "expired", "expired_runs"].iter().all(|key| m.get(key).is_none()))
         .expect("an ingesting run's manifest")
 }

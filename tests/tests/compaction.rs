@@ -64,6 +64,26 @@ fn assert_merged_silver_is_ordered_by_minute(out: &Path) -> usize {
     merged.len()
 }
 
+/// Each compaction's manifest counts its own requests (README "Storage
+/// requests"): none to the input, a read of each merged file, and a rename
+/// of each file it staged only, though a run made requests through the
+/// same location just before. Returns how many compactions there were.
+fn assert_compactions_count_their_own_requests(out: &Path) -> usize {
+    let mut compactions = 0;
+    for manifest in all_manifests(out) {
+        let Some(compacted) = manifest.get("compacted").and_then(|c| c.as_array()) else { continue };
+        compactions += 1;
+        let requests = &manifest["storage_requests"];
+        let count = |location: &str, kind: &str| requests[location][kind].as_u64().expect("a count");
+        let input: u64 = ["get", "put", "list", "rename", "delete"].iter().map(|kind| count("input", kind)).sum();
+        assert_eq!(input, 0, "{requests}");
+        assert!(count("output", "get") >= compacted.len() as u64, "each merged file read: {requests}");
+        let outputs = manifest["outputs"].as_array().expect("outputs").len() as u64;
+        assert_eq!(count("output", "rename"), outputs, "only its own files moved into place: {requests}");
+    }
+    compactions
+}
+
 #[test]
 fn runs_compact_the_partitions_they_write_and_every_reader_sees_the_same_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -85,6 +105,7 @@ fn runs_compact_the_partitions_they_write_and_every_reader_sees_the_same_rows() 
     let silver = operations(&out, "silver/events");
     assert!(silver.iter().any(|o| o == "OPTIMIZE"), "compactions are table versions: {silver:?}");
     assert!(staging_is_empty(&out));
+    assert!(assert_compactions_count_their_own_requests(&out) > 0, "compaction manifests");
 
     // Without compaction the same deliveries leave a file a run in a partition.
     one_run_per_file(dir.path(), &files, "plain", "100000");

@@ -68,6 +68,13 @@ fn vacuum_expires_partitions_as_table_versions_and_old_input_is_never_ingested_a
     assert_eq!(operations(&out, "bronze/events").last().map(String::as_str), Some("DELETE"));
     // The newest ingesting run's manifest stays (the API serves its gold), beside the vacuum's.
     assert_eq!(manifest_count(&out), 2, "the first run's manifest expired");
+    // Its manifest counts its requests (README "Storage requests").
+    let vacuumed = all_manifests(&out).into_iter().find(|m| m.get("expired").is_some()).expect("the vacuum's");
+    let requests = &vacuumed["storage_requests"];
+    let count = |location: &str, kind: &str| requests[location][kind].as_u64().expect("a count");
+    assert_eq!(count("input", "get") + count("input", "list"), 0, "a vacuum reads no input: {requests}");
+    let expired_files = vacuumed["expired"].as_array().expect("expired files").len() as u64;
+    assert!(expired_files > 0 && count("output", "delete") >= expired_files, "each one deleted: {requests}");
 
     // Even without the ingested-files index, the expired manifest's input is known.
     std::fs::remove_dir_all(out.join("_state/ingested")).expect("drop the index");

@@ -69,9 +69,10 @@ pub(crate) fn run(config: &PipelineConfig, options: RunOptions) -> Result<Outcom
     let mut run = Run { ctx, engine, totals: Totals::default() };
     let outcome = run.execute(&lock).inspect_err(|error| run.record_failure(error))?;
     if let Outcome::Committed(manifest) = &outcome {
-        // The run is published; its small files and earlier runs' are merged now.
+        // The run is published; its small files and earlier runs' are merged
+        // now, a compaction with its own manifest and its own request count.
         let scope = Scope::Holding(&manifest.outputs);
-        compact(&run.ctx.output, &lock, &config.maintenance, scope, &run.ctx.options)?;
+        compact(&run.ctx.output.counted_apart(), &lock, &config.maintenance, scope, &run.ctx.options)?;
     }
     // A run whose index could not be stored leaves its note, so the next
     // one reads the manifests after the stored index.

@@ -127,9 +127,9 @@ pub struct Manifest {
     /// A vacuum's: the ids of the runs whose manifests it deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expired_runs: Vec<String>,
-    /// Requests an ingesting run made to its input and output up to
-    /// writing this manifest (README "Storage requests"). Absent for a
-    /// maintenance run, for a run whose publishing a later command
+    /// Requests the run made to its input and output up to writing this
+    /// manifest (README "Storage requests"); a maintenance run's input
+    /// counts none. Absent for a run whose publishing a later command
     /// finished, and in manifests of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_requests: Option<StorageRequests>,
@@ -145,7 +145,8 @@ pub struct StorageRequests {
 
 impl Manifest {
     /// The manifest of a maintenance run (a compaction or a vacuum) of
-    /// `output`, which ingests nothing; the caller fills in what it changed.
+    /// `output`, which ingests nothing; the caller fills in what it changed,
+    /// and publishing the output's request count.
     pub(crate) fn maintenance(run_id: String, started_at: DateTime<Utc>, output: &str) -> Self {
         Manifest {
             run_id,
@@ -172,7 +173,7 @@ impl Manifest {
             compacted: Vec::new(),
             expired: Vec::new(),
             expired_runs: Vec::new(),
-            storage_requests: None,
+            storage_requests: Some(StorageRequests::default()),
             error: None,
         }
     }
