@@ -22,7 +22,11 @@ the file operations that stand for an object store's requests). Then
 the last window's median wall over the first's; the same comparison paired (PAIRS more runs each on a copy of
 the output halfway through the first window and on one of the final
 output, taken in turn, so that a shared machine's load, which moves over
-the minutes between the windows, weighs on both alike); and a check that the
+the minutes between the windows, weighs on both alike); when the schedule
+is long enough, a third copy in the same turns, of the output once its
+runs' dates are all full ones (LATE_DAYS + 1 simulated days in), whose
+runs the late ones are compared with too: whether runs stop growing once
+history has filled the dates they touch; and a check that the
 layers equal those of one run over the same files (gold exactly, bronze,
 silver and rejects as sets of rows, run ids and ingestion times aside).
 
@@ -76,6 +80,7 @@ LINEAGE = {"_run_id", "_ingested_at", "ingest_date"}
 CADENCE = datetime.timedelta(minutes=5)
 # Runs between full listings: the default full_listing_hours (24) at CADENCE.
 FULL_LISTING_EVERY = 288
+RUNS_A_DAY = datetime.timedelta(days=1) // CADENCE
 S3_BUCKET = "schedule"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
 
@@ -347,15 +352,22 @@ def main():
     # the paired runs at the end.
     early_run = min(args.window, args.runs) // 2
     early = (store.location(work, "early"), start + CADENCE * early_run, [], pipeline)
+    # The output once every run's dates (today's and the late events') are
+    # full ones, if that is before the last window.
+    settled_run = round(RUNS_A_DAY * (args.late_days + 1))
+    settled = None
+    if args.pairs > 0 and settled_run <= args.runs - args.window:
+        settled = (store.location(work, "settled"), start + CADENCE * settled_run, [], pipeline)
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
         run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
         wall, rss, manifest = run_pipeline(pipeline, inbox, out, run_env)
         window.append((wall, rss, manifest and store.read_json(manifest)))
-        if args.pairs > 0 and run + 1 == early_run:
-            store.copy(out, early[0])
-            early[2].extend(recent)
+        for state, at in ((early, early_run), (settled, settled_run)):
+            if state and args.pairs > 0 and run + 1 == at:
+                store.copy(out, state[0])
+                state[2].extend(recent)
         worst_files = max(worst_files, most_files_in_a_partition(store, out))
         if len(window) == args.window or run == args.runs - 1:
             walls = [w for w, _, _ in window]
@@ -378,17 +390,24 @@ def main():
         failures.append(f"median wall ratio {ratio:.2f} is above {args.max_ratio}")
     if args.pairs > 0 and early_run > 0:
         late = (out, start + CADENCE * args.runs, recent, pipeline)
-        before = [(out, late[1], recent, args.before)] if args.before else []
-        paired = paired_walls(store, work, env, args, [early, late] + before)
-        store.delete(early[0])
-        ratio = statistics.median(paired[1]) / statistics.median(paired[0])
+        before = (out, late[1], recent, args.before) if args.before else None
+        states = {"early": early, "late": late, "settled": settled, "before": before}
+        states = {name: state for name, state in states.items() if state}
+        paired = dict(zip(states, map(statistics.median, paired_walls(store, work, env, args, list(states.values())))))
+        for state in (early, settled):
+            if state:
+                store.delete(state[0])
+        ratio = paired["late"] / paired["early"]
         print(f"paired: {args.pairs} more runs each on a copy of the output after run {early_run - 1} and one "
-              f"after run {args.runs - 1}, in turn: median wall {statistics.median(paired[0]):.3f} s and "
-              f"{statistics.median(paired[1]):.3f} s, ratio {ratio:.2f}")
+              f"after run {args.runs - 1}, in turn: median wall {paired['early']:.3f} s and "
+              f"{paired['late']:.3f} s, ratio {ratio:.2f}")
+        if settled:
+            print(f"settled: in the same turns, a copy of the output after run {settled_run - 1}, its dates full: "
+                  f"median wall {paired['settled']:.3f} s; the late runs' / its: "
+                  f"{paired['late'] / paired['settled']:.2f}")
         if before:
-            print(f"late runs paired with {args.before}: median wall {statistics.median(paired[2]):.3f} s, "
-                  f"this build {statistics.median(paired[1]):.3f} s, ratio "
-                  f"{statistics.median(paired[1]) / statistics.median(paired[2]):.2f}")
+            print(f"late runs paired with {args.before}: median wall {paired['before']:.3f} s, "
+                  f"this build {paired['late']:.3f} s, ratio {paired['late'] / paired['before']:.2f}")
         if args.max_ratio is not None and ratio > args.max_ratio:
             failures.append(f"paired median wall ratio {ratio:.2f} is above {args.max_ratio}")
     print(f"most files in one partition after any run: {worst_files} "
