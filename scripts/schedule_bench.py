@@ -42,11 +42,13 @@ wrote; a change of a stored format is measured by two whole schedules.
 
 It exits 1 when the layers differ or a partition holds more than twice
 `compact_min_files` files; with --max-ratio R also when the last window's
-median wall, or the paired median, is above R times the first's.
+median wall, or the paired median, is above R times the first's; with
+--max-settled-ratio R also when the late runs' paired median is above R
+times the settled ones' (a guard against runs that grow with history).
 
 Usage: scripts/schedule-bench.sh [--runs N] [--window W] [--files F]
          [--events E] [--late-share S] [--late-days D] [--repeat-share S]
-         [--compact-min-files M] [--listing incremental|full] [--max-ratio R]
+         [--compact-min-files M] [--listing incremental|full] [--max-ratio R] [--max-settled-ratio R]
          [--pairs PAIRS] [--before BIN] [--store local|s3] [--seed S]
 Env:   PIPELINE (the binary), SCHEDULE_DIR (default: a temporary folder,
        removed at the end unless KEEP=1; an S3 output goes with its server).
@@ -174,6 +176,7 @@ def parse_args():
     p.add_argument("--compact-min-files", type=int, default=16)
     p.add_argument("--listing", choices=["incremental", "full"], default="incremental")
     p.add_argument("--max-ratio", type=float)
+    p.add_argument("--max-settled-ratio", type=float)
     p.add_argument("--pairs", type=int, default=48, help="paired runs at the end (0: none)")
     p.add_argument("--before", help="another build's binary, for late runs paired with this build's")
     p.add_argument("--store", choices=["local", "s3"], default="local", help="where the output is")
@@ -292,6 +295,14 @@ def mib(n):
     return f"{n / 2**20:.1f}"
 
 
+def settled_after(args):
+    """The run after which every run's dates (today's and the late events')
+    are full ones, LATE_DAYS + 1 simulated days in; None when the paired
+    runs would not take that copy (none, or it falls in the last window)."""
+    run = round(RUNS_A_DAY * (args.late_days + 1))
+    return run if args.pairs > 0 and run <= args.runs - args.window else None
+
+
 def paired_walls(store, work, env, args, states):
     """Walls of `args.pairs` more scheduled runs on a copy of each of
     `states` (an output, the simulated time it was at, its recent rows
@@ -325,6 +336,10 @@ def main():
         sys.exit(f"--before {args.before}: not an executable file")
     if args.before and (args.pairs <= 0 or min(args.window, args.runs) < 2):
         sys.exit("--before compares paired runs: it needs --pairs above 0, and --runs and --window of 2 or more")
+    if args.max_settled_ratio is not None and settled_after(args) is None:
+        sys.exit(f"--max-settled-ratio compares the late runs with those once every run's dates are full, after "
+                 f"{args.late_days:g} + 1 simulated days: it needs --pairs above 0 and --runs of at least "
+                 f"{round(RUNS_A_DAY * (args.late_days + 1)) + args.window} with --window {args.window}")
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
     work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
     server, store = None, Store()
@@ -354,9 +369,9 @@ def main():
     early = (store.location(work, "early"), start + CADENCE * early_run, [], pipeline)
     # The output once every run's dates (today's and the late events') are
     # full ones, if that is before the last window.
-    settled_run = round(RUNS_A_DAY * (args.late_days + 1))
+    settled_run = settled_after(args)
     settled = None
-    if args.pairs > 0 and settled_run <= args.runs - args.window:
+    if settled_run is not None:
         settled = (store.location(work, "settled"), start + CADENCE * settled_run, [], pipeline)
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
@@ -402,9 +417,12 @@ def main():
               f"after run {args.runs - 1}, in turn: median wall {paired['early']:.3f} s and "
               f"{paired['late']:.3f} s, ratio {ratio:.2f}")
         if settled:
+            settled_ratio = paired["late"] / paired["settled"]
             print(f"settled: in the same turns, a copy of the output after run {settled_run - 1}, its dates full: "
-                  f"median wall {paired['settled']:.3f} s; the late runs' / its: "
-                  f"{paired['late'] / paired['settled']:.2f}")
+                  f"median wall {paired['settled']:.3f} s; the late runs' / its: {settled_ratio:.2f}")
+            if args.max_settled_ratio is not None and settled_ratio > args.max_settled_ratio:
+                failures.append(f"late / settled paired median wall ratio {settled_ratio:.2f} "
+                                f"is above {args.max_settled_ratio}")
         if before:
             print(f"late runs paired with {args.before}: median wall {paired['before']:.3f} s, "
                   f"this build {paired['late']:.3f} s, ratio {paired['late'] / paired['before']:.2f}")
