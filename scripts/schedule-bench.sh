@@ -10,4 +10,4 @@ source scripts/lib.sh
 target="${CARGO_TARGET_DIR:-target}"
 install_venv "$target/delta-venv" "import deltalake, polars, pyarrow" -r scripts/tables-requirements.txt
 cargo build --quiet -p pipeline
-PIPELINE="$target/debug/pipeline" exec "$target/delta-venv/bin/python" scripts/schedule_bench.py "$@"
+PIPELINE="${PIPELINE:-$target/debug/pipeline}" exec "$target/delta-venv/bin/python" scripts/schedule_bench.py "$@"
