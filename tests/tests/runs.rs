@@ -101,14 +101,6 @@ fn crash_at_every_point_is_recovered_by_the_next_run() {
     }
 }
 
-/// Manifests in `_runs/` as text, oldest first.
-fn manifests(out: &Path) -> Vec<String> {
-    let mut paths: Vec<PathBuf> =
-        std::fs::read_dir(out.join("_runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    paths.sort();
-    paths.iter().map(|p| std::fs::read_to_string(p).expect("read manifest")).collect()
-}
-
 /// A storage error (injected) before the commit marker fails the run with
 /// exit 1, a failed manifest and nothing published; after it, the run still
 /// exits 1 but leaves its committed staging, which the next run publishes.
@@ -132,11 +124,12 @@ fn failure_at_every_point_is_reported_and_recovered_by_the_next_run() {
         if matches!(point, "staged" | "gold-staged") {
             assert_eq!(snapshot(&out_dir), before, "{point}: nothing published");
             assert!(staging_is_empty(&out_dir) && !has_marker, "{point}: staging removed");
-            let last = manifests(&out_dir).pop().expect("a manifest");
-            assert!(last.contains(r#""status": "failed""#) && last.contains("injected"), "{point}: {last}");
+            let last = all_manifests(&out_dir).pop().expect("a manifest");
+            let error = last["error"].as_str().unwrap_or_default();
+            assert!(last["status"] == "failed" && error.contains("injected"), "{point}: {last}");
         } else {
             assert!(has_marker, "{point}: the committed run's staging is kept for the next run");
-            assert_eq!(manifests(&out_dir).len(), 1, "{point}: no manifest until published");
+            assert_eq!(all_manifests(&out_dir).len(), 1, "{point}: no manifest until published");
         }
 
         let again = run(dir.path(), &inbox, &out, &[]);
@@ -475,7 +468,7 @@ fn a_log_another_writer_extended_stops_the_run_and_publishes_nothing() {
     assert!(stderr.contains("delta-rs"), "{stderr}");
     assert_eq!(snapshot(&out), before, "nothing published");
     assert!(staging_is_empty(&out));
-    assert!(manifests(&out).pop().expect("a manifest").contains(r#""status": "failed""#));
+    assert_eq!(all_manifests(&out).pop().expect("a manifest")["status"], "failed");
 }
 
 /// The input paths a run's manifest lists as ingested.
@@ -534,8 +527,7 @@ fn a_manifest_counts_its_runs_storage_requests_unless_another_run_published_it()
     copy_dir(&fixture("basic"), &dir.path().join("in"));
     let first = run(dir.path(), "in", "out", &[]);
     assert!(first.status.success(), "{}", text(&first));
-    let [manifest] = manifests(&dir.path().join("out")).try_into().expect("one manifest");
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    let [manifest] = all_manifests(&dir.path().join("out")).try_into().expect("one manifest");
     let requests = &manifest["storage_requests"];
     let count = |location: &str, kind: &str| requests[location][kind].as_u64().expect("a count");
     let listed = |key: &str| manifest[key].as_array().expect("a list").len() as u64;
@@ -554,9 +546,8 @@ fn a_manifest_counts_its_runs_storage_requests_unless_another_run_published_it()
     assert!(!crashed.status.success(), "{}", text(&crashed));
     let finisher = run(dir.path(), "in", "out", &[]);
     assert!(finisher.status.success(), "{}", text(&finisher));
-    let manifests = manifests(&dir.path().join("out"));
+    let manifests = all_manifests(&dir.path().join("out"));
     let [_, recovered] = manifests.as_slice() else { panic!("two manifests: {manifests:?}") };
-    let recovered: serde_json::Value = serde_json::from_str(recovered).expect("json");
     assert_eq!(recovered["files"][0]["path"], "e_late.csv", "{recovered}");
     assert!(recovered.get("storage_requests").is_none(), "{recovered}");
 }
