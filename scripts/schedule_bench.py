@@ -23,10 +23,12 @@ the last window's median wall over the first's; the same comparison paired (PAIR
 the output halfway through the first window and on one of the final
 output, taken in turn, so that a shared machine's load, which moves over
 the minutes between the windows, weighs on both alike); when the schedule
-is long enough, a third copy in the same turns, of the output once its
-runs' dates are all full ones (LATE_DAYS + 1 simulated days in), whose
-runs the late ones are compared with too: whether runs stop growing once
-history has filled the dates they touch; and a check that the
+is long enough, a third copy in the same turns, of the output once every
+date a run touches began after the schedule did (LATE_DAYS + 1 simulated
+days in: the dates before today that late events reach are full ones,
+and today's fills as it will every day), whose runs the late ones are
+compared with too: whether runs stop growing once history has filled the
+dates they touch; and a check that the
 layers equal those of one run over the same files (gold exactly, bronze,
 silver and rejects as sets of rows, run ids and ingestion times aside).
 
@@ -295,12 +297,17 @@ def mib(n):
     return f"{n / 2**20:.1f}"
 
 
-def settled_after(args):
-    """The run after which every run's dates (today's and the late events')
-    are full ones, LATE_DAYS + 1 simulated days in; None when the paired
-    runs would not take that copy (none, or it falls in the last window)."""
-    run = round(RUNS_A_DAY * (args.late_days + 1))
-    return run if args.pairs > 0 and run <= args.runs - args.window else None
+def settled_run(args):
+    """The run after which every date a run touches began after the
+    schedule did, LATE_DAYS + 1 simulated days in: the dates before today
+    that late events reach are full ones, and today's fills as on any day."""
+    return round(RUNS_A_DAY * (args.late_days + 1))
+
+
+def takes_settled(args):
+    """Whether the paired runs take the settled copy: there are paired
+    runs, and it comes before the last window."""
+    return args.pairs > 0 and settled_run(args) <= args.runs - args.window
 
 
 def paired_walls(store, work, env, args, states):
@@ -336,10 +343,10 @@ def main():
         sys.exit(f"--before {args.before}: not an executable file")
     if args.before and (args.pairs <= 0 or min(args.window, args.runs) < 2):
         sys.exit("--before compares paired runs: it needs --pairs above 0, and --runs and --window of 2 or more")
-    if args.max_settled_ratio is not None and settled_after(args) is None:
-        sys.exit(f"--max-settled-ratio compares the late runs with those once every run's dates are full, after "
-                 f"{args.late_days:g} + 1 simulated days: it needs --pairs above 0 and --runs of at least "
-                 f"{round(RUNS_A_DAY * (args.late_days + 1)) + args.window} with --window {args.window}")
+    if args.max_settled_ratio is not None and not takes_settled(args):
+        sys.exit(f"--max-settled-ratio compares the late runs with those after run {settled_run(args) - 1} "
+                 f"({args.late_days:g} + 1 simulated days): it needs --pairs above 0 and --runs of at least "
+                 f"{settled_run(args) + args.window} with --window {args.window}")
     pipeline = os.environ.get("PIPELINE", "target/debug/pipeline")
     work = os.environ.get("SCHEDULE_DIR") or tempfile.mkdtemp(prefix="schedule-")
     server, store = None, Store()
@@ -367,19 +374,17 @@ def main():
     # the paired runs at the end.
     early_run = min(args.window, args.runs) // 2
     early = (store.location(work, "early"), start + CADENCE * early_run, [], pipeline)
-    # The output once every run's dates (today's and the late events') are
-    # full ones, if that is before the last window.
-    settled_run = settled_after(args)
+    # The output once the dates late events reach are full ones.
     settled = None
-    if settled_run is not None:
-        settled = (store.location(work, "settled"), start + CADENCE * settled_run, [], pipeline)
+    if takes_settled(args):
+        settled = (store.location(work, "settled"), start + CADENCE * settled_run(args), [], pipeline)
     for run in range(args.runs):
         deliver(inbox, run, start + CADENCE * run, args, rng, recent)
         incremental = args.listing == "incremental" and run % FULL_LISTING_EVERY != 0
         run_env = dict(env, MINUTELY_INCREMENTAL_LISTING=str(incremental).lower())
         wall, rss, manifest = run_pipeline(pipeline, inbox, out, run_env)
         window.append((wall, rss, manifest and store.read_json(manifest)))
-        for state, at in ((early, early_run), (settled, settled_run)):
+        for state, at in ((early, early_run), (settled, settled_run(args))):
             if state and args.pairs > 0 and run + 1 == at:
                 store.copy(out, state[0])
                 state[2].extend(recent)
@@ -418,7 +423,8 @@ def main():
               f"{paired['late']:.3f} s, ratio {ratio:.2f}")
         if settled:
             settled_ratio = paired["late"] / paired["settled"]
-            print(f"settled: in the same turns, a copy of the output after run {settled_run - 1}, its dates full: "
+            print(f"settled: in the same turns, a copy of the output after run {settled_run(args) - 1}, "
+                  f"the dates late events reach full: "
                   f"median wall {paired['settled']:.3f} s; the late runs' / its: {settled_ratio:.2f}")
             if args.max_settled_ratio is not None and settled_ratio > args.max_settled_ratio:
                 failures.append(f"late / settled paired median wall ratio {settled_ratio:.2f} "
